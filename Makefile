@@ -1,0 +1,60 @@
+# Reactions: `make run` to try it, `make test` to check it. `make help` lists everything.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium prometheus
+
+.PHONY: .system-packages help setup run up down status test test-quick test-faults lint fmt bench clean
+
+help: ## List the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed deploy/kafka/lib/.copied ## Install what is missing: system packages, venv, Kafka jars
+
+.system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages: $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | .system-packages
+	@[ -x $(PY) ] || $(shell command -v $(PYTHON) || echo python3) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+deploy/kafka/lib/.copied: deploy/kafka/pom.xml | .system-packages
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/deploy/kafka/lib -DincludeScope=runtime
+	@touch $@
+
+run: setup ## Start Kafka, Redis and the three services; Ctrl-C stops everything
+	$(PY) -m deploy.stack run
+
+up: setup ## Start the stack in the background (starts only what is not running)
+	$(PY) -m deploy.stack up
+
+down: ## Stop the background stack (safe to run twice)
+	@if [ -x $(PY) ]; then $(PY) -m deploy.stack down; else echo "nothing to stop"; fi
+
+status: ## Show which parts of the stack are running
+	@$(PY) -m deploy.stack status
+
+test: setup ## Run the whole test suite (starts its own Kafka and Redis)
+	$(PY) -m pytest
+
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: setup ## Format the code
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: down ## Remove the venv, the Kafka jars and the local stack's data
+	rm -rf $(VENV) deploy/kafka/lib .run

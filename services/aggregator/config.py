@@ -1,0 +1,23 @@
+"""Aggregator settings: the only place the aggregator reads the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class AggregatorSettings(CommonSettings):
+    """Settings of the consumer that applies events to Redis."""
+
+    host: str = Field("127.0.0.1", description="Interface of the aggregator's ops endpoints.")
+    aggregator_port: int = Field(
+        8002, ge=1, le=65535, description="Aggregator metrics and health port."
+    )
+    group_id: str = Field("reactions-aggregator", description="Kafka consumer group id.")
+    max_batch: int = Field(
+        5000, ge=1, le=100_000, description="Most records taken from Kafka per batch."
+    )
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, le=300_000, description="Consumer group session timeout."
+    )

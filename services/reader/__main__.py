@@ -1,0 +1,28 @@
+"""`python -m services.reader`: serve the read path with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.reader.app import create_app
+from services.reader.config import ReaderSettings
+from shared.logs import configure_logging
+
+
+def main() -> None:
+    """Run the reader service on its configured port."""
+    settings = ReaderSettings()
+    configure_logging("reader", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.reader_port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The reaction event: its identifiers, its JSON codec, its Kafka key and partition.
+
+Every producer and consumer of the topic goes through this module, so the wire format
+lives in one place. Decoding is hand-written rather than a pydantic model because the
+aggregator decodes ~100k events a second and a model costs several times more.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import orjson
+
+SCHEMA_VERSION: Final = 1
+KEY_SEPARATOR: Final = "\x1f"
+MAX_CLIENT_TS: Final = 2**53
+
+ARTICLE_ID_PATTERN: Final = r"^[A-Za-z0-9._:~-]{1,128}$"
+USER_ID_PATTERN: Final = r"^[A-Za-z0-9._~-]{1,64}$"
+_ARTICLE_ID_RE: Final = re.compile(ARTICLE_ID_PATTERN)
+_USER_ID_RE: Final = re.compile(USER_ID_PATTERN)
+
+Op = Literal["set", "clear"]
+
+
+def valid_article_id(value: str) -> bool:
+    """True when `value` is 1–128 chars of [A-Za-z0-9._:~-]."""
+    return _ARTICLE_ID_RE.fullmatch(value) is not None
+
+
+def valid_user_id(value: str) -> bool:
+    """True when `value` is 1–64 chars of [A-Za-z0-9._~-]."""
+    return _USER_ID_RE.fullmatch(value) is not None
+
+
+def valid_client_ts(value: object) -> bool:
+    """True for a positive integer (not a bool) no larger than 2**53."""
+    return type(value) is int and 0 < value <= MAX_CLIENT_TS
+
+
+class InvalidEvent(ValueError):
+    """A record on the topic that is not a valid event; `reason` is a short code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionEvent:
+    """One reader setting or clearing their reaction on one article."""
+
+    event_id: str
+    op: Op
+    article_id: str
+    user_id: str
+    reaction: str | None
+    ts: int
+    client_ts: int | None = None
+
+    @classmethod
+    def new(
+        cls,
+        op: Op,
+        article_id: str,
+        user_id: str,
+        reaction: str | None = None,
+        client_ts: int | None = None,
+    ) -> ReactionEvent:
+        """A fresh event stamped with a new id and the server's clock."""
+        return cls(
+            event_id=str(uuid.uuid4()),
+            op=op,
+            article_id=article_id,
+            user_id=user_id,
+            reaction=reaction if op == "set" else None,
+            ts=time.time_ns() // 1_000_000,
+            client_ts=client_ts,
+        )
+
+    def key(self) -> bytes:
+        """The record key: compaction keeps the latest record per (article, reader)."""
+        return record_key(self.article_id, self.user_id)
+
+    def encode(self) -> bytes:
+        """The record value as UTF-8 JSON, per the contract."""
+        body: dict[str, object] = {
+            "v": SCHEMA_VERSION,
+            "event_id": self.event_id,
+            "op": self.op,
+            "article_id": self.article_id,
+            "user_id": self.user_id,
+        }
+        if self.op == "set":
+            body["reaction"] = self.reaction
+        body["ts"] = self.ts
+        if self.client_ts is not None:
+            body["client_ts"] = self.client_ts
+        return orjson.dumps(body)
+
+
+def record_key(article_id: str, user_id: str) -> bytes:
+    """`article_id` + unit separator + `user_id`, UTF-8."""
+    return f"{article_id}{KEY_SEPARATOR}{user_id}".encode()
+
+
+def decode_event(raw: bytes | None, known_reactions: frozenset[str] | None = None) -> ReactionEvent:
+    """Parse and validate one record value, raising InvalidEvent with a reason code."""
+    if raw is None:
+        raise InvalidEvent("tombstone", "record has no value")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("bad_json", str(exc)) from None
+    if not isinstance(body, dict):
+        raise InvalidEvent("bad_json", "value is not a JSON object")
+    if body.get("v") != SCHEMA_VERSION:
+        raise InvalidEvent("unknown_version", f"v={body.get('v')!r}")
+    event_id = body.get("event_id")
+    op = body.get("op")
+    article_id = body.get("article_id")
+    user_id = body.get("user_id")
+    ts = body.get("ts")
+    client_ts = body.get("client_ts")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 64:
+        raise InvalidEvent("bad_event_id", f"event_id={event_id!r}")
+    if not isinstance(article_id, str) or not valid_article_id(article_id):
+        raise InvalidEvent("bad_article_id", f"article_id={article_id!r}")
+    if not isinstance(user_id, str) or not valid_user_id(user_id):
+        raise InvalidEvent("bad_user_id", f"user_id={user_id!r}")
+    if type(ts) is not int or ts < 0:
+        raise InvalidEvent("bad_ts", f"ts={ts!r}")
+    if client_ts is not None and not valid_client_ts(client_ts):
+        raise InvalidEvent("bad_client_ts", f"client_ts={client_ts!r}")
+    if op == "set":
+        reaction = body.get("reaction")
+        if not isinstance(reaction, str) or (
+            known_reactions is not None and reaction not in known_reactions
+        ):
+            raise InvalidEvent("unknown_reaction", f"reaction={reaction!r}")
+        return ReactionEvent(event_id, "set", article_id, user_id, reaction, ts, client_ts)
+    if op == "clear":
+        return ReactionEvent(event_id, "clear", article_id, user_id, None, ts, client_ts)
+    raise InvalidEvent("bad_op", f"op={op!r}")
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (as in the Java client's `Utils.murmur2`), as a signed int32."""
+    length = len(data)
+    seed = 0x9747B28C
+    m = 0x5BD1E995
+    r = 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    length4 = length // 4
+    for i in range(length4):
+        i4 = i * 4
+        k = data[i4] | (data[i4 + 1] << 8) | (data[i4 + 2] << 16) | (data[i4 + 3] << 24)
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    extra = length % 4
+    tail = length & ~3
+    if extra == 3:
+        h ^= data[tail + 2] << 16
+    if extra >= 2:
+        h ^= data[tail + 1] << 8
+    if extra >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - 0x100000000 if h & 0x80000000 else h
+
+
+def partition_for(article_id: str, partitions: int) -> int:
+    """The partition of every event of `article_id`: `toPositive(murmur2(id)) % partitions`."""
+    return (murmur2(article_id.encode()) & 0x7FFFFFFF) % partitions

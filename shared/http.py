@@ -1,0 +1,123 @@
+"""What every HTTP service shares: the error shape, the handlers and the ops endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.logs import get_logger
+from shared.metrics import render_metrics
+
+log = get_logger(__name__)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {"code", "message"}}` with its HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The one error body of the HTTP contract."""
+    return ORJSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error, expected or not, through the contract's error shape."""
+
+    async def on_api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(422, "invalid_request", describe_validation_errors(exc.errors()))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled_error", path=request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "An unexpected error occurred.")
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def describe_validation_errors(errors: object) -> str:
+    """One human sentence from pydantic's error list."""
+    if not isinstance(errors, list | tuple) or not errors:
+        return "The request is invalid."
+    parts = []
+    for err in errors[:3]:
+        if not isinstance(err, dict):
+            continue
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "path", "query"))
+        msg = str(err.get("msg", "is invalid"))
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return ("; ".join(parts) or "The request is invalid.") + "."
+
+
+ReadyCheck = Callable[[Request], Awaitable[dict[str, bool]]]
+
+
+def ops_router(ready_check: ReadyCheck) -> APIRouter:
+    """`/healthz` (process alive), `/readyz` (dependencies reachable) and `/metrics`."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> Response:
+        return ORJSONResponse({"status": "ok"})
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        checks = await ready_check(request)
+        ready = all(checks.values())
+        return ORJSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
+
+    return router

@@ -1,0 +1,51 @@
+"""Settings every service shares. Each service's config.py extends this class and is the
+only place that reads the environment (prefix REACTIONS_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.reactions import DEFAULT_TYPES, ReactionSet
+
+
+class CommonSettings(BaseSettings):
+    """Kafka, Redis, topic and reaction types: what all three services must agree on."""
+
+    model_config = SettingsConfigDict(env_prefix="REACTIONS_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field(
+        "localhost:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis URL.")
+    topic: str = Field("reactions", description="The reactions topic.")
+    partitions: int = Field(
+        12, ge=1, le=10_000, description="Partition count of the topic; frozen once created."
+    )
+    replication_factor: int = Field(1, ge=1, le=32, description="Replication of new topics.")
+    types: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_TYPES, description="Reaction type ids, comma-separated, in display order."
+    )
+    config_file: Path | None = Field(
+        None, description="Optional YAML or JSON file with labels and emoji for the types."
+    )
+    log_level: str = Field("INFO", description="Log level.")
+
+    @field_validator("types", mode="before")
+    @classmethod
+    def _split_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @property
+    def dlq_topic(self) -> str:
+        """The dead-letter topic beside the reactions topic."""
+        return f"{self.topic}.dlq"
+
+    def reaction_set(self) -> ReactionSet:
+        """The validated reaction types with their labels and emoji."""
+        return ReactionSet.load(list(self.types), self.config_file)

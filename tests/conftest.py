@@ -1,0 +1,82 @@
+"""Session fixtures: one real Kafka broker and one real redis-server on free ports,
+started here and stopped at the end; the services run as real processes per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from deploy.stack import KafkaBroker, RedisServer, Service, free_port
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A real single-node KRaft broker for the whole test session."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), free_port(), free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server (AOF on, noeviction) for the whole test session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A client on an emptied Redis: each test starts from no state."""
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def topic() -> str:
+    """A topic name of this test's own, so tests never see each other's events."""
+    return f"reactions-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def stack_env(kafka: KafkaBroker, redis_server: RedisServer, topic: str) -> dict[str, str]:
+    """The REACTIONS_ environment pointing the services at this session's Kafka and Redis."""
+    return {
+        "REACTIONS_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "REACTIONS_REDIS_URL": redis_server.url,
+        "REACTIONS_TOPIC": topic,
+        "REACTIONS_PARTITIONS": "4",
+        "REACTIONS_GROUP_ID": f"agg-{topic}",
+    }
+
+
+ServiceFactory = Callable[..., Service]
+
+
+@pytest.fixture
+def start_service(stack_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceFactory]:
+    """Start `python -m services.<name>` on a free port; everything started stops after the test."""
+    started: list[Service] = []
+
+    def start(name: str, *, env: dict[str, str] | None = None, wait: bool = True) -> Service:
+        port = free_port()
+        service_env = {**stack_env, f"REACTIONS_{name.upper()}_PORT": str(port), **(env or {})}
+        service = Service(name, port, service_env, tmp_path / "logs" / f"{name}-{len(started)}")
+        started.append(service)
+        if wait:
+            service.start()
+        else:
+            service.process.start()
+        return service
+
+    yield start
+    for service in reversed(started):
+        service.stop()
