@@ -39,8 +39,12 @@ def position_key(topic: str, partition: int) -> str:
 
 
 def trend_key(reaction: str, minute: int) -> str:
-    """Sorted set of article -> net delta of `reaction` (or `all`) in one minute bucket."""
-    return f"rx:trend:{reaction}:{minute}"
+    """Sorted set of article -> net delta of `reaction` (or `all`) in one minute bucket.
+
+    `minute` is unix seconds // 60 at apply time. All buckets of one reaction share a hash
+    tag, so a window's buckets can be merged with one ZUNION even on Redis Cluster.
+    """
+    return f"rx:trend:{{trend-{reaction}}}:{minute}"
 
 
 def apply_script(redis: Redis) -> AsyncScript:
