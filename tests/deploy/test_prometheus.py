@@ -166,9 +166,11 @@ def test_prometheus_scrapes_all_three_services(prometheus: PrometheusServer) -> 
     except AssertionError as exc:
         raise AssertionError(f"{exc}; targets: {last}") from None
 
-    for job in SERVICE_NAMES:
-        up = prometheus.api("query", query=f'up{{job="{job}"}}')["result"]
-        assert [sample["value"][1] for sample in up] == ["1"], (job, up)
+    def scraped_up() -> set[str]:
+        result = prometheus.api("query", query='up{job=~"ingest|aggregator|reader"} == 1')
+        return {sample["metric"]["job"] for sample in result["result"]}
+
+    wait_until(lambda: scraped_up() == set(SERVICE_NAMES), timeout=30, what="up == 1 per job")
     writes = prometheus.api(
         "query",
         query='sum(reactions_http_requests_total{job="ingest", method="PUT", status="202"})',
