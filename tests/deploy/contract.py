@@ -27,7 +27,7 @@ CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
         "histogram", "ingest", "Time from produce to Kafka's acknowledgement (acks=all)."
     ),
     "reactions_ingest_kafka_errors_total": ContractMetric(
-        "counter", "ingest", "Failed publishes, by kind of Kafka error."
+        "counter", "ingest", "Kafka trouble by kind: publishes answered 503, producer recreations."
     ),
     "reactions_ingest_rate_limited_total": ContractMetric(
         "counter", "ingest", "Writes refused with 429, by scope (ip or reader)."
