@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.stack import ROOT, SERVICE_NAMES
 from tests.deploy.conftest import GRAFANA_DIR, RunningStack, alert_rules, dashboard_exprs, load_yaml
@@ -115,3 +116,20 @@ def test_every_contract_metric_is_exported(running_stack: RunningStack) -> None:
     families, _ = exposition_series(running_stack.metrics_text(n) for n in SERVICE_NAMES)
     missing = sorted(set(CONTRACT_METRICS) - families)
     assert not missing, f"contract metrics exported by no service: {missing}"
+
+
+def test_alerted_outcome_series_exist_before_their_first_event(
+    running_stack: RunningStack,
+) -> None:
+    """increase() cannot see a counter's first event when its series is born at 1, so the
+    dead-letter alert needs every outcome's series created at 0 when the aggregator starts."""
+    families = text_string_to_metric_families(running_stack.metrics_text("aggregator"))
+    outcomes = {
+        sample.labels.get("outcome")
+        for family in families
+        if family.name == "reactions_aggregator_events"
+        for sample in family.samples
+        if sample.name == "reactions_aggregator_events_total"
+    }
+    expected = {"applied", "noop", "duplicate", "stale", "dead_lettered"}
+    assert expected <= outcomes, f"no series yet for outcomes: {sorted(expected - outcomes)}"
