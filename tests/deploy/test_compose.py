@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -13,6 +15,23 @@ import pytest
 from deploy.stack import ROOT, SERVICE_NAMES
 from tests.deploy.conftest import GRAFANA_DIR, PROMETHEUS_DIR, load_yaml
 from tests.deploy.settings_env import default, env_names
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(ROOT / "docker-compose.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -15,6 +16,8 @@ from tests.deploy.conftest import K8S_DIR, load_yaml
 from tests.deploy.settings_env import any_service_env_names, default, env_names
 
 HTTP_SERVICES = ("ingest", "reader")
+# The release the manifests are validated against (they need autoscaling/v2, policy/v1).
+KUBERNETES_VERSION = "1.32.0"
 
 
 def load_manifests() -> dict[tuple[str, str], dict[str, Any]]:
@@ -53,6 +56,12 @@ def graceful_shutdown_seconds(name: str) -> int:
     found = re.search(r"timeout_graceful_shutdown=(\d+)", source)
     assert found, f"services/{name}/__main__.py sets no timeout_graceful_shutdown"
     return int(found.group(1))
+
+
+@pytest.mark.parametrize("key", sorted(MANIFESTS), ids="/".join)
+def test_manifests_follow_the_kubernetes_schema(key: tuple[str, str]) -> None:
+    """Strict: an unknown or misspelt field fails, as `kubectl apply` would reject it."""
+    kubernetes_validate.validate(MANIFESTS[key], KUBERNETES_VERSION, strict=True)
 
 
 def test_each_service_has_all_its_objects() -> None:
