@@ -26,16 +26,19 @@ from tests.deploy.conftest import (
 from tests.support import wait_until
 
 README = PROMETHEUS_DIR.parent.parent / "README.md"
-pytestmark = pytest.mark.skipif(
-    shutil.which("promtool") is None or shutil.which("prometheus") is None,
-    reason="Debian's prometheus package is not installed (make setup installs it)",
-)
+
+
+def installed(tool: str) -> str:
+    """The path of a tool from Debian's prometheus package (`make setup` installs it)."""
+    path = shutil.which(tool)
+    assert path, f"{tool} is not installed: run `make setup` (Debian package prometheus)"
+    return path
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run promtool and return its result (the caller asserts on it)."""
     return subprocess.run(
-        ["promtool", *args], input=stdin, capture_output=True, text=True, timeout=120
+        [installed("promtool"), *args], input=stdin, capture_output=True, text=True, timeout=120
     )
 
 
@@ -96,7 +99,7 @@ class PrometheusServer:
         self.process = Process(
             "prometheus",
             [
-                "prometheus",
+                installed("prometheus"),
                 f"--config.file={config}",
                 f"--storage.tsdb.path={data}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
