@@ -46,6 +46,8 @@ from shared.metrics import RequestMetrics
 from shared.reactions import ReactionSet
 
 log = get_logger(__name__)
+# Checked before per-event debug lines so the hot path skips structlog's processors.
+_std_log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES: Final = 1024
 BODY_FIELDS: Final = frozenset({"reaction", "client_ts"})
@@ -370,7 +372,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     async def accept(request: Request, event: ReactionEvent) -> Response:
         await request.app.state.publisher.publish(event)
         EVENTS.labels(event.op).inc()
-        if log.isEnabledFor(logging.DEBUG):
+        if _std_log.isEnabledFor(logging.DEBUG):
             log.debug("event_accepted", event_id=event.event_id, op=event.op)
         return ORJSONResponse({"accepted": True, "event_id": event.event_id}, status_code=202)
 
