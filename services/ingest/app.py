@@ -22,7 +22,7 @@ from aiokafka.errors import (
 )
 from fastapi import FastAPI, Path, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import Counter, Histogram, multiprocess
 from pydantic import BaseModel
 from starlette.datastructures import Headers
@@ -336,7 +336,6 @@ def create_app(settings: IngestSettings) -> FastAPI:
         version="1",
         description="The write path: set or clear a reader's reaction on an article.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
     app.add_middleware(
@@ -374,7 +373,8 @@ def create_app(settings: IngestSettings) -> FastAPI:
         EVENTS.labels(event.op).inc()
         if _std_log.isEnabledFor(logging.DEBUG):
             log.debug("event_accepted", event_id=event.event_id, op=event.op)
-        return ORJSONResponse({"accepted": True, "event_id": event.event_id}, status_code=202)
+        body = orjson.dumps({"accepted": True, "event_id": event.event_id})
+        return Response(body, status_code=202, media_type="application/json")
 
     body_schema = {
         "type": "object",
@@ -426,6 +426,7 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings from the environment, JSON logs, metrics cleanup."""
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
+    logging.captureWarnings(True)  # library warnings as JSON lines too
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Live gauges of a worker that exits must not linger in the aggregated /metrics.
         atexit.register(multiprocess.mark_process_dead, os.getpid())
