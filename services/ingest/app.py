@@ -241,6 +241,8 @@ def _parse_set(body: dict[str, Any], reactions: ReactionSet) -> tuple[str, int |
             422, "unknown_reaction", f"reaction must be one of: {', '.join(reactions.ids)}."
         )
     client_ts = body.get("client_ts")
+    if isinstance(client_ts, float) and client_ts.is_integer() and client_ts <= MAX_CLIENT_TS:
+        client_ts = int(client_ts)  # JSON has one number type: 1.0 is the integer 1
     if "client_ts" in body and not valid_client_ts(client_ts):
         raise ApiError(
             422,
