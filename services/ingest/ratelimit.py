@@ -8,6 +8,7 @@ ever kept as a salted hash: neither Redis keys nor logs see a raw address.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import math
@@ -27,6 +28,9 @@ from shared.logs import get_logger
 
 log = get_logger(__name__)
 
+# A limit store slower than this is treated as down: writes go through (fail open).
+STORE_TIMEOUT_S: Final = 0.5
+
 RATE_LIMITED: Final = Counter(
     "reactions_ingest_rate_limited_total",
     "Writes refused with 429, by the limit that refused them (ip or reader).",
@@ -39,9 +43,11 @@ class RateLimits:
 
     def __init__(self, settings: IngestSettings) -> None:
         uri = settings.rate_limit_storage
-        options: dict[str, str] = {}
+        options: dict[str, str | float] = {}
         if not uri.startswith("memory"):
             options["implementation"] = "redispy"  # the redis client the project already uses
+            options["socket_connect_timeout"] = STORE_TIMEOUT_S
+            options["socket_timeout"] = STORE_TIMEOUT_S
         self.storage = storage_from_string(f"async+{uri}", **options)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_ip: RateLimitItem = parse(settings.rate_limit_ip)
@@ -58,9 +64,10 @@ class RateLimits:
     async def check(self, scope: str, item: RateLimitItem, key: str) -> None:
         """Count one write against `key`; raise 429 with Retry-After when over the limit."""
         try:
-            if await self.limiter.hit(item, scope, key):
-                return
-            stats = await self.limiter.get_window_stats(item, scope, key)
+            async with asyncio.timeout(STORE_TIMEOUT_S):
+                if await self.limiter.hit(item, scope, key):
+                    return
+                stats = await self.limiter.get_window_stats(item, scope, key)
         except Exception as exc:  # noqa: BLE001 - an unreachable limit store must not stop writes
             log.warning("rate_limit_store_failed", error=repr(exc))
             return

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker, RedisServer
+from deploy.stack import KafkaBroker, RedisServer, free_port
 from services.ingest.ratelimit import client_ip
 from tests.ingest.conftest import read_topic, start_ingest
 
@@ -131,6 +131,25 @@ async def test_redis_backed_limits_are_shared_by_instances_and_hold_no_raw_ip(
         if await redis.type(key) == "list":
             dump += " ".join(await redis.lrange(key, 0, -1))
     assert "203.0.113.9" not in dump and "127.0.0.1" not in dump
+
+
+async def test_an_unreachable_limit_store_lets_writes_through(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    service = start_ingest(
+        kafka.bootstrap,
+        f"abuse-{uuid.uuid4().hex[:8]}",
+        tmp_path,
+        {
+            "REACTIONS_RATE_LIMIT_STORAGE": f"redis://127.0.0.1:{free_port()}/0",
+            "REACTIONS_RATE_LIMIT_READER": "1/minute",
+        },
+    )
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        for _ in range(3):
+            assert (await _put(http, "r1")).status_code == 202
+    service.stop()
+    assert "rate_limit_store_failed" in service.process.log_path.read_text()
 
 
 async def test_cors_allow_list_preflight_for_put_and_delete_without_credentials(
