@@ -26,6 +26,7 @@ from fastapi.responses import Response
 from prometheus_client import Counter, Histogram, multiprocess
 from pydantic import BaseModel
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 
 from services.ingest.config import IngestSettings
 from services.ingest.ratelimit import RateLimits
@@ -218,10 +219,14 @@ async def _read_body(request: Request) -> dict[str, Any]:
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "The body must be application/json.")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise _too_large()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise _too_large()
+    except ClientDisconnect:
+        # Nobody is left to read the answer; a 400 keeps it out of the 5xx counts.
+        raise ApiError(400, "incomplete_body", "The client went away mid-body.") from None
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -3,6 +3,7 @@ ingest process and a real broker. No input may produce a 5xx other than 503."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import uuid
@@ -15,6 +16,7 @@ import pytest
 
 from deploy.stack import Service
 from tests.ingest.conftest import read_topic
+from tests.support import eventually
 
 URL = "/v1/articles/{article}/reactions/{user}"
 
@@ -242,3 +244,31 @@ def test_huge_headers_and_raw_garbage_never_get_a_500(ingest: Service) -> None:
         if answer:  # the server may also just close a connection it cannot parse
             status = int(answer.split(b" ", 2)[1])
             assert 400 <= status < 500 or status == 202, answer[:200]
+
+
+async def test_a_client_leaving_mid_body_is_no_server_error(ingest: Service) -> None:
+    _reader, writer = await asyncio.open_connection("127.0.0.1", ingest.port)
+    writer.write(
+        b"PUT /v1/articles/a/reactions/gone HTTP/1.1\r\nHost: x\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"reac'
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as http:
+
+        async def requests_seen() -> str:
+            return (await http.get("/metrics")).text
+
+        # Runs last in this module: nothing any test above sent may have produced a 5xx.
+        text = await eventually(
+            requests_seen, lambda t: 'status="400"' in t, what="the 400s to be counted"
+        )
+    statuses = {
+        line.split('status="', 1)[1].split('"', 1)[0]
+        for line in text.splitlines()
+        if line.startswith("reactions_http_requests_total{")
+    }
+    assert statuses and not {s for s in statuses if s.startswith("5")}
+    assert "unhandled_error" not in ingest.process.log_path.read_text()
