@@ -343,6 +343,8 @@ def create_app(settings: IngestSettings) -> FastAPI:
         version="1",
         description="The write path: set or clear a reader's reaction on an article.",
         lifespan=lifespan,
+        # Prometheus covers requests; FastAPI's OpenTelemetry hooks would only cost time.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app)
     app.add_middleware(

@@ -44,7 +44,10 @@ class RateLimits:
     def __init__(self, settings: IngestSettings) -> None:
         uri = settings.rate_limit_storage
         options: dict[str, str | float] = {}
+        # Only a remote store can be "down"; process memory is never timed out.
+        self._store_timeout: float | None = None
         if not uri.startswith("memory"):
+            self._store_timeout = STORE_TIMEOUT_S
             options["implementation"] = "redispy"  # the redis client the project already uses
             options["socket_connect_timeout"] = STORE_TIMEOUT_S
             options["socket_timeout"] = STORE_TIMEOUT_S
@@ -64,7 +67,7 @@ class RateLimits:
     async def check(self, scope: str, item: RateLimitItem, key: str) -> None:
         """Count one write against `key`; raise 429 with Retry-After when over the limit."""
         try:
-            async with asyncio.timeout(STORE_TIMEOUT_S):
+            async with asyncio.timeout(self._store_timeout):
                 if await self.limiter.hit(item, scope, key):
                     return
                 stats = await self.limiter.get_window_stats(item, scope, key)
