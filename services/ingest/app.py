@@ -130,11 +130,15 @@ class Publisher:
         """Produce one event and wait for its acknowledgement, within the timeout; else 503."""
         partition = partition_for(event.article_id, self.settings.partitions)
         started = time.perf_counter()
+        producer, generation = self.producer, self.generation
         try:
             async with asyncio.timeout(self.settings.publish_timeout_s):
                 if not self.healthy():
-                    await asyncio.shield(self._replace())
-                ack = await self.producer.send(
+                    replacing = self.replace(generation)
+                    if replacing is not None:
+                        await asyncio.shield(replacing)
+                    producer, generation = self.producer, self.generation
+                ack = await producer.send(
                     self.settings.topic, event.encode(), key=event.key(), partition=partition
                 )
                 await ack
@@ -145,13 +149,18 @@ class Publisher:
         except KafkaError as exc:
             KAFKA_ERRORS.labels(type(exc).__name__).inc()
             log.warning("publish_failed", event_id=event.event_id, error=repr(exc))
-            if isinstance(exc, FATAL_PRODUCER_ERRORS) or producer_is_broken(self.producer):
-                self._replace()
+            if isinstance(exc, FATAL_PRODUCER_ERRORS) or producer_is_broken(producer):
+                self.replace(generation)
             raise _unavailable() from None
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
 
-    def _replace(self) -> asyncio.Task[None]:
-        """The one task replacing the current producer (started if none is running)."""
+    def replace(self, generation: int) -> asyncio.Task[None] | None:
+        """The one task replacing producer `generation`; None if that one is already gone.
+
+        A late error from an old producer must not replace its healthy successor.
+        """
+        if generation != self.generation:
+            return None
         if self._replacing is None or self._replacing.done():
             self._replacing = asyncio.create_task(self._replace_producer())
         return self._replacing

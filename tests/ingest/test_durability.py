@@ -148,3 +148,7 @@ async def test_a_producer_in_a_fatal_state_is_replaced_once(kafka: KafkaBroker) 
             assert publisher.producer is not broken
             assert publisher.generation == 2  # one replacement, not one per request
             assert publisher.healthy()
+            # A late error from the first producer leaves its successor alone.
+            assert publisher.replace(1) is None
+            assert (await http.delete("/v1/articles/b/reactions/u")).status_code == 202
+            assert publisher.generation == 2
