@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,17 @@ UNLIMITED = {
 
 
 def start_ingest(
-    kafka_bootstrap: str, topic: str, log_dir: Path, env: dict[str, str] | None = None
+    kafka_bootstrap: str,
+    topic: str,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    started: list[Service] | None = None,
 ) -> Service:
-    """A real `python -m services.ingest` process on a free port, ready when returned."""
+    """A real `python -m services.ingest` process on a free port, ready when returned.
+
+    It is appended to `started` before it is waited for, so a teardown can stop it even
+    when it never became ready.
+    """
     port = free_port()
     service_env = {
         "REACTIONS_KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -34,8 +42,29 @@ def start_ingest(
         **(env or {}),
     }
     service = Service("ingest", port, service_env, log_dir)
+    if started is not None:
+        started.append(service)
     service.start()
     return service
+
+
+IngestFactory = Callable[..., Service]
+
+
+@pytest.fixture
+def spawn_ingest(kafka: KafkaBroker, tmp_path: Path) -> Iterator[IngestFactory]:
+    """Start ingest processes on the session broker; all of them stop after the test."""
+    started: list[Service] = []
+
+    def spawn(
+        topic: str, env: dict[str, str] | None = None, *, bootstrap: str | None = None
+    ) -> Service:
+        log_dir = tmp_path / f"ingest-{len(started)}"
+        return start_ingest(bootstrap or kafka.bootstrap, topic, log_dir, env, started)
+
+    yield spawn
+    for service in reversed(started):
+        service.stop()
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +78,18 @@ def ingest(
     kafka: KafkaBroker, module_topic: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     """One ingest process for a module, with configured types like, love and boo."""
-    service = start_ingest(
-        kafka.bootstrap,
-        module_topic,
-        tmp_path_factory.mktemp("ingest-logs"),
-        {"REACTIONS_TYPES": "like,love,boo"},
-    )
-    yield service
-    service.stop()
+    started: list[Service] = []
+    try:
+        yield start_ingest(
+            kafka.bootstrap,
+            module_topic,
+            tmp_path_factory.mktemp("ingest-logs"),
+            {"REACTIONS_TYPES": "like,love,boo"},
+            started,
+        )
+    finally:
+        for service in started:
+            service.stop()
 
 
 async def read_topic(bootstrap: str, topic: str, expected: int) -> list[ConsumerRecord]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +12,7 @@ from redis.asyncio import Redis
 
 from deploy.stack import KafkaBroker, RedisServer, free_port
 from services.ingest.ratelimit import client_ip
-from tests.ingest.conftest import read_topic, start_ingest
+from tests.ingest.conftest import IngestFactory, read_topic
 
 LIKE = {"reaction": "like"}
 
@@ -39,12 +38,10 @@ def _assert_429(response: httpx.Response) -> None:
 
 
 async def test_per_reader_and_per_ip_limits_with_untrusted_forwarded_for(
-    kafka: KafkaBroker, tmp_path: Path
+    kafka: KafkaBroker, spawn_ingest: IngestFactory
 ) -> None:
-    service = start_ingest(
-        kafka.bootstrap,
+    service = spawn_ingest(
         f"abuse-{uuid.uuid4().hex[:8]}",
-        tmp_path,
         {"REACTIONS_RATE_LIMIT_READER": "3/minute", "REACTIONS_RATE_LIMIT_IP": "8/minute"},
     )
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
@@ -66,13 +63,11 @@ async def test_per_reader_and_per_ip_limits_with_untrusted_forwarded_for(
 
 
 async def test_client_ip_comes_from_trusted_proxies_and_is_never_stored_raw(
-    kafka: KafkaBroker, tmp_path: Path
+    kafka: KafkaBroker, spawn_ingest: IngestFactory
 ) -> None:
     topic = f"abuse-{uuid.uuid4().hex[:8]}"
-    service = start_ingest(
-        kafka.bootstrap,
+    service = spawn_ingest(
         topic,
-        tmp_path,
         {
             "REACTIONS_RATE_LIMIT_IP": "2/minute",
             "REACTIONS_TRUSTED_PROXIES": "127.0.0.0/8, 10.0.0.0/8",
@@ -101,7 +96,7 @@ async def test_client_ip_comes_from_trusted_proxies_and_is_never_stored_raw(
 
 
 async def test_redis_backed_limits_are_shared_by_instances_and_hold_no_raw_ip(
-    kafka: KafkaBroker, redis_server: RedisServer, redis: Redis, tmp_path: Path
+    kafka: KafkaBroker, redis_server: RedisServer, redis: Redis, spawn_ingest: IngestFactory
 ) -> None:
     topic = f"abuse-{uuid.uuid4().hex[:8]}"
     env = {
@@ -111,8 +106,8 @@ async def test_redis_backed_limits_are_shared_by_instances_and_hold_no_raw_ip(
         "REACTIONS_TRUSTED_PROXIES": "127.0.0.1/32",
         "REACTIONS_IP_HASH_SALT": "shared-secret",
     }
-    first = start_ingest(kafka.bootstrap, topic, tmp_path / "1", env)
-    second = start_ingest(kafka.bootstrap, topic, tmp_path / "2", env)
+    first = spawn_ingest(topic, env)
+    second = spawn_ingest(topic, env)
     async with (
         httpx.AsyncClient(base_url=first.url, timeout=30) as one,
         httpx.AsyncClient(base_url=second.url, timeout=30) as two,
@@ -134,12 +129,10 @@ async def test_redis_backed_limits_are_shared_by_instances_and_hold_no_raw_ip(
 
 
 async def test_an_unreachable_limit_store_lets_writes_through(
-    kafka: KafkaBroker, tmp_path: Path
+    kafka: KafkaBroker, spawn_ingest: IngestFactory
 ) -> None:
-    service = start_ingest(
-        kafka.bootstrap,
+    service = spawn_ingest(
         f"abuse-{uuid.uuid4().hex[:8]}",
-        tmp_path,
         {
             "REACTIONS_RATE_LIMIT_STORAGE": f"redis://127.0.0.1:{free_port()}/0",
             "REACTIONS_RATE_LIMIT_READER": "1/minute",
@@ -153,13 +146,11 @@ async def test_an_unreachable_limit_store_lets_writes_through(
 
 
 async def test_cors_allow_list_preflight_for_put_and_delete_without_credentials(
-    kafka: KafkaBroker, tmp_path: Path
+    kafka: KafkaBroker, spawn_ingest: IngestFactory
 ) -> None:
     allowed = "https://news.example"
-    service = start_ingest(
-        kafka.bootstrap,
+    service = spawn_ingest(
         f"cors-{uuid.uuid4().hex[:8]}",
-        tmp_path,
         {"REACTIONS_ALLOWED_ORIGINS": f"{allowed}, https://other.example"},
     )
     url = "/v1/articles/a1/reactions/r1"

@@ -18,7 +18,7 @@ import pytest
 from deploy.stack import KafkaBroker, free_port
 from services.ingest.app import create_app, producer_is_broken
 from services.ingest.config import IngestSettings
-from tests.ingest.conftest import read_topic, start_ingest
+from tests.ingest.conftest import IngestFactory, read_topic
 from tests.support import eventually
 
 
@@ -55,10 +55,10 @@ def _status(http: httpx.AsyncClient, path: str) -> Callable[[], Awaitable[int]]:
 
 
 async def test_kafka_outage_gives_503_never_202_and_every_202_is_in_the_topic_once(
-    own_broker: KafkaBroker, tmp_path: Path
+    own_broker: KafkaBroker, spawn_ingest: IngestFactory
 ) -> None:
     topic = f"durable-{uuid.uuid4().hex[:8]}"
-    service = start_ingest(own_broker.bootstrap, topic, tmp_path / "logs")
+    service = spawn_ingest(topic, bootstrap=own_broker.bootstrap)
     answers: list[Answer] = []
     stop_traffic = asyncio.Event()
 

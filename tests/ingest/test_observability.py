@@ -10,8 +10,7 @@ import httpx
 import orjson
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from deploy.stack import KafkaBroker
-from tests.ingest.conftest import start_ingest
+from tests.ingest.conftest import IngestFactory
 from tests.support import eventually
 
 
@@ -38,16 +37,14 @@ def _metric_sum(text: str, name: str) -> float:
 
 
 async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
-    kafka: KafkaBroker, tmp_path: Path
+    tmp_path: Path, spawn_ingest: IngestFactory
 ) -> None:
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     stale = metrics_dir / "counter_999999.db"
     stale.write_bytes(b"left over from a previous run")
-    service = start_ingest(
-        kafka.bootstrap,
+    service = spawn_ingest(
         f"obs-{uuid.uuid4().hex[:8]}",
-        tmp_path / "logs",
         {
             "REACTIONS_WORKERS": "2",
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),

@@ -21,15 +21,19 @@ from tests.ingest.conftest import start_ingest
 def schema_service(
     kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    service = start_ingest(
-        kafka.bootstrap,
-        f"openapi-{uuid.uuid4().hex[:8]}",
-        Path(tmp_path_factory.mktemp("openapi-logs")),
-        # Low enough that 429 (a documented answer) shows up during the run too.
-        {"REACTIONS_RATE_LIMIT_READER": "20/minute"},
-    )
-    yield service
-    service.stop()
+    started: list[Service] = []
+    try:
+        yield start_ingest(
+            kafka.bootstrap,
+            f"openapi-{uuid.uuid4().hex[:8]}",
+            Path(tmp_path_factory.mktemp("openapi-logs")),
+            # Low enough that 429 (a documented answer) shows up during the run too.
+            {"REACTIONS_RATE_LIMIT_READER": "20/minute"},
+            started,
+        )
+    finally:
+        for service in started:
+            service.stop()
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

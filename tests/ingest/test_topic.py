@@ -13,14 +13,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from deploy.stack import ROOT, KafkaBroker, free_port
-from tests.ingest.conftest import start_ingest
+from tests.ingest.conftest import IngestFactory
 
 
 async def test_missing_topic_is_created_compacted_with_the_configured_partitions(
-    kafka: KafkaBroker, tmp_path: Path
+    kafka: KafkaBroker, spawn_ingest: IngestFactory
 ) -> None:
     topic = f"created-{uuid.uuid4().hex[:8]}"
-    service = start_ingest(kafka.bootstrap, topic, tmp_path, {"REACTIONS_PARTITIONS": "6"})
+    service = spawn_ingest(topic, {"REACTIONS_PARTITIONS": "6"})
     service.stop()
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()
