@@ -328,6 +328,11 @@ class _Cors(CORSMiddleware):
 def create_app(settings: IngestSettings) -> FastAPI:
     """The ingest application; clients live in its lifespan."""
     reactions: ReactionSet = settings.reaction_set()
+    # Series exist at zero from the start, so rate() and increase() see their first event.
+    for kind in ("timeout", "producer_recreated"):
+        KAFKA_ERRORS.labels(kind)
+    for op in ("set", "clear"):
+        EVENTS.labels(op)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -42,6 +42,8 @@ class RateLimits:
     """Per-IP and per-reader moving-window limits; `check` raises 429 when exceeded."""
 
     def __init__(self, settings: IngestSettings) -> None:
+        for scope in ("ip", "reader"):
+            RATE_LIMITED.labels(scope)
         uri = settings.rate_limit_storage
         options: dict[str, str | float] = {}
         # Only a remote store can be "down"; process memory is never timed out.
