@@ -23,12 +23,14 @@ class Sizes:
     memory_events: int
     sse_clients: int
     sse_seconds: float
+    settle_seconds: float
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:
+        """Quick: under 3 minutes; full: under 15 (both on a 2-core machine)."""
         if quick:
-            return cls(3, 2, 3, 200_000, 100_000, 200_000, 2_000, 5)
-        return cls(3, 8, 10, 1_000_000, 500_000, 1_000_000, 10_000, 15)
+            return cls(3, 2, 2, 200_000, 100_000, 100_000, 2_000, 5, 10)
+        return cls(3, 6, 8, 1_000_000, 500_000, 1_000_000, 10_000, 15, 30)
 
 
 @dataclass

@@ -70,19 +70,38 @@ class BenchStack:
 
     def start_service(self, name: str, **overrides: str) -> Service:
         """Run `python -m services.<name>` on a free port against this stack."""
-        port = free_port()
-        env = self.service_env(**{f"REACTIONS_{name.upper()}_PORT": str(port), **overrides})
-        service = Service(name, port, env, self.dir / "logs" / f"{name}-{len(self._started)}")
-        self._started.append(service)
-        service.start(timeout=90)
-        return service
+        return self.start_services((name, overrides))[0]
+
+    def start_services(self, *specs: tuple[str, dict[str, str]]) -> list[Service]:
+        """Start several services at once (start-up is slow on a busy machine), then wait
+        until each is ready."""
+        services = []
+        for name, overrides in specs:
+            port = free_port()
+            env = self.service_env(**{f"REACTIONS_{name.upper()}_PORT": str(port), **overrides})
+            service = Service(name, port, env, self.dir / "logs" / f"{name}-{len(self._started)}")
+            self._started.append(service)
+            service.process.start()
+            services.append(service)
+        for service in services:
+            service.wait_ready(timeout=90)
+        return services
 
     def start_app(self, module: str, env: Mapping[str, str] | None = None) -> AppProcess:
         """Run one of the baseline apps (`python -m bench.baselines.<module>`) on a free port."""
-        app = AppProcess(module, free_port(), self.dir / "logs", env or {})
-        self._started.append(app)
-        app.start()
-        return app
+        return self.start_apps((module, env or {}))[0]
+
+    def start_apps(self, *specs: tuple[str, Mapping[str, str]]) -> list[AppProcess]:
+        """Start several baseline apps at once, then wait until each is ready."""
+        apps = []
+        for module, env in specs:
+            app = AppProcess(module, free_port(), self.dir / "logs", env)
+            self._started.append(app)
+            app.process.start()
+            apps.append(app)
+        for app in apps:
+            app.wait_ready()
+        return apps
 
     def stop_part(self, part: Service | AppProcess) -> None:
         """Stop one service or baseline now (frees its CPU for the next measurement)."""
@@ -110,7 +129,9 @@ class AppProcess:
 
     def start(self, timeout: float = 60.0) -> None:
         self.process.start()
+        self.wait_ready(timeout)
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
             self.process.check_alive()
             return http_ok(f"{self.url}/readyz")

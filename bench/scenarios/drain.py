@@ -167,6 +167,7 @@ def run(ctx: Context) -> None:
     produced = asyncio.run(
         produce(stack.kafka.bootstrap, BACKLOG_TOPIC, stack.partitions, workload)
     )
+    ctx.say(f"drain: backlog of {produced:,} events produced")
     hook = drain_hook()
     drained: list[float] = []
     consumed: list[float] = []

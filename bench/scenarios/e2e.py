@@ -17,9 +17,9 @@ def run(ctx: Context) -> None:
     """Three rounds per load level; each percentile is the median over rounds."""
     stack = ctx.stack
     ctx.say("e2e: starting ingest, aggregator, reader")
-    ingest = stack.start_service("ingest")
-    aggregator = stack.start_service("aggregator")
-    reader = stack.start_service("reader")
+    ingest, aggregator, reader = stack.start_services(
+        ("ingest", {}), ("aggregator", {}), ("reader", {})
+    )
     max_rps = float(ctx.facts.get("ingest_max_rps") or FALLBACK_MAX_RPS)
     by_level: dict[float, list[LatencyResult]] = {level: [] for level in LEVELS}
     for r in range(ctx.sizes.rounds):
@@ -31,7 +31,7 @@ def run(ctx: Context) -> None:
                     rate=max(max_rps * level, 1.0),
                     duration_s=ctx.sizes.e2e_seconds,
                     aggregator_metrics=f"{aggregator.url}/metrics",
-                    settle_timeout_s=20,
+                    settle_timeout_s=ctx.sizes.settle_seconds,
                 )
             )
             by_level[level].append(result)

@@ -4,9 +4,10 @@ the naive Redis-per-request peer, measured in alternating rounds."""
 from __future__ import annotations
 
 from bench.context import Context
-from bench.stack import child_pids
+from bench.stack import AppProcess, child_pids
 from bench.stats import Figure, Row, Target, paired_ratios, unavailable
 from bench.wrk import WrkResult, run_wrk
+from deploy.stack import Service
 
 CONNECTIONS = 32
 
@@ -31,12 +32,11 @@ def run(ctx: Context) -> None:
     """Ingest with 1 and 2 workers, the bare endpoint and the naive peer, round by round."""
     stack = ctx.stack
     ctx.say("ingest: starting ingest (1 worker), bare endpoint, naive peer")
-    targets = {
-        "ingest": stack.start_service("ingest"),
-        "bare": stack.start_app("bare_ingest"),
-        "naive": stack.start_app("naive_redis", {"BENCH_REDIS_URL": stack.redis_url(3)}),
-    }
-    ingest2 = stack.start_service("ingest", REACTIONS_WORKERS="2")
+    ingest1, ingest2 = stack.start_services(("ingest", {}), ("ingest", {"REACTIONS_WORKERS": "2"}))
+    bare, naive = stack.start_apps(
+        ("bare_ingest", {}), ("naive_redis", {"BENCH_REDIS_URL": stack.redis_url(3)})
+    )
+    targets: dict[str, Service | AppProcess] = {"ingest": ingest1, "bare": bare, "naive": naive}
     pid = ingest2.process.pid()
     two_workers = pid is not None and len(child_pids(pid)) >= 2
     if two_workers:

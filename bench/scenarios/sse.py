@@ -55,9 +55,9 @@ def run(ctx: Context) -> None:
         )
         return
     stack = ctx.stack
-    ingest = stack.start_service("ingest")
-    aggregator = stack.start_service("aggregator")
-    reader = stack.start_service("reader")
+    ingest, aggregator, reader = stack.start_services(
+        ("ingest", {}), ("aggregator", {}), ("reader", {})
+    )
     try:
         if not asyncio.run(_has_stream(reader.url)):
             why = "the reader has no /v1/articles/{id}/reactions/stream"
