@@ -1,5 +1,6 @@
 """`python -m bench run` (the whole benchmark on its own stack; BENCH_QUICK=1 for the short
-version) and `python -m bench spike` (the viral-spike latency test against a deployment)."""
+version), `python -m bench spike` (the viral-spike latency test against a deployment) and
+`python -m bench report FILE.json` (rewrite a run's markdown table and plot)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import uvloop
 
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_ONLY", ""),
         help=f"comma-separated subset of: {', '.join(SCENARIOS)}",
     )
+    report_p = sub.add_parser("report", help="rewrite the .md and .png of a results .json")
+    report_p.add_argument("json", help="e.g. bench/results/latest.json")
     spike_p = sub.add_parser("spike", help="viral-spike latency against your own deployment")
     spike_p.add_argument("--ingest", required=True, help="ingest base URL")
     spike_p.add_argument("--reader", required=True, help="reader base URL")
@@ -122,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         "--settle", type=float, default=30.0, help="seconds to wait for stragglers"
     )
     args = parser.parse_args(argv)
+    if args.command == "report":
+        path = Path(args.json)
+        rows, meta = report.load(path)
+        for written in report.write(rows, meta, path.parent, path.stem):
+            sys.stdout.write(f"wrote {written}\n")
+        sys.stdout.write(report.text_table(rows) + "\n")
+        return 0
     if args.command == "spike":
         if args.rate <= 0 or args.duration <= 0 or args.duration * args.rate > 10_000_000:
             parser.error("--rate and --duration must be positive and bounded")

@@ -57,8 +57,13 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def headline(rows: list[Row]) -> list[Row]:
+    """The rows with a target or a baseline: what the README shows."""
+    return [r for r in rows if r.target is not None or r.baseline_name is not None]
+
+
 def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
-    """latest.md: how it was run, then the table."""
+    """latest.md: how it was run, the headline table, then every figure."""
     return (
         f"# Benchmark results ({meta['mode']})\n\n"
         f"- when: {meta['finished_at']}\n"
@@ -67,6 +72,9 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         f"- duration: {meta['duration_s']:.0f} s\n"
         "- every figure is the median of the runs with [min–max]; every ratio is taken per\n"
         "  round against a baseline measured back to back, then summarised the same way\n\n"
+        "## Headline (figures with a baseline or a target)\n\n"
+        + markdown_table(headline(rows))
+        + "\n\n## Every figure\n\n"
         + markdown_table(rows)
         + "\n"
     )
@@ -118,12 +126,21 @@ def plot(rows: list[Row], path: Path) -> None:
     plt.close(fig)
 
 
-def write(rows: list[Row], meta: dict[str, Any], directory: Path = RESULTS_DIR) -> list[Path]:
-    """Write latest.json, latest.md and latest.png into `directory`."""
+def load(path: Path) -> tuple[list[Row], dict[str, Any]]:
+    """Rows and run facts from a results JSON file."""
+    data = orjson.loads(path.read_bytes())
+    rows = [Row.from_json(r) for r in data.pop("rows")]
+    return rows, data
+
+
+def write(
+    rows: list[Row], meta: dict[str, Any], directory: Path = RESULTS_DIR, name: str = "latest"
+) -> list[Path]:
+    """Write <name>.json, <name>.md and <name>.png into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    json_path = directory / "latest.json"
-    md_path = directory / "latest.md"
-    png_path = directory / "latest.png"
+    json_path = directory / f"{name}.json"
+    md_path = directory / f"{name}.md"
+    png_path = directory / f"{name}.png"
     json_path.write_bytes(
         orjson.dumps({**meta, "rows": [r.to_json() for r in rows]}, option=orjson.OPT_INDENT_2)
     )

@@ -33,6 +33,10 @@ class Figure:
     def max(self) -> float:
         return max(self.runs)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Figure | None:
+        return cls.of(data["runs"]) if data else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "median": self.median,
@@ -93,6 +97,23 @@ class Row:
             return None
         figure = self.ratio if self.target.subject == "ratio" else self.value
         return self.target.met(figure.median if figure is not None else None)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Row:
+        """A row as written to latest.json."""
+        target = data.get("target")
+        return cls(
+            data["scenario"],
+            data["metric"],
+            data["unit"],
+            Figure.from_json(data.get("value")),
+            data.get("baseline_name"),
+            Figure.from_json(data.get("baseline")),
+            Figure.from_json(data.get("ratio")),
+            Target(**target) if target else None,
+            data.get("note", ""),
+            data.get("extra", {}),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

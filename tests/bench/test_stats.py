@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bench.report import markdown_table, text_table
+from bench.report import load, markdown_table, text_table, write
 from bench.stats import Figure, Row, Target, fmt_figure, paired_ratios, unavailable
 
 
@@ -70,3 +72,27 @@ def test_tables_show_values_ratios_targets_and_misses() -> None:
 
 def test_fmt_figure_of_nothing() -> None:
     assert fmt_figure(None) == "n/a"
+
+
+def test_rows_survive_the_json_round_trip(tmp_path: Path) -> None:
+    rows = [
+        Row(
+            "drain",
+            "ev/s",
+            "ev/s",
+            Figure.of([1.0, 2.0, 3.0]),
+            "raw",
+            Figure.of([2.0] * 3),
+            paired_ratios([1.0, 2.0, 3.0], [2.0] * 3),
+            Target(">=", 100_000, "value"),
+            "n",
+        ),
+        unavailable("sse", "p99", "ms", "no hook"),
+    ]
+    meta = {"mode": "quick", "command": "x", "machine": "m", "finished_at": "t", "duration_s": 1.0}
+    write(rows, meta, tmp_path, "run")
+    loaded, loaded_meta = load(tmp_path / "run.json")
+    assert [r.to_json() for r in loaded] == [r.to_json() for r in rows]
+    assert loaded_meta == meta
+    assert (tmp_path / "run.png").stat().st_size > 0
+    assert "## Headline" in (tmp_path / "run.md").read_text()
