@@ -38,3 +38,14 @@ def test_coordinated_omission_correction_fills_in_the_stall() -> None:
     assert summary["count"] == 10
     assert summary["max"] >= 99.9
     assert summary["p50"] < 60
+
+
+async def test_votes_never_seen_are_recorded_at_the_time_waited() -> None:
+    resolved: list[tuple[float, float]] = []
+    watch = TallyWatch(lambda acked, seen: resolved.append((acked, seen)))
+    watch.seen("c", 0)
+    watch.expect("c", 1, 1.0)
+    watch.expect("c", 2, 2.0)
+    assert watch.give_up(9.0) == 2
+    assert resolved == [(1.0, 9.0), (2.0, 9.0)]
+    assert watch.pending() == 0
