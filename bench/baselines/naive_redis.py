@@ -48,7 +48,7 @@ def create_app(redis_url: str) -> FastAPI:
             and reaction in REACTIONS
             and (body.get("client_ts") is None or valid_client_ts(body["client_ts"]))
         )
-        if not ok:
+        if not ok or not isinstance(reaction, str):
             return ORJSONResponse({"error": {"code": "invalid", "message": "Bad."}}, 422)
         redis: Redis = request.app.state.redis
         counts, readers = counts_key(article_id), readers_key(article_id)
