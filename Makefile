@@ -56,5 +56,8 @@ fmt: setup ## Format the code
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+bench: setup ## Benchmark every path against same-run baselines (BENCH_QUICK=1: < 3 min)
+	$(PY) -m bench run
+
 clean: down ## Remove the venv, the Kafka jars and the local stack's data
 	rm -rf $(VENV) deploy/kafka/lib .run
