@@ -34,6 +34,7 @@ from shared.tallies import counts_key, parse_reader_state, readers_key
 
 STATIC_DIR: Final = FilePath(__file__).parent / "static"
 MAX_BULK_IDS: Final = 100
+DEMO_ARTICLE: Final = "demo-night-market"
 # The contract's cache policy: shared caches may keep a public tally one second and serve
 # it stale while revalidating; a reader's own choice is never stored anywhere.
 PUBLIC_CACHE: Final = "public, max-age=1, stale-while-revalidate=5"
@@ -225,28 +226,38 @@ class TallyStore:
             rows = await pipe.execute()
         return [tuple(max(int(v), 0) if v is not None else 0 for v in row) for row in rows]
 
-    async def mines(self, article_ids: Sequence[str], user_id: str) -> list[str | None]:
-        """The reader's current reaction on each article, in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+    async def snapshot(
+        self, article_ids: Sequence[str], user_id: str
+    ) -> tuple[list[Counts], list[str | None]]:
+        """Counts and the reader's reaction of each article, read together in one round trip.
+
+        Not from the cache: the widget compares `mine` with the counts to know whether they
+        include its reader's vote, so both must come from the same moment. One article is
+        read in MULTI (its keys share a slot); several with each pair adjacent.
+        """
+        fields = list(self.reaction_ids)
+        pipe = self.redis.pipeline(transaction=len(article_ids) == 1)
         for article_id in article_ids:
+            pipe.hmget(counts_key(article_id), fields)
             pipe.hget(readers_key(article_id), user_id)
-        out: list[str | None] = []
-        for raw in await pipe.execute():
+        replies = await pipe.execute()
+        counts: list[Counts] = []
+        mines: list[str | None] = []
+        for row, raw in zip(replies[::2], replies[1::2], strict=True):
+            counts.append(tuple(max(int(v), 0) if v is not None else 0 for v in row))
             state = parse_reader_state(raw)
-            out.append(state.reaction or None if state else None)
-        return out
+            mines.append(state.reaction or None if state else None)
+        return counts, mines
 
     async def entries(
         self, article_ids: Sequence[str], user_id: str | None
     ) -> list[dict[str, Any]]:
         """Counts, total (and `mine` with a user) of each distinct article."""
+        mines: list[str | None] = []
         if user_id is None:
             all_counts = await self.cache.get_many(article_ids)
-            mines: list[str | None] = []
         else:
-            all_counts, mines = await asyncio.gather(
-                self.cache.get_many(article_ids), self.mines(article_ids, user_id)
-            )
+            all_counts, mines = await self.snapshot(article_ids, user_id)
         out = []
         for i, counts in enumerate(all_counts):
             entry: dict[str, Any] = {
@@ -473,14 +484,22 @@ def create_app(settings: ReaderSettings) -> FastAPI:
         response_model=None,
         responses={200: {"content": {"text/html": {}}, "description": "A demo article page."}},
     )
-    async def get_demo(request: Request) -> Response:
+    async def get_demo(
+        request: Request,
+        article: Annotated[
+            str, Query(description="Article id of the main story's bar (try your own).")
+        ] = DEMO_ARTICLE,
+    ) -> Response:
         """A demo article page with the widget under the story and on each 'more stories' item."""
+        check_article_id(article)
         host = request.url.hostname or "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
         ingest = settings.public_ingest_url or (
             f"{request.url.scheme}://{host}:{settings.ingest_port}"
         )
-        page = demo_template.replace("{{INGEST_URL}}", html.escape(ingest.rstrip("/"), quote=True))
+        page = demo_template.replace(
+            "{{INGEST_URL}}", html.escape(ingest.rstrip("/"), quote=True)
+        ).replace("{{ARTICLE}}", article)
         return Response(
             page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"}
         )

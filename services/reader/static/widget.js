@@ -230,8 +230,6 @@ button[aria-pressed=true] .n{color:inherit}
     onTally(tally) {
       if (!tally || !tally.counts) return;
       this.server = tally.counts;
-      // Once ingest accepted the vote, the next tally is taken to include it.
-      if (!this.inFlight) this.base = this.confirmed;
       this.render();
     }
 
@@ -264,7 +262,8 @@ button[aria-pressed=true] .n{color:inherit}
       if (token !== this.token) return;
       if (status === 202) {
         this.confirmed = target;
-        this.send();
+        if (this.desired !== target) this.send();
+        else this.reconcile(token, target);
         return;
       }
       this.desired = this.confirmed;
@@ -274,6 +273,25 @@ button[aria-pressed=true] .n{color:inherit}
           ? "You're reacting very quickly. Please wait a moment and try again."
           : "Sorry, your reaction couldn't be saved. Please try again."
       );
+    }
+
+    // Live tallies do not say whether they include this reader's vote yet; the tally with
+    // user_id does (counts and `mine` are read together). Poll it briefly after a change
+    // until the vote is applied, then count the vote as part of the server's counts.
+    async reconcile(token, target) {
+      const url = `${this.readerUrl}/v1/articles/${encodeURIComponent(this.article)}/reactions?user_id=${userId()}`;
+      for (let wait = 100; wait < 10000; wait *= 2) {
+        const tally = await fetch(url).then(json, () => null).catch(() => null);
+        if (token !== this.token || this.inFlight || this.desired !== target) return;
+        if (tally && (tally.mine || null) === target) {
+          this.server = tally.counts;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, wait));
+      }
+      if (token !== this.token || this.inFlight || this.desired !== target) return;
+      this.base = target;
+      this.render();
     }
 
     say(text) {
