@@ -124,6 +124,7 @@ border-radius:var(--rx-radius);background:var(--rx-bg);color:inherit;font:inheri
 button:hover{background:var(--rx-hover)}
 button[aria-pressed=true]{background:var(--rx-pressed-bg);border-color:var(--rx-pressed-border);font-weight:600}
 button:focus-visible{outline:3px solid var(--rx-focus);outline-offset:2px}
+.e{font-family:"Apple Color Emoji","Segoe UI Emoji","Noto Color Emoji",sans-serif}
 .n{color:var(--rx-muted);font-variant-numeric:tabular-nums}
 button[aria-pressed=true] .n{color:inherit}
 .msg{margin:.4em 0 0;font-size:.875em;color:var(--rx-muted)}
@@ -205,7 +206,7 @@ button[aria-pressed=true] .n{color:inherit}
         button.type = "button";
         button.setAttribute("part", "button");
         button.dataset.reaction = type.id;
-        button.innerHTML = '<span aria-hidden="true"></span> <span class="l"></span> <span class="n"></span>';
+        button.innerHTML = '<span class="e" aria-hidden="true"></span> <span class="l"></span> <span class="n"></span>';
         button.firstChild.textContent = type.emoji;
         button.querySelector(".l").textContent = type.label;
         button.addEventListener("click", () => this.choose(type.id));
