@@ -100,7 +100,9 @@ class ChangeFeed:
         self.clients += 1
         SSE_CLIENTS.inc()
         if self._subscriber is None:
-            self._subscriber = asyncio.create_task(self._subscribe_loop())
+            # A fresh event per subscription: a cancelled one cannot clear its successor's.
+            self._subscribed = asyncio.Event()
+            self._subscriber = asyncio.create_task(self._subscribe_loop(self._subscribed))
         return mailbox
 
     def remove(self, article_id: str, mailbox: Mailbox) -> None:
@@ -117,7 +119,6 @@ class ChangeFeed:
         if self.clients == 0 and self._subscriber is not None:
             self._subscriber.cancel()
             self._subscriber = None
-            self._subscribed.clear()
 
     async def wait_subscribed(self, timeout: float) -> None:  # noqa: ASYNC109
         """Wait (bounded) until the subscription is up, so no change slips past a new client."""
@@ -173,7 +174,7 @@ class ChangeFeed:
         for mailbox in self._listeners.get(article_id, ()):
             mailbox.put(body)
 
-    async def _subscribe_loop(self) -> None:
+    async def _subscribe_loop(self, subscribed: asyncio.Event) -> None:
         backoff = 0.1
         first = True
         while True:
@@ -186,7 +187,7 @@ class ChangeFeed:
                 if not first:
                     self.on_changed(list(self._listeners))
                 first = False
-                self._subscribed.set()
+                subscribed.set()
                 backoff = 0.1
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
@@ -194,7 +195,7 @@ class ChangeFeed:
             except (RedisError, OSError) as exc:
                 log.warning("changes_subscription_lost", error=repr(exc))
             finally:
-                self._subscribed.clear()
+                subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)

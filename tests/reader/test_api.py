@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import gzip
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from deploy.stack import Service
@@ -286,3 +289,48 @@ async def test_redis_down_gives_503_in_the_error_shape(start_service: ServiceFac
         assert_error(await http.get("/v1/reactions?ids=a,b"), 503, "redis_unavailable")
         assert_error(await http.get("/v1/trending"), 503, "redis_unavailable")
         assert (await http.get("/readyz")).status_code == 503
+
+
+async def test_bulk_etag_gives_304(http: httpx.AsyncClient, redis: Redis) -> None:
+    await redis.hset(counts_key("p1"), "funny", 2)
+    first = await http.get("/v1/reactions", params={"ids": "p1,p2"})
+    again = await http.get(
+        "/v1/reactions", params={"ids": "p1,p2"}, headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    article=st.text(max_size=140),
+    user=st.one_of(st.none(), st.text(max_size=70)),
+    ids=st.text(max_size=300),
+    reaction=st.text(max_size=20),
+    window=st.text(max_size=5),
+    limit=st.text(max_size=5),
+)
+async def test_no_input_gets_a_500(
+    http: httpx.AsyncClient,
+    article: str,
+    user: str | None,
+    ids: str,
+    reaction: str,
+    window: str,
+    limit: str,
+) -> None:
+    quoted = urllib.parse.quote(article, safe="")
+    params = {"user_id": user} if user is not None else {}
+    requests = [
+        http.build_request("GET", f"/v1/articles/{quoted}/reactions", params=params),
+        http.build_request("GET", "/v1/reactions", params={"ids": ids, **params}),
+        http.build_request(
+            "GET", "/v1/trending", params={"reaction": reaction, "window": window, "limit": limit}
+        ),
+    ]
+    for request in requests:
+        response = await http.send(request)
+        assert response.status_code in (200, 404, 422), (request.url, response.text)
+        if response.status_code != 200:
+            assert set(response.json()["error"]) == {"code", "message"}

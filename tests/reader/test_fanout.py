@@ -110,3 +110,28 @@ async def test_subscription_lives_only_while_clients_are_connected(redis: Redis)
     feed.remove("a2", second)
     await eventually(subscribers, lambda n: n == 0, what="the subscription to end")
     await feed.close()
+
+
+async def test_a_lost_subscription_is_restored_and_clients_resynced(redis: Redis) -> None:
+    cache = TallyCache(no_load, ttl=0.5, max_entries=10)
+    render = Renderer()
+    feed = ChangeFeed(redis, cache, render, interval=0.25)
+
+    async def subscribers() -> int:
+        counts = await redis.pubsub_numsub("rx:changed")
+        return int(counts[0][1])
+
+    mailbox = feed.add("a1")
+    try:
+        await eventually(subscribers, lambda n: n == 1, what="the subscription")
+        render.version = 1
+        # Changes published while the connection is down are lost; the feed must resync.
+        await redis.client_kill_filter(_type="pubsub")
+        assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:1"
+        await eventually(subscribers, lambda n: n == 1, what="the subscription to return")
+        render.version = 2
+        await redis.publish("rx:changed", '["a1"]')
+        assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:2"
+    finally:
+        feed.remove("a1", mailbox)
+        await feed.close()
