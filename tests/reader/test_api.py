@@ -6,7 +6,9 @@ this module tests the read side of that contract; the live tests drive the real 
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import re
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -334,3 +336,24 @@ async def test_no_input_gets_a_500(
         assert response.status_code in (200, 404, 422), (request.url, response.text)
         if response.status_code != 200:
             assert set(response.json()["error"]) == {"code", "message"}
+
+
+async def test_a_cache_hit_costs_no_redis_read(http: httpx.AsyncClient, redis: Redis) -> None:
+    await redis.hset(counts_key("hot"), "love", 9)
+
+    async def hmget_calls() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+    async def lookups() -> dict[str, float]:
+        text = (await http.get("/metrics")).text
+        found = re.findall(r'^reactions_reader_cache_total\{result="(\w+)"\} (\S+)$', text, re.M)
+        return {result: float(value) for result, value in found}
+
+    before_calls, before = await hmget_calls(), await lookups()
+    responses = await asyncio.gather(*(http.get("/v1/articles/hot/reactions") for _ in range(100)))
+    assert all(r.json()["counts"]["love"] == 9 for r in responses)
+    calls, after = await hmget_calls() - before_calls, await lookups()
+    hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
+    assert hits + misses == 100
+    assert calls == misses  # every miss is one Redis read, a hit is none

@@ -114,7 +114,7 @@
   const CSS = `
 :host{--rx-bg:#fff;--rx-fg:#1f2328;--rx-muted:#59636e;--rx-border:#d1d9e0;--rx-hover:#f3f5f7;
 --rx-pressed-bg:#ddf4ff;--rx-pressed-border:#0969da;--rx-focus:#0969da;--rx-radius:999px;--rx-gap:.5rem;
---rx-font:inherit;display:block;font:var(--rx-font);color:var(--rx-fg)}
+--rx-font:inherit;display:block;min-height:2em;font:var(--rx-font);color:var(--rx-fg)}
 @media (prefers-color-scheme:dark){:host{--rx-bg:#151b23;--rx-fg:#f0f6fc;--rx-muted:#9198a1;
 --rx-border:#3d444d;--rx-hover:#212830;--rx-pressed-bg:#0c2d6b;--rx-pressed-border:#4493f8;--rx-focus:#4493f8}}
 :host([hidden]){display:none}
@@ -168,8 +168,12 @@ button[aria-pressed=true] .n{color:inherit}
       this.desired = null; // the reader's reaction as shown
       this.inFlight = false;
       this.buttons = null;
-      this.shadowRoot.innerHTML = "";
-      if (!ARTICLE.test(article)) return;
+      if (!ARTICLE.test(article)) {
+        this.shadowRoot.innerHTML = "";
+        return;
+      }
+      // The bar's height is reserved while it loads, so the page does not jump.
+      this.shadowRoot.innerHTML = `<style>${CSS}</style>`;
       const loaded = loadTally(this.readerUrl, article).then((tally) => {
         if (token !== this.token || !tally) return;
         if (!this.server) this.server = tally.counts;
