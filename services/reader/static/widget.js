@@ -167,6 +167,8 @@ button[aria-pressed=true] .n{color:inherit}
       this.confirmed = null; // the reader's reaction as ingest last accepted it
       this.desired = null; // the reader's reaction as shown
       this.inFlight = false;
+      this.settling = false; // a change of the reader's is not yet reflected in `server`
+      this.poke = null;
       this.buttons = null;
       if (!ARTICLE.test(article)) {
         this.shadowRoot.innerHTML = "";
@@ -235,11 +237,18 @@ button[aria-pressed=true] .n{color:inherit}
     onTally(tally) {
       if (!tally || !tally.counts) return;
       this.server = tally.counts;
+      // Until the reader's own change is settled, a tally may or may not include it:
+      // keep showing the optimistic counts and check now instead.
+      if (this.settling) {
+        if (this.poke) this.poke();
+        return;
+      }
       this.render();
     }
 
     choose(id) {
       this.desired = this.desired === id ? null : id;
+      this.settling = true;
       this.say("");
       this.render();
       this.send();
@@ -272,6 +281,7 @@ button[aria-pressed=true] .n{color:inherit}
         return;
       }
       this.desired = this.confirmed;
+      this.settling = false;
       this.render();
       this.say(
         status === 429
@@ -292,10 +302,15 @@ button[aria-pressed=true] .n{color:inherit}
           this.server = tally.counts;
           break;
         }
-        await new Promise((r) => setTimeout(r, wait));
+        await new Promise((r) => {
+          this.poke = r;
+          setTimeout(r, wait);
+        });
+        this.poke = null;
       }
       if (token !== this.token || this.inFlight || this.desired !== target) return;
       this.base = target;
+      this.settling = false;
       this.render();
     }
 
