@@ -117,7 +117,10 @@ class ChangeFeed:
         self.clients -= 1
         SSE_CLIENTS.dec()
         if self.clients == 0 and self._subscriber is not None:
+            # Kept until it finishes, so `close` can wait for its connection to close.
             self._subscriber.cancel()
+            self._tasks.add(self._subscriber)
+            self._subscriber.add_done_callback(self._tasks.discard)
             self._subscriber = None
 
     async def wait_subscribed(self, timeout: float) -> None:  # noqa: ASYNC109
@@ -132,7 +135,10 @@ class ChangeFeed:
         self._subscriber = None
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Bounded: closing a pub/sub connection must not hold up shutdown.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     def on_changed(self, article_ids: Iterable[str]) -> None:
         """The aggregator changed these articles: drop their cached tallies, push new ones."""
