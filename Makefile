@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium prometheus
+SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium fonts-noto-color-emoji prometheus
 
 .PHONY: .system-packages help setup run up down status test test-quick test-faults lint fmt bench clean
 
