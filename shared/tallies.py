@@ -47,9 +47,24 @@ def trend_key(reaction: str, minute: int) -> str:
     return f"rx:trend:{{trend-{reaction}}}:{minute}"
 
 
+def position_pattern(topic: str) -> str:
+    """SCAN pattern of every resume position of `topic`."""
+    return f"rx:pos:{{{topic}}}:*"
+
+
+# SCAN patterns of the per-article keys (counts and readers), for a rebuild from scratch.
+ARTICLE_KEY_PATTERNS: Final = ("rx:{*}:n", "rx:{*}:u")
+
+
 def apply_script(redis: Redis) -> AsyncScript:
     """The fenced batch-apply script, registered on `redis` (EVALSHA with EVAL fallback)."""
     source = resources.files("shared").joinpath("lua/apply_batch.lua").read_text()
+    return redis.register_script(source)
+
+
+def trend_script(redis: Redis) -> AsyncScript:
+    """The script adding one batch's net deltas of one reaction to a minute bucket."""
+    source = resources.files("shared").joinpath("lua/trend_add.lua").read_text()
     return redis.register_script(source)
 
 
