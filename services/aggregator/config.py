@@ -16,7 +16,7 @@ class AggregatorSettings(CommonSettings):
     )
     group_id: str = Field("reactions-aggregator", description="Kafka consumer group id.")
     max_batch: int = Field(
-        5000, ge=1, le=100_000, description="Most records taken from Kafka per batch."
+        20_000, ge=1, le=100_000, description="Most records taken from Kafka per batch."
     )
     session_timeout_ms: int = Field(
         10_000, ge=1000, le=300_000, description="Consumer group session timeout."

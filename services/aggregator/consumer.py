@@ -40,8 +40,11 @@ from shared.tallies import (
     MAX_EVENTS_PER_CALL,
     TREND_BUCKET_SECONDS,
     TREND_TTL_SECONDS,
+    ApplyReply,
+    apply_event_line,
     apply_script,
     counts_key,
+    parse_apply_reply,
     position_key,
     readers_key,
     trend_key,
@@ -52,7 +55,6 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 Batch = dict[TopicPartition, list[ConsumerRecord]]
-FIELDS_PER_EVENT: Final = 5
 ALL: Final = "all"
 
 
@@ -77,8 +79,30 @@ class BatchReport:
 @dataclass
 class _ArticleBatch:
     partition: int
-    args: list[str | int] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
     oldest_ts: int = 0
+
+
+@dataclass
+class DecodedBatch:
+    """A batch ready for Redis: events grouped by article, invalid records, positions."""
+
+    positions: dict[TopicPartition, int]
+    by_article: dict[str, _ArticleBatch]
+    dead: list[tuple[ConsumerRecord, InvalidEvent]]
+    size: int
+
+    def only(self, owned: set[TopicPartition]) -> DecodedBatch:
+        """The part of the batch on partitions this member still owns."""
+        if all(tp in owned for tp in self.positions):
+            return self
+        partitions = {tp.partition for tp in owned}
+        return DecodedBatch(
+            {tp: n for tp, n in self.positions.items() if tp in owned},
+            {a: b for a, b in self.by_article.items() if b.partition in partitions},
+            [(r, e) for r, e in self.dead if r.partition in partitions],
+            self.size,
+        )
 
 
 class BatchApplier:
@@ -116,10 +140,14 @@ class BatchApplier:
         await self.retry(lambda: self.redis.script_load(self._trend.script), "script_load")
 
     async def apply(self, batch: Batch) -> BatchReport:
-        """Apply one batch (records of each partition in offset order) and record positions."""
+        """Decode and apply one batch (each partition's records in offset order)."""
+        return await self.apply_decoded(self.decode(batch))
+
+    async def apply_decoded(self, decoded: DecodedBatch) -> BatchReport:
+        """Apply a decoded batch and record its positions."""
         started = time.perf_counter()
-        report = BatchReport({tp: records[-1].offset + 1 for tp, records in batch.items()})
-        by_article, dead = self._decode(batch)
+        report = BatchReport(decoded.positions)
+        by_article, dead = decoded.by_article, decoded.dead
         if dead:
             await self.retry(lambda: self._dead_letter(dead), "dead_letter")
         results = await self.retry(lambda: self._apply_articles(by_article), "apply")
@@ -128,25 +156,21 @@ class BatchApplier:
         outcomes["dead_lettered"] = len(dead)
         trends: dict[str, list[str | int]] = defaultdict(list)
         correctives: list[tuple[int, ReactionEvent]] = []
-        for (article_id, article), result in zip(by_article.items(), results, strict=True):
-            applied, noop, duplicate, stale, deltas, corrective = result
-            outcomes["applied"] += applied
-            outcomes["noop"] += noop
-            outcomes["duplicate"] += duplicate
-            outcomes["stale"] += stale
-            if deltas:
+        for (article_id, article), reply in zip(by_article.items(), results, strict=True):
+            outcomes["applied"] += reply.applied
+            outcomes["noop"] += reply.noop
+            outcomes["duplicate"] += reply.duplicate
+            outcomes["stale"] += reply.stale
+            if reply.deltas:
                 report.changed.append(article_id)
-                net = 0
-                for i in range(0, len(deltas), 2):
-                    reaction, delta = deltas[i].decode(), int(deltas[i + 1])
+                for reaction, delta in reply.deltas.items():
                     trends[reaction] += (article_id, delta)
-                    net += delta
+                net = sum(reply.deltas.values())
                 if net:
                     trends[ALL] += (article_id, net)
-            for i in range(0, len(corrective), 3):
-                user, reaction, ts = (v.decode() for v in corrective[i : i + 3])
+            for user, reaction, ts in reply.correctives:
                 event = ReactionEvent.new(
-                    "set" if reaction else "clear", article_id, user, reaction or None, int(ts)
+                    "set" if reaction else "clear", article_id, user, reaction or None, ts
                 )
                 correctives.append((article.partition, event))
         report.outcomes = outcomes
@@ -163,14 +187,12 @@ class BatchApplier:
                 metrics.EVENTS.labels(outcome).inc(n)
         if report.correctives:
             metrics.CORRECTIVES.inc(report.correctives)
-        metrics.BATCH_SIZE.observe(sum(len(records) for records in batch.values()))
+        metrics.BATCH_SIZE.observe(decoded.size)
         metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
         return report
 
-    def _decode(
-        self, batch: Batch
-    ) -> tuple[dict[str, _ArticleBatch], list[tuple[ConsumerRecord, InvalidEvent]]]:
-        """Group valid events by article as Lua arguments; collect the invalid records."""
+    def decode(self, batch: Batch) -> DecodedBatch:
+        """Group valid events by article as apply-script lines; collect the invalid records."""
         by_article: dict[str, _ArticleBatch] = {}
         dead: list[tuple[ConsumerRecord, InvalidEvent]] = []
         for tp, records in batch.items():
@@ -192,14 +214,21 @@ class BatchApplier:
                 elif article.partition != tp.partition:
                     dead.append((record, InvalidEvent("wrong_partition", event.article_id)))
                     continue
-                article.args += (
-                    record.offset,
-                    "s" if event.op == "set" else "c",
-                    event.user_id,
-                    event.reaction or "",
-                    "" if event.client_ts is None else event.client_ts,
+                article.lines.append(
+                    apply_event_line(
+                        record.offset,
+                        "s" if event.op == "set" else "c",
+                        event.user_id,
+                        event.reaction or "",
+                        event.client_ts,
+                    )
                 )
-        return by_article, dead
+        return DecodedBatch(
+            {tp: records[-1].offset + 1 for tp, records in batch.items()},
+            by_article,
+            dead,
+            sum(len(records) for records in batch.values()),
+        )
 
     def _expected_partition(self, article_id: str) -> int:
         partition = self._partition_of.get(article_id)
@@ -209,33 +238,29 @@ class BatchApplier:
             partition = self._partition_of[article_id] = partition_for(article_id, self.partitions)
         return partition
 
-    async def _apply_articles(self, by_article: dict[str, _ArticleBatch]) -> list[list[Any]]:
-        """One pipeline, one fenced EVALSHA per article chunk; results merged per article."""
+    async def _apply_articles(self, by_article: dict[str, _ArticleBatch]) -> list[ApplyReply]:
+        """One pipeline, one fenced EVALSHA per article chunk; replies merged per article."""
         pipe = self.redis.pipeline(transaction=False)
         chunks: list[int] = []
-        step = MAX_EVENTS_PER_CALL * FIELDS_PER_EVENT
+        step = MAX_EVENTS_PER_CALL
         sha = self._apply.sha
         for article_id, article in by_article.items():
             keys = (counts_key(article_id), readers_key(article_id))
-            n = 0
-            for start in range(0, len(article.args), step):
-                pipe.evalsha(sha, 2, *keys, article.partition, *article.args[start : start + step])
-                n += 1
-            chunks.append(n)
+            lines = article.lines
+            for start in range(0, len(lines), step):
+                pipe.evalsha(sha, 2, *keys, article.partition, "".join(lines[start : start + step]))
+            chunks.append((len(lines) + step - 1) // step)
         try:
             replies = await pipe.execute()
         except NoScriptError:
             await self.redis.script_load(self._apply.script)  # Redis restarted empty
             raise
-        merged: list[list[Any]] = []
+        merged: list[ApplyReply] = []
         i = 0
         for n in chunks:
-            first = replies[i]
+            first = parse_apply_reply(replies[i])
             for extra in replies[i + 1 : i + n]:
-                for k in range(4):
-                    first[k] += extra[k]
-                first[4] = first[4] + extra[4]
-                first[5] = first[5] + extra[5]
+                first.merge(parse_apply_reply(extra))
             merged.append(first)
             i += n
         return merged
@@ -408,16 +433,28 @@ class Aggregator:
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set; the batch in flight is finished and committed."""
+        """Consume until `stop` is set; the batch in flight is finished and committed.
+
+        Two stages overlap: while batch N is in Redis (an awaited pipeline), batch N+1 is
+        fetched and decoded. Batches still reach Redis one at a time, in order.
+        """
         assert self.applier is not None
         watch = asyncio.create_task(self._forward_stop(stop))
+        in_flight: asyncio.Task[bool] | None = None
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(
                     timeout_ms=200, max_records=self.settings.max_batch
                 )
-                if batch and not await self.apply_batch(batch):
-                    return
+                decoded = self.applier.decode(batch) if batch else None
+                if in_flight is not None:
+                    finished, in_flight = await in_flight, None
+                    if not finished:
+                        return
+                if decoded is not None:
+                    in_flight = asyncio.create_task(self.apply_batch(decoded))
+            if in_flight is not None:
+                await in_flight
         finally:
             watch.cancel()
 
@@ -425,18 +462,17 @@ class Aggregator:
         await stop.wait()
         self.stop_requested.set()
 
-    async def apply_batch(self, batch: Batch) -> bool:
-        """Apply and commit one batch from getmany; False when it was abandoned for shutdown."""
+    async def apply_batch(self, decoded: DecodedBatch) -> bool:
+        """Apply and commit one decoded batch; False when it was abandoned for shutdown."""
         assert self.applier is not None
         async with self.batch_lock:
-            # A rebalance may have taken partitions between getmany and now; their new
-            # owner reads them from the Redis position (the fences would make it safe anyway).
-            owned = self.consumer.assignment()
-            batch = {tp: records for tp, records in batch.items() if tp in owned and records}
-            if not batch:
+            # A rebalance may have taken partitions since getmany; their new owner reads
+            # them from the Redis position (the fences would make it safe anyway).
+            decoded = decoded.only(set(self.consumer.assignment()))
+            if not decoded.positions:
                 return True
             try:
-                report = await self.applier.apply(batch)
+                report = await self.applier.apply_decoded(decoded)
             except BatchAbandoned as exc:
                 log.info("batch_abandoned_for_shutdown", step=str(exc))
                 return False

@@ -2,10 +2,12 @@
 -- Apply one chunk of one article's events, in partition order, exactly once.
 -- KEYS[1] counts hash  {reaction -> count, "@fence" -> "partition:offset"}
 -- KEYS[2] readers hash {user -> "reaction" | "reaction|client_ts" | "|client_ts"}
--- ARGV[1] partition; then 5 fields per event: offset, op ("s"/"c"), user, reaction,
--- client_ts ("" = none).
--- Returns {applied, noop, duplicate, stale, {reaction, delta, ...}, {user, reaction, ts, ...}}.
--- The last list restates, after the whole chunk, the state of every reader one of whose events
+-- ARGV[1] partition; ARGV[2] the events, one line each: offset TAB op ("s"/"c") TAB user TAB
+-- reaction TAB client_ts ("" = none) NEWLINE. (One argument, not five per event: encoding
+-- thousands of arguments costs the client more than the whole script costs Redis.)
+-- Returns one string of three lines: "applied TAB noop TAB duplicate TAB stale",
+-- "reaction TAB delta ..." and "user TAB reaction TAB client_ts ...".
+-- The last line restates, after the whole chunk, the state of every reader one of whose events
 -- was ignored as stale: the caller appends it to the topic as a corrective record, so the
 -- compacted log's last record per (article, reader) stays the truth and a rebuild matches.
 --
@@ -32,14 +34,8 @@ local delta, order = {}, {}
 local restate, restate_order = {}, {}
 local top = nil
 
+-- Count changes are summed here and written once per reaction at the end of the chunk.
 local function bump(reaction, by)
-  local n = redis.call('HINCRBY', counts, reaction, by)
-  if n <= 0 then
-    -- Never negative (a safeguard: a decrement always follows an increment for that reader),
-    -- and a zero count is dropped rather than stored.
-    redis.call('HDEL', counts, reaction)
-    by = by - n
-  end
   if delta[reaction] == nil then
     delta[reaction] = 0
     order[#order + 1] = reaction
@@ -61,9 +57,8 @@ local function needs_corrective(user)
   end
 end
 
-for i = 2, #ARGV, 5 do
-  local offset = tonumber(ARGV[i])
-  local op, user, reaction, cts = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+for offset_s, op, user, reaction, cts in string.gmatch(ARGV[2], '(%d+)\t(%a)\t([^\t]+)\t([^\t]*)\t(%d*)\n') do
+  local offset = tonumber(offset_s)
   local ts = nil
   if cts ~= '' then ts = tonumber(cts) end
   local cur_reaction, cur_ts = parse(redis.call('HGET', readers, user))
@@ -74,7 +69,7 @@ for i = 2, #ARGV, 5 do
     -- between this apply and the corrective's acknowledgement): restate again; it is a no-op.
     if older then needs_corrective(user) end
   else
-    top = ARGV[i]
+    top = offset_s
     if older then
       stale = stale + 1
       needs_corrective(user)
@@ -109,9 +104,19 @@ end
 
 local deltas = {}
 for _, reaction in ipairs(order) do
-  if delta[reaction] ~= 0 then
-    deltas[#deltas + 1] = reaction
-    deltas[#deltas + 1] = delta[reaction]
+  local by = delta[reaction]
+  if by ~= 0 then
+    local n = redis.call('HINCRBY', counts, reaction, by)
+    if n <= 0 then
+      -- Never negative (a safeguard: a decrement always follows an increment for that
+      -- reader), and a zero count is dropped rather than stored.
+      redis.call('HDEL', counts, reaction)
+      by = by - n
+    end
+    if by ~= 0 then
+      deltas[#deltas + 1] = reaction
+      deltas[#deltas + 1] = string.format('%d', by)
+    end
   end
 end
 
@@ -123,4 +128,5 @@ for _, user in ipairs(restate_order) do
   corrective[#corrective + 1] = reaction
   corrective[#corrective + 1] = string.sub(value, string.find(value, '|', 1, true) + 1)
 end
-return {applied, noop, duplicate, stale, deltas, corrective}
+return string.format('%d\t%d\t%d\t%d\n', applied, noop, duplicate, stale)
+  .. table.concat(deltas, '\t') .. '\n' .. table.concat(corrective, '\t')
