@@ -57,11 +57,35 @@ local function needs_corrective(user)
   end
 end
 
+-- Readers are read with one HMGET and written back with one HSET and one HDEL: per-event
+-- redis.call()s would cost more than the rules themselves.
+local events, users, state, dirty, dirty_order = {}, {}, {}, {}, {}
 for offset_s, op, user, reaction, cts in string.gmatch(ARGV[2], '(%d+)\t(%a)\t([^\t]+)\t([^\t]*)\t(%d*)\n') do
+  events[#events + 1] = {offset_s, op, user, reaction, cts}
+  if state[user] == nil then
+    state[user] = false
+    users[#users + 1] = user
+  end
+end
+if #users > 0 then
+  local values = redis.call('HMGET', readers, unpack(users))
+  for i, user in ipairs(users) do state[user] = values[i] end
+end
+
+local function store(user, value)
+  state[user] = value
+  if not dirty[user] then
+    dirty[user] = true
+    dirty_order[#dirty_order + 1] = user
+  end
+end
+
+for _, e in ipairs(events) do
+  local offset_s, op, user, reaction, cts = e[1], e[2], e[3], e[4], e[5]
   local offset = tonumber(offset_s)
   local ts = nil
   if cts ~= '' then ts = tonumber(cts) end
-  local cur_reaction, cur_ts = parse(redis.call('HGET', readers, user))
+  local cur_reaction, cur_ts = parse(state[user])
   local older = ts ~= nil and cur_ts ~= nil and ts < cur_ts
   if offset <= last then
     duplicate = duplicate + 1
@@ -87,16 +111,29 @@ for offset_s, op, user, reaction, cts in string.gmatch(ARGV[2], '(%d+)\t(%a)\t([
       end
       if new_ts == '' then
         if target == '' then
-          redis.call('HDEL', readers, user)
+          if state[user] then store(user, false) end
         elseif target ~= cur_reaction then
-          redis.call('HSET', readers, user, target)
+          store(user, target)
         end
       elseif target ~= cur_reaction or tonumber(new_ts) ~= cur_ts then
-        redis.call('HSET', readers, user, target .. '|' .. new_ts)
+        store(user, target .. '|' .. new_ts)
       end
     end
   end
 end
+
+local sets, dels = {}, {}
+for _, user in ipairs(dirty_order) do
+  local value = state[user]
+  if value then
+    sets[#sets + 1] = user
+    sets[#sets + 1] = value
+  else
+    dels[#dels + 1] = user
+  end
+end
+if #sets > 0 then redis.call('HSET', readers, unpack(sets)) end
+if #dels > 0 then redis.call('HDEL', readers, unpack(dels)) end
 
 if top ~= nil then
   redis.call('HSET', counts, '@fence', partition .. ':' .. top)
@@ -122,7 +159,7 @@ end
 
 local corrective = {}
 for _, user in ipairs(restate_order) do
-  local value = redis.call('HGET', readers, user)
+  local value = state[user]
   local reaction = parse(value)
   corrective[#corrective + 1] = user
   corrective[#corrective + 1] = reaction
