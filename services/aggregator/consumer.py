@@ -355,6 +355,7 @@ class ResumeFromRedis(ConsumerRebalanceListener):  # type: ignore[misc]
         # in flight is applied and committed (or abandoned) before anyone else gets its
         # partitions.
         async with self.aggregator.batch_lock:
+            self.aggregator.generation += 1
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -371,6 +372,9 @@ class Aggregator:
         self.producer: Any = None
         self.stop_requested = asyncio.Event()
         self.batch_lock = asyncio.Lock()
+        # Bumped on every revocation and after every assignment's seeks: a batch fetched
+        # before was read from positions those seeks replaced, so it is dropped.
+        self.generation = 0
         self.applier: BatchApplier | None = None
 
     async def start(self) -> None:
@@ -412,25 +416,37 @@ class Aggregator:
     async def seek_to_resume_positions(self, assigned: list[TopicPartition]) -> None:
         """Seek each assigned partition to its Redis position, or replay it from the start."""
         assert self.applier is not None
-        for tp in assigned:
-            key = position_key(tp.topic, tp.partition)
-            position = await self.applier.retry(partial(self.redis.get, key), "position")
-            if position is not None:
-                self.consumer.seek(tp, int(position))
-                continue
-            committed = await self.consumer.committed(tp)
-            if committed is not None:
-                # Kafka remembers progress that Redis does not: Redis lost data (restored
-                # from an old backup, or flushed). Replay; the fences skip what survived.
-                metrics.REPLAYS.inc()
-                log.warning(
-                    "redis_lost_position_replaying",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    committed=committed,
-                )
-            await self.consumer.seek_to_beginning(tp)
+        # Paused while seeking, so no batch is fetched from a position about to be replaced;
+        # batches fetched before are dropped (the generation moves on) and read again from
+        # the Redis position, which never passes an unapplied batch.
+        self.consumer.pause(*assigned)
+        try:
+            for tp in assigned:
+                await self._seek_to_resume_position(tp)
+        finally:
+            self.generation += 1
+            self.consumer.resume(*assigned)
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    async def _seek_to_resume_position(self, tp: TopicPartition) -> None:
+        assert self.applier is not None
+        key = position_key(tp.topic, tp.partition)
+        position = await self.applier.retry(partial(self.redis.get, key), "position")
+        if position is not None:
+            self.consumer.seek(tp, int(position))
+            return
+        committed = await self.consumer.committed(tp)
+        if committed is not None:
+            # Kafka remembers progress that Redis does not: Redis lost data (restored
+            # from an old backup, or flushed). Replay; the fences skip what survived.
+            metrics.REPLAYS.inc()
+            log.warning(
+                "redis_lost_position_replaying",
+                topic=tp.topic,
+                partition=tp.partition,
+                committed=committed,
+            )
+        await self.consumer.seek_to_beginning(tp)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in flight is finished and committed.
@@ -446,13 +462,14 @@ class Aggregator:
                 batch = await self.consumer.getmany(
                     timeout_ms=200, max_records=self.settings.max_batch
                 )
+                generation = self.generation
                 decoded = self.applier.decode(batch) if batch else None
                 if in_flight is not None:
                     finished, in_flight = await in_flight, None
                     if not finished:
                         return
                 if decoded is not None:
-                    in_flight = asyncio.create_task(self.apply_batch(decoded))
+                    in_flight = asyncio.create_task(self.apply_batch(decoded, generation))
             if in_flight is not None:
                 await in_flight
         finally:
@@ -462,10 +479,16 @@ class Aggregator:
         await stop.wait()
         self.stop_requested.set()
 
-    async def apply_batch(self, decoded: DecodedBatch) -> bool:
+    async def apply_batch(self, decoded: DecodedBatch, generation: int) -> bool:
         """Apply and commit one decoded batch; False when it was abandoned for shutdown."""
         assert self.applier is not None
         async with self.batch_lock:
+            if generation != self.generation:
+                # Partitions were (re)assigned and seeked to their Redis positions since
+                # this batch was fetched: its records come again from there. Applying it
+                # now would be harmless for counts (fences) but repeat its dead letters.
+                log.info("batch_dropped_after_rebalance", records=decoded.size)
+                return True
             # A rebalance may have taken partitions since getmany; their new owner reads
             # them from the Redis position (the fences would make it safe anyway).
             decoded = decoded.only(set(self.consumer.assignment()))
