@@ -12,6 +12,9 @@ EVENTS: Final = Counter(
     "duplicate (at or below the article's fence), stale (older client_ts), dead_lettered.",
     ["outcome"],
 )
+# Every outcome exists at zero from the start, so increase() sees the first dead letter.
+for _outcome in ("applied", "noop", "duplicate", "stale", "dead_lettered"):
+    EVENTS.labels(_outcome)
 BATCH_SIZE: Final = Histogram(
     "reactions_aggregator_batch_size",
     "Records per batch taken from Kafka.",
