@@ -4,6 +4,7 @@ session's unless the test needs one of its own to kill."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,10 @@ class Rig:
         """Start `python -m services.<name>` against this rig's Kafka and Redis."""
         return self.start_service(name, env={**self.env, **env}, wait=wait)
 
+    async def launch(self, name: str, **env: str) -> Service:
+        """`start` in a thread, so traffic keeps flowing while the service boots."""
+        return await asyncio.to_thread(self.start, name, **env)
+
     async def oracle(
         self, outcomes: list[Outcome], *, direct_event_ids: tuple[str, ...] = ()
     ) -> OracleReport:
@@ -93,8 +98,8 @@ def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture
-async def kafka_rig(rig: Rig, own_kafka: KafkaBroker) -> Rig:
-    """The rig on a broker of the test's own."""
+async def kafka_rig(own_kafka: KafkaBroker, rig: Rig) -> Rig:
+    """The rig on a broker of the test's own (started first, so it stops after the services)."""
     rig.bootstrap = own_kafka.bootstrap
     rig.env = {"REACTIONS_KAFKA_BOOTSTRAP": own_kafka.bootstrap}
     return rig

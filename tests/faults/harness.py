@@ -630,7 +630,14 @@ async def assert_oracle(
                     f"record {record.partition}:{record.offset} {sig} has no 202 ({why})"
                 )
 
-    assert not problems, f"oracle: {len(problems)} problems:\n" + "\n".join(problems[:40])
+    summary = (
+        f"{len(accepted)} accepted, {sum(1 for o in outcomes if o.rejected)} rejected "
+        f"({Counter(o.status for o in outcomes if o.rejected)}), "
+        f"{sum(1 for o in outcomes if o.indeterminate)} indeterminate"
+    )
+    assert not problems, f"oracle: {len(problems)} problems; {summary}:\n" + "\n".join(
+        problems[:40]
+    )
     return OracleReport(
         records=records,
         model=expected,

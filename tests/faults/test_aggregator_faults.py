@@ -47,7 +47,7 @@ async def test_aggregator_killed_mid_batch_recounts_nothing(rig: Rig) -> None:
     async with Traffic(ingest.url, seed=7) as traffic:
         # A backlog makes the aggregator's batches large, so it is often caught mid-batch.
         await wait_for_outcomes(traffic, 1500)
-        aggregator = rig.start("aggregator")
+        aggregator = await rig.launch("aggregator")
         await eventually(
             lambda: positions(rig.redis, rig.topic, PARTITIONS),
             lambda pos: len(pos) == PARTITIONS,
@@ -58,7 +58,7 @@ async def test_aggregator_killed_mid_batch_recounts_nothing(rig: Rig) -> None:
         aggregator.kill()
         killed_at = time.monotonic()
         await wait_for_outcomes(traffic, 200, since=killed_at)
-        restarted = rig.start("aggregator")
+        restarted = await rig.launch("aggregator")
         await wait_for_outcomes(traffic, 200, since=time.monotonic())
     report = await rig.oracle(traffic.outcomes)
     assert report.accepted > 1900
@@ -119,7 +119,7 @@ async def test_rebalance_storm_keeps_counts_exact(rig: Rig) -> None:
         await wait_for_outcomes(traffic, 500)
         for round_ in range(4):
             while len(extras) < 2:
-                extras.append(rig.start("aggregator"))
+                extras.append(await rig.launch("aggregator"))
             await eventually(
                 lambda: group_members(rig.bootstrap, rig.group),
                 lambda g: g == ("Stable", 3),
@@ -133,7 +133,7 @@ async def test_rebalance_storm_keeps_counts_exact(rig: Rig) -> None:
             if round_ % 2 == 0:
                 leaving.kill()
             else:
-                leaving.stop()
+                await asyncio.to_thread(leaving.stop)
         for service in extras:
             service.kill()
         await wait_for_outcomes(traffic, 200, since=time.monotonic())
