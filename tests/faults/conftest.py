@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from deploy.stack import KafkaBroker, RedisServer, Service, free_port
 from tests.conftest import ServiceFactory
@@ -76,7 +80,14 @@ async def rig(
     stack_env: dict[str, str], fault_redis: RedisServer, start_service: ServiceFactory
 ) -> AsyncIterator[Rig]:
     """The stack on the session's broker and this test's own Redis."""
-    redis = Redis.from_url(fault_redis.url, decode_responses=True, socket_timeout=10)
+    # Retries, because the tests kill and restart this Redis under the client's feet.
+    redis = Redis.from_url(
+        fault_redis.url,
+        decode_responses=True,
+        socket_timeout=10,
+        retry=Retry(ExponentialBackoff(cap=1.0), retries=20),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
     yield Rig(
         bootstrap=stack_env["REACTIONS_KAFKA_BOOTSTRAP"],
         topic=stack_env["REACTIONS_TOPIC"],
