@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -326,12 +327,15 @@ async def alter_partitions(bootstrap: str, topic: str, count: int) -> None:
 async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
     """The state of a consumer group and its number of members, from the broker."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await admin.start()
     try:
+        await admin.start()
         (response,) = await admin.describe_consumer_groups([group])
         (described,) = response.groups
         # (error_code, group_id, state, protocol_type, protocol, members, ...)
         return str(described[2]), len(described[5])
+    except KafkaError as exc:
+        # The coordinator moving or loading is a state to wait through, not a failure.
+        return repr(exc), -1
     finally:
         await admin.close()
 

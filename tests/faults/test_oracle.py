@@ -4,6 +4,7 @@ and the oracle fails when Redis or the topic disagree with what clients were tol
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -93,12 +94,14 @@ _event = st.builds(
 
 
 @pytest.fixture
-async def plain_redis(fault_redis: RedisServer) -> Redis:
-    return Redis.from_url(fault_redis.url, decode_responses=True)
+async def plain_redis(fault_redis: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(fault_redis.url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(events=st.lists(_event, max_size=25), split=st.integers(0, 25))
 async def test_model_matches_the_real_apply_script(
