@@ -38,6 +38,8 @@ from shared.reactions import DEFAULT_TYPES
 from shared.tallies import FENCE_FIELD, counts_key, position_key, readers_key
 
 REACTIONS = tuple(DEFAULT_TYPES)
+# The reason a valid event produced onto another partition than its article's is refused.
+WRONG_PARTITION = "wrong_partition"
 KNOWN_REACTIONS = frozenset(REACTIONS)
 
 # A signature identifies what a request asked for, so a record that no 202 explains can be
@@ -380,12 +382,19 @@ def _decode_reader(raw: str | None) -> tuple[str, int | None]:
     return reaction, int(ts) if ts else None
 
 
-def model(records: Iterable[TopicRecord], known: frozenset[str] = KNOWN_REACTIONS) -> ModelResult:
+def model(
+    records: Iterable[TopicRecord],
+    known: frozenset[str] = KNOWN_REACTIONS,
+    *,
+    partitions: int | None = None,
+) -> ModelResult:
     """Apply the DESIGN's rules in plain Python to every record, in partition order.
 
     One reaction per (article, reader); an event whose client_ts is older than the applied
     one is ignored; an event without client_ts always applies and keeps the newest client_ts
-    seen; malformed records are skipped (they belong in the dead-letter topic).
+    seen; malformed records are skipped (they belong in the dead-letter topic). Given the
+    partition count, so is a valid event on another partition than its article's: applied,
+    it would move the article's fence to a foreign partition and let a replay count twice.
     """
     articles: dict[str, ArticleView] = {}
     events: dict[str, list[TopicRecord]] = defaultdict(list)
@@ -399,6 +408,11 @@ def model(records: Iterable[TopicRecord], known: frozenset[str] = KNOWN_REACTION
             event = decode_event(record.value, known)
         except InvalidEvent as exc:
             invalid.append((record, exc.reason))
+            continue
+        if partitions is not None and partition_for(event.article_id, partitions) != (
+            record.partition
+        ):
+            invalid.append((record, WRONG_PARTITION))
             continue
         where = (record.partition, record.offset)
         decoded[where] = event
@@ -551,7 +565,7 @@ async def wait_caught_up(
     deadline = time.monotonic() + timeout
     while True:
         records = await read_topic(bootstrap, topic)
-        expected = model(records)
+        expected = model(records, partitions=len(await end_offsets(bootstrap, topic)))
         want = {a: v.fence for a, v in expected.articles.items()}
         last: dict[str, str | None] = {}
         while True:

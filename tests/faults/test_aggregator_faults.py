@@ -10,13 +10,18 @@ import time
 import pytest
 
 from deploy.stack import Service
+from shared.events import ReactionEvent, partition_for
+from shared.tallies import position_key
 from tests.faults.conftest import PARTITIONS, Rig
 from tests.faults.harness import (
+    WRONG_PARTITION,
     Traffic,
     applied_beyond_position,
     group_members,
     metric_value,
     positions,
+    produce_raw,
+    read_topic,
     wait_for_outcomes,
 )
 from tests.support import eventually
@@ -138,3 +143,53 @@ async def test_rebalance_storm_keeps_counts_exact(rig: Rig) -> None:
             service.kill()
         await wait_for_outcomes(traffic, 200, since=time.monotonic())
     await rig.oracle(traffic.outcomes)
+
+
+async def _replay_everything(rig: Rig, aggregator: Service) -> Service:
+    """Stop the aggregator, forget every stored position and start it again: it replays the
+    whole topic, which the fences must turn into a no-op."""
+    await asyncio.to_thread(aggregator.stop)
+    for partition in range(PARTITIONS):
+        await rig.redis.delete(position_key(rig.topic, partition))
+    return await rig.launch("aggregator")
+
+
+@pytest.mark.faults_full
+async def test_replaying_the_whole_topic_changes_nothing(rig: Rig) -> None:
+    ingest = rig.start("ingest")
+    aggregator = rig.start("aggregator")
+    async with Traffic(ingest.url, seed=47) as traffic:
+        await wait_for_outcomes(traffic, 800)
+    await rig.oracle(traffic.outcomes)
+    await _replay_everything(rig, aggregator)
+    report = await rig.oracle(traffic.outcomes)
+    assert await positions(rig.redis, rig.topic, PARTITIONS) == {
+        p: max(r.offset for r in report.records if r.partition == p) + 1 for p in range(PARTITIONS)
+    }, "the replay went through every partition to its end"
+
+
+@pytest.mark.faults_full
+async def test_event_on_a_foreign_partition_cannot_reopen_a_fence(rig: Rig) -> None:
+    ingest = rig.start("ingest")
+    aggregator = rig.start("aggregator")
+    async with Traffic(ingest.url, articles=20, seed=53) as traffic:
+        await wait_for_outcomes(traffic, 300)
+    # A well-formed event from a producer that partitions differently (by the whole key,
+    # say): the aggregator must not apply it, or the article's fence would name a foreign
+    # partition and the next replay of the article's own partition would count it again.
+    home = partition_for("a-0", PARTITIONS)
+    stray = ReactionEvent.new("set", "a-0", "stray-reader", "like")
+    await produce_raw(
+        rig.bootstrap, rig.topic, [((home + 1) % PARTITIONS, stray.key(), stray.encode())]
+    )
+    await rig.oracle(traffic.outcomes)
+    await _replay_everything(rig, aggregator)
+    report = await rig.oracle(traffic.outcomes)
+    assert [reason for _, reason in report.model.invalid] == [WRONG_PARTITION]
+    letters = await eventually(
+        lambda: read_topic(rig.bootstrap, f"{rig.topic}.dlq"),
+        lambda found: len(found) >= 1,
+        timeout=60,
+        what="the stray event in the DLQ",
+    )
+    assert [r.value for r in letters] == [stray.encode()]
