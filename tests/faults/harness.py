@@ -47,9 +47,6 @@ KNOWN_REACTIONS = frozenset(REACTIONS)
 Signature = tuple[str, str, str, str | None, int | None]
 
 
-# --------------------------------------------------------------------------- traffic
-
-
 @dataclass
 class Outcome:
     """One request the traffic sent and what came back (status None: outcome unknown)."""
@@ -191,6 +188,7 @@ class Traffic:
         )
 
     def statuses(self) -> Counter[int | None]:
+        """How many requests got each status (None: outcome unknown)."""
         return Counter(o.status for o in self.outcomes)
 
 
@@ -211,9 +209,6 @@ async def wait_for_outcomes(
                 f"seen {traffic.count(status=status, since=since)}; all: {traffic.statuses()}"
             )
         await asyncio.sleep(0.05)
-
-
-# --------------------------------------------------------------------------- the topic
 
 
 @dataclass(frozen=True)
@@ -342,9 +337,6 @@ async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
         await admin.close()
 
 
-# --------------------------------------------------------------------------- the model
-
-
 @dataclass
 class ArticleView:
     """An article's materialised state: counts (no zeros), readers hash and fence."""
@@ -446,9 +438,6 @@ def model(
     return ModelResult(articles, dict(events), decoded, invalid, noop, unchanged, stale)
 
 
-# --------------------------------------------------------------------------- Redis
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -532,9 +521,6 @@ async def applied_beyond_position(redis: Redis, topic: str, partitions: int) -> 
         for article, (p, offset) in (await fences(redis)).items()
         if p in pos and offset >= pos[p]
     ]
-
-
-# --------------------------------------------------------------------------- the oracle
 
 
 @dataclass
@@ -725,9 +711,6 @@ def _article_of(record: TopicRecord) -> str | None:
         return decode_event(record.value, KNOWN_REACTIONS).article_id
     except InvalidEvent:
         return None
-
-
-# --------------------------------------------------------------------------- processes
 
 
 async def metric_value(url: str, name: str, labels: Mapping[str, str] | None = None) -> float:
