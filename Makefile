@@ -47,6 +47,10 @@ status: ## Show which parts of the stack are running
 test: setup ## Run the whole test suite (starts its own Kafka and Redis)
 	$(PY) -m pytest
 
+# pyproject's addopts leave out the tests marked faults_full; this expression takes them back.
+test-faults: setup ## Run the whole fault-tolerance matrix in tests/faults (kills, restarts, wipes)
+	$(PY) -m pytest tests/faults -m "faults_full or not faults_full"
+
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -275,7 +275,9 @@ class KafkaBroker:
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.config().items()))
         if (self.data_dir / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the storage tool would read it as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         result = subprocess.run(
             self._java(
                 "kafka.tools.StorageTool",

@@ -1,0 +1,120 @@
+"""Fixtures of the fault suite: every test gets a redis-server of its own (so it may kill,
+pause, wipe or starve it) and a `Rig` that starts the services against it; the broker is the
+session's unless the test needs one of its own to kill."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from deploy.stack import KafkaBroker, RedisServer, Service, free_port
+from tests.conftest import ServiceFactory
+from tests.faults.harness import OracleReport, Outcome, assert_oracle
+
+PARTITIONS = 4
+# The broker's group.min.session.timeout.ms is 6 s; the lowest timeout keeps zombie and
+# crash tests short (a dead member leaves the group after this long).
+SESSION_TIMEOUT_MS = 6000
+
+
+@pytest.fixture
+def fault_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (AOF everysec, noeviction)."""
+    server = RedisServer(tmp_path / "redis", free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack_env(stack_env: dict[str, str], fault_redis: RedisServer) -> dict[str, str]:
+    """The services' environment, pointed at this test's Redis, with a short session timeout."""
+    return {
+        **stack_env,
+        "REACTIONS_REDIS_URL": fault_redis.url,
+        "REACTIONS_PARTITIONS": str(PARTITIONS),
+        "REACTIONS_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        # All traffic comes from one IP and a few hundred readers: lift ingest's rate limits,
+        # which are not what these tests are about.
+        "REACTIONS_RATE_LIMIT_IP": "1000000/second",
+        "REACTIONS_RATE_LIMIT_READER": "1000000/second",
+    }
+
+
+@dataclass
+class Rig:
+    """One test's stack: where Kafka and Redis are, and how to start services against them."""
+
+    bootstrap: str
+    topic: str
+    group: str
+    redis_server: RedisServer
+    redis: Redis
+    start_service: ServiceFactory
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self, name: str, *, wait: bool = True, **env: str) -> Service:
+        """Start `python -m services.<name>` against this rig's Kafka and Redis."""
+        return self.start_service(name, env={**self.env, **env}, wait=wait)
+
+    async def launch(self, name: str, **env: str) -> Service:
+        """`start` in a thread, so traffic keeps flowing while the service boots."""
+        return await asyncio.to_thread(self.start, name, **env)
+
+    async def oracle(
+        self, outcomes: list[Outcome], *, direct_event_ids: tuple[str, ...] = ()
+    ) -> OracleReport:
+        """Wait for the aggregator to catch up, then check the oracle."""
+        return await assert_oracle(
+            self.redis, self.bootstrap, self.topic, outcomes, direct_event_ids=direct_event_ids
+        )
+
+
+@pytest.fixture
+async def rig(
+    stack_env: dict[str, str], fault_redis: RedisServer, start_service: ServiceFactory
+) -> AsyncIterator[Rig]:
+    """The stack on the session's broker and this test's own Redis."""
+    # Retries, because the tests kill and restart this Redis under the client's feet.
+    redis = Redis.from_url(
+        fault_redis.url,
+        decode_responses=True,
+        socket_timeout=10,
+        retry=Retry(ExponentialBackoff(cap=1.0), retries=20),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+    yield Rig(
+        bootstrap=stack_env["REACTIONS_KAFKA_BOOTSTRAP"],
+        topic=stack_env["REACTIONS_TOPIC"],
+        group=stack_env["REACTIONS_GROUP_ID"],
+        redis_server=fault_redis,
+        redis=redis,
+        start_service=start_service,
+    )
+    await redis.aclose()
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker of this test's own, for tests that kill it."""
+    broker = KafkaBroker(tmp_path / "kafka", free_port(), free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+async def kafka_rig(own_kafka: KafkaBroker, rig: Rig) -> Rig:
+    """The rig on a broker of the test's own (started first, so it stops after the services)."""
+    rig.bootstrap = own_kafka.bootstrap
+    rig.env = {"REACTIONS_KAFKA_BOOTSTRAP": own_kafka.bootstrap}
+    return rig

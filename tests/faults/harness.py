@@ -1,0 +1,736 @@
+"""The fault harness: traffic that records every request's outcome, a full read of the topic,
+a plain-Python model of the DESIGN's counting rules, and the one oracle every fault test ends
+with.
+
+The oracle checks three things against the real stack:
+(a) Redis (counts, readers and fences of every article) equals the model applied to every
+    record of the topic in partition order;
+(b) every `202` a client received appears in the topic exactly once, by `event_id`, and
+    carries what the client sent;
+(c) no request answered with a non-2xx status was applied: a record that no `202` explains
+    must be explained by a request whose outcome is unknown (timeout, connection error) or
+    be a corrective restatement (a no-op by construction, see DESIGN guarantee 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_for, record_key
+from shared.reactions import DEFAULT_TYPES
+from shared.tallies import FENCE_FIELD, counts_key, position_key, readers_key
+
+REACTIONS = tuple(DEFAULT_TYPES)
+# The reason a valid event produced onto another partition than its article's is refused.
+WRONG_PARTITION = "wrong_partition"
+KNOWN_REACTIONS = frozenset(REACTIONS)
+
+# A signature identifies what a request asked for, so a record that no 202 explains can be
+# matched to a request whose outcome the client never learnt.
+Signature = tuple[str, str, str, str | None, int | None]
+
+
+@dataclass
+class Outcome:
+    """One request the traffic sent and what came back (status None: outcome unknown)."""
+
+    op: str
+    article_id: str
+    user_id: str
+    reaction: str | None
+    client_ts: int | None
+    started: float
+    status: int | None = None
+    event_id: str | None = None
+    retry_after: str | None = None
+    error: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 202
+
+    @property
+    def rejected(self) -> bool:
+        return self.status is not None and not 200 <= self.status < 300
+
+    @property
+    def indeterminate(self) -> bool:
+        return self.status is None
+
+    def signature(self) -> Signature:
+        return (self.article_id, self.user_id, self.op, self.reaction, self.client_ts)
+
+
+class Traffic:
+    """A bounded load of PUTs and DELETEs against ingest, recording every outcome.
+
+    `workers` concurrent loops each send one request at a time over `articles` x `readers`;
+    a share of the PUTs carries a random `client_ts`, so some arrive stale.
+    """
+
+    def __init__(
+        self,
+        ingest_url: str,
+        *,
+        articles: int = 200,
+        readers: int = 300,
+        workers: int = 6,
+        client_ts_share: float = 0.3,
+        seed: int | None = None,
+        prefix: str = "a",
+        timeout: float = 30.0,
+    ) -> None:
+        self.ingest_url = ingest_url
+        self.articles = [f"{prefix}-{i}" for i in range(articles)]
+        self.readers = [f"r{i}" for i in range(readers)]
+        self.workers = workers
+        self.client_ts_share = client_ts_share
+        self.random = random.Random(seed)
+        self.timeout = timeout
+        self.outcomes: list[Outcome] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: httpx.AsyncClient | None = None
+
+    def _next_request(self) -> Outcome:
+        rnd = self.random
+        # A skewed choice of article: a few hot stories take most clicks, like a front page.
+        article = self.articles[min(int(rnd.paretovariate(1.2)) - 1, len(self.articles) - 1)]
+        if rnd.random() < 0.3:
+            article = rnd.choice(self.articles)
+        user = rnd.choice(self.readers)
+        if rnd.random() < 0.25:
+            return Outcome("clear", article, user, None, None, time.monotonic())
+        client_ts = (
+            1_700_000_000_000 + rnd.randrange(1_000_000)
+            if rnd.random() < self.client_ts_share
+            else None
+        )
+        return Outcome("set", article, user, rnd.choice(REACTIONS), client_ts, time.monotonic())
+
+    async def send(self, outcome: Outcome) -> Outcome:
+        """Send one request, record its outcome and return it."""
+        assert self._client is not None, "start() the traffic first"
+        url = f"{self.ingest_url}/v1/articles/{outcome.article_id}/reactions/{outcome.user_id}"
+        self.outcomes.append(outcome)
+        try:
+            if outcome.op == "set":
+                body: dict[str, Any] = {"reaction": outcome.reaction}
+                if outcome.client_ts is not None:
+                    body["client_ts"] = outcome.client_ts
+                response = await self._client.put(url, json=body)
+            else:
+                response = await self._client.delete(url)
+        except httpx.HTTPError as exc:
+            outcome.error = repr(exc)
+            return outcome
+        outcome.status = response.status_code
+        outcome.retry_after = response.headers.get("retry-after")
+        if response.status_code == 202:
+            outcome.event_id = response.json()["event_id"]
+        return outcome
+
+    async def _worker(self) -> None:
+        while not self._stop.is_set():
+            outcome = await self.send(self._next_request())
+            if outcome.status is None or outcome.status >= 500:
+                # Back off a little from a failing ingest, as a browser would.
+                await asyncio.sleep(0.05)
+
+    async def start(self) -> Traffic:
+        """Open the client and start the worker loops."""
+        self._client = httpx.AsyncClient(
+            timeout=self.timeout, limits=httpx.Limits(max_connections=self.workers)
+        )
+        self._stop.clear()
+        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+        return self
+
+    async def stop(self) -> None:
+        """Let every in-flight request finish, then close the client; safe to call twice."""
+        self._stop.set()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            await task
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def __aenter__(self) -> Traffic:
+        return await self.start()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    def count(self, *, status: int | None = None, since: float = 0.0) -> int:
+        """How many outcomes have `status` (any when None) among requests started after `since`."""
+        return sum(
+            1
+            for o in self.outcomes
+            if o.started >= since and (status is None or o.status == status)
+        )
+
+    def statuses(self) -> Counter[int | None]:
+        """How many requests got each status (None: outcome unknown)."""
+        return Counter(o.status for o in self.outcomes)
+
+
+async def wait_for_outcomes(
+    traffic: Traffic,
+    at_least: int,
+    *,
+    status: int | None = 202,
+    since: float = 0.0,
+    timeout: float = 60.0,  # noqa: ASYNC109 - a deadline for polling
+) -> None:
+    """Wait until `at_least` requests started after `since` got `status`."""
+    deadline = time.monotonic() + timeout
+    while traffic.count(status=status, since=since) < at_least:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {at_least} answers {status}; "
+                f"seen {traffic.count(status=status, since=since)}; all: {traffic.statuses()}"
+            )
+        await asyncio.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """One record of the topic as a consumer sees it."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of every partition of `topic`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in partitions]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[int]:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"topic {topic!r} has no partitions after {timeout}s")
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    timeout: float = 60.0,  # noqa: ASYNC109 - a deadline for the whole read
+) -> list[TopicRecord]:
+    """Every record of `topic` up to its current end, in offset order per partition."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: dict[int, list[TopicRecord]] = {p: [] for p in partitions}
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+            if not behind:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reading {topic!r} to its end took over {timeout}s")
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, batch_records in batch.items():
+                for r in batch_records:
+                    if r.offset < ends[tp]:
+                        records[tp.partition].append(
+                            TopicRecord(
+                                tp.partition, r.offset, r.key, r.value, tuple(r.headers or ())
+                            )
+                        )
+        return [r for p in partitions for r in records[p]]
+    finally:
+        await consumer.stop()
+
+
+async def produce_raw(
+    bootstrap: str, topic: str, records: Iterable[tuple[int, bytes | None, bytes | None]]
+) -> None:
+    """Produce (partition, key, value) records straight onto the topic, bypassing ingest."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for partition, key, value in records:
+            await producer.send_and_wait(topic, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+
+async def produce_events(
+    bootstrap: str, topic: str, partitions: int, events: Iterable[ReactionEvent]
+) -> None:
+    """Produce valid events the way ingest does (same key and partition), bypassing ingest."""
+    await produce_raw(
+        bootstrap,
+        topic,
+        ((partition_for(e.article_id, partitions), e.key(), e.encode()) for e in events),
+    )
+
+
+async def alter_partitions(bootstrap: str, topic: str, count: int) -> None:
+    """Raise the partition count of an existing topic (what an operator must never do)."""
+    from aiokafka.admin import NewPartitions
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_partitions({topic: NewPartitions(count)})
+    finally:
+        await admin.close()
+
+
+async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
+    """The state of a consumer group and its number of members, from the broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        (response,) = await admin.describe_consumer_groups([group])
+        (described,) = response.groups
+        # (error_code, group_id, state, protocol_type, protocol, members, ...)
+        return str(described[2]), len(described[5])
+    except KafkaError as exc:
+        # The coordinator moving or loading is a state to wait through, not a failure.
+        return repr(exc), -1
+    finally:
+        await admin.close()
+
+
+@dataclass
+class ArticleView:
+    """An article's materialised state: counts (no zeros), readers hash and fence."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    readers: dict[str, str] = field(default_factory=dict)
+    fence: str | None = None
+
+
+@dataclass
+class ModelResult:
+    """The model's view of the topic, plus what it learnt along the way."""
+
+    articles: dict[str, ArticleView]
+    events: dict[str, list[TopicRecord]]  # event_id -> records carrying it
+    decoded: dict[tuple[int, int], ReactionEvent]
+    invalid: list[tuple[TopicRecord, str]]  # (record, reason)
+    noop_offsets: set[tuple[int, int]]  # records that changed no count
+    unchanged_offsets: set[tuple[int, int]]  # records that changed nothing at all
+    stale_offsets: set[tuple[int, int]]  # records ignored as older than the applied one
+
+
+def _encode_reader(reaction: str, client_ts: int | None) -> str | None:
+    if reaction == "" and client_ts is None:
+        return None
+    if client_ts is None:
+        return reaction
+    return f"{reaction}|{client_ts}"
+
+
+def _decode_reader(raw: str | None) -> tuple[str, int | None]:
+    if raw is None:
+        return "", None
+    reaction, _, ts = raw.partition("|")
+    return reaction, int(ts) if ts else None
+
+
+def model(
+    records: Iterable[TopicRecord],
+    known: frozenset[str] = KNOWN_REACTIONS,
+    *,
+    partitions: int | None = None,
+) -> ModelResult:
+    """Apply the DESIGN's rules in plain Python to every record, in partition order.
+
+    One reaction per (article, reader); an event whose client_ts is older than the applied
+    one is ignored; an event without client_ts always applies and keeps the newest client_ts
+    seen; malformed records are skipped (they belong in the dead-letter topic). Given the
+    partition count, so is a valid event on another partition than its article's: applied,
+    it would move the article's fence to a foreign partition and let a replay count twice.
+    """
+    articles: dict[str, ArticleView] = {}
+    events: dict[str, list[TopicRecord]] = defaultdict(list)
+    decoded: dict[tuple[int, int], ReactionEvent] = {}
+    invalid: list[tuple[TopicRecord, str]] = []
+    noop: set[tuple[int, int]] = set()
+    unchanged: set[tuple[int, int]] = set()
+    stale: set[tuple[int, int]] = set()
+    for record in records:
+        try:
+            event = decode_event(record.value, known)
+        except InvalidEvent as exc:
+            invalid.append((record, exc.reason))
+            continue
+        if partitions is not None and partition_for(event.article_id, partitions) != (
+            record.partition
+        ):
+            invalid.append((record, WRONG_PARTITION))
+            continue
+        where = (record.partition, record.offset)
+        decoded[where] = event
+        events[event.event_id].append(record)
+        view = articles.setdefault(event.article_id, ArticleView())
+        view.fence = f"{record.partition}:{record.offset}"
+        cur_reaction, cur_ts = _decode_reader(view.readers.get(event.user_id))
+        if event.client_ts is not None and cur_ts is not None and event.client_ts < cur_ts:
+            stale.add(where)
+            continue
+        new_ts = event.client_ts if event.client_ts is not None else cur_ts
+        target = (event.reaction or "") if event.op == "set" else ""
+        if target == cur_reaction and new_ts == cur_ts:
+            noop.add(where)
+            unchanged.add(where)
+            continue
+        if target != cur_reaction:
+            if cur_reaction:
+                view.counts[cur_reaction] -= 1
+                if view.counts[cur_reaction] == 0:
+                    del view.counts[cur_reaction]
+            if target:
+                view.counts[target] = view.counts.get(target, 0) + 1
+        else:
+            noop.add(where)
+        encoded = _encode_reader(target, new_ts)
+        if encoded is None:
+            view.readers.pop(event.user_id, None)
+        else:
+            view.readers[event.user_id] = encoded
+    return ModelResult(articles, dict(events), decoded, invalid, noop, unchanged, stale)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def read_view(
+    redis: Redis, article_ids: Iterable[str], *, atomic: bool = True
+) -> dict[str, ArticleView]:
+    """The materialised state of each article as Redis holds it now, as one snapshot.
+
+    `atomic` reads in one MULTI; without it (Redis refuses MULTI when out of memory) the
+    articles are read twice until two reads agree: fences only move forward, so equal
+    fences in both reads mean no apply ran in between.
+    """
+    ids = list(article_ids)
+    if atomic:
+        return await _read_view_once(redis, ids, transaction=True)
+    first = await _read_view_once(redis, ids, transaction=False)
+    while True:
+        second = await _read_view_once(redis, ids, transaction=False)
+        if second == first:
+            return second
+        first = second
+
+
+async def _read_view_once(
+    redis: Redis, ids: list[str], *, transaction: bool
+) -> dict[str, ArticleView]:
+    pipe = redis.pipeline(transaction=transaction)
+    for article_id in ids:
+        pipe.hgetall(counts_key(article_id))
+        pipe.hgetall(readers_key(article_id))
+    raw = await pipe.execute()
+    views = {}
+    for i, article_id in enumerate(ids):
+        counts_raw: dict[Any, Any] = raw[2 * i]
+        readers_raw: dict[Any, Any] = raw[2 * i + 1]
+        counts = {_text(k): int(v) for k, v in counts_raw.items() if _text(k) != FENCE_FIELD}
+        fence = next((_text(v) for k, v in counts_raw.items() if _text(k) == FENCE_FIELD), None)
+        views[article_id] = ArticleView(
+            counts={k: v for k, v in counts.items() if v != 0},
+            readers={_text(k): _text(v) for k, v in readers_raw.items()},
+            fence=fence,
+        )
+    return views
+
+
+async def stored_articles(redis: Redis) -> set[str]:
+    """Every article that has a counts hash in Redis."""
+    found = set()
+    async for key in redis.scan_iter(match="rx:{*}:n", count=1000):
+        found.add(_text(key)[len("rx:{") : -len("}:n")])
+    return found
+
+
+async def fences(redis: Redis) -> dict[str, tuple[int, int]]:
+    """article -> (partition, offset) of its fence, for every article in Redis."""
+    articles = sorted(await stored_articles(redis))
+    pipe = redis.pipeline(transaction=False)
+    for article_id in articles:
+        pipe.hget(counts_key(article_id), FENCE_FIELD)
+    result = {}
+    for article_id, raw in zip(articles, await pipe.execute(), strict=True):
+        if raw is not None:
+            p, o = _text(raw).split(":")
+            result[article_id] = (int(p), int(o))
+    return result
+
+
+async def positions(redis: Redis, topic: str, partitions: int) -> dict[int, int]:
+    """partition -> resume position the aggregator stored (missing partitions left out)."""
+    values = await redis.mget([position_key(topic, p) for p in range(partitions)])
+    return {p: int(v) for p, v in enumerate(values) if v is not None}
+
+
+async def applied_beyond_position(redis: Redis, topic: str, partitions: int) -> list[str]:
+    """Articles whose fence is at or past their partition's stored position: a batch applied
+    to Redis whose position is not stored yet (the aggregator is mid-batch)."""
+    pos = await positions(redis, topic, partitions)
+    return [
+        article
+        for article, (p, offset) in (await fences(redis)).items()
+        if p in pos and offset >= pos[p]
+    ]
+
+
+@dataclass
+class OracleReport:
+    """What the oracle saw: useful for a test's extra assertions and for failure messages."""
+
+    records: list[TopicRecord]
+    model: ModelResult
+    accepted: int
+    rejected: int
+    indeterminate: int
+    indeterminate_applied: int
+    restatements: int
+
+
+async def wait_caught_up(
+    redis: Redis,
+    bootstrap: str,
+    topic: str,
+    *,
+    timeout: float = 90.0,  # noqa: ASYNC109 - a deadline for polling
+) -> tuple[list[TopicRecord], ModelResult]:
+    """Wait until every article's fence in Redis is its last record in the topic.
+
+    The topic is read again until its end offsets stop moving, because the aggregator may
+    append corrective records while it catches up.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        records = await read_topic(bootstrap, topic)
+        expected = model(records, partitions=len(await end_offsets(bootstrap, topic)))
+        want = {a: v.fence for a, v in expected.articles.items()}
+        last: dict[str, str | None] = {}
+        while True:
+            try:
+                got = await read_view(redis, want)
+                last = {a: v.fence for a, v in got.items()}
+                if last == want:
+                    break
+            except (RedisError, OSError) as exc:
+                last = {"<redis error>": repr(exc)}
+            if time.monotonic() > deadline:
+                behind = {a: (last.get(a), f) for a, f in want.items() if last.get(a) != f}
+                raise AssertionError(
+                    f"the aggregator did not catch up within {timeout}s: "
+                    f"{len(behind)} of {len(want)} articles behind, (redis fence, topic last) "
+                    f"for some: {dict(list(behind.items())[:8])}"
+                )
+            await asyncio.sleep(0.1)
+        ends = await end_offsets(bootstrap, topic)
+        if ends == _ends_of(records, ends):
+            return records, expected
+
+
+def _ends_of(records: list[TopicRecord], like: Mapping[int, int]) -> dict[int, int]:
+    ends = dict.fromkeys(like, 0)
+    for r in records:
+        ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+    return ends
+
+
+async def assert_oracle(
+    redis: Redis,
+    bootstrap: str,
+    topic: str,
+    outcomes: Iterable[Outcome],
+    *,
+    direct_event_ids: Iterable[str] = (),
+    timeout: float = 90.0,  # noqa: ASYNC109 - a deadline for the catch-up
+) -> OracleReport:
+    """The oracle every fault test ends with; see the module docstring."""
+    records, expected = await wait_caught_up(redis, bootstrap, topic, timeout=timeout)
+    outcomes = list(outcomes)
+    problems: list[str] = []
+
+    # (a) Redis equals the model, article by article, and holds no article the log lacks.
+    actual = await read_view(redis, expected.articles)
+    for article_id, want in expected.articles.items():
+        got = actual[article_id]
+        if got.counts != want.counts:
+            problems.append(f"{article_id}: counts {got.counts} != model {want.counts}")
+        if got.readers != want.readers:
+            diff = {
+                u: (got.readers.get(u), want.readers.get(u))
+                for u in set(got.readers) | set(want.readers)
+                if got.readers.get(u) != want.readers.get(u)
+            }
+            problems.append(f"{article_id}: readers differ (redis, model): {diff}")
+    extra = await stored_articles(redis) - set(expected.articles)
+    if extra:
+        problems.append(f"Redis has articles the topic never mentions: {sorted(extra)[:10]}")
+
+    # (b) every 202 is in the topic exactly once, carrying what the client asked for.
+    accepted = [o for o in outcomes if o.accepted]
+    for o in accepted:
+        assert o.event_id is not None
+        found = expected.events.get(o.event_id, [])
+        if len(found) != 1:
+            problems.append(f"202 event {o.event_id} ({o.signature()}) is {len(found)}x in topic")
+            continue
+        event = expected.decoded[(found[0].partition, found[0].offset)]
+        got_sig = (event.article_id, event.user_id, event.op, event.reaction, event.client_ts)
+        if got_sig != o.signature():
+            problems.append(f"202 event {o.event_id}: topic has {got_sig}, sent {o.signature()}")
+        if found[0].key != record_key(o.article_id, o.user_id):
+            problems.append(f"202 event {o.event_id}: key {found[0].key!r}")
+
+    # (c) records no 202 explains: an unknown outcome or a corrective restatement, never a
+    # request that was told it failed.
+    explained = {o.event_id for o in accepted} | set(direct_event_ids)
+    unknown: dict[Signature, int] = Counter(o.signature() for o in outcomes if o.indeterminate)
+    rejected = {o.signature() for o in outcomes if o.rejected}
+    indeterminate_applied = restatements = 0
+    for event_id, found in expected.events.items():
+        if event_id in explained:
+            continue
+        for record in found:
+            event = expected.decoded[(record.partition, record.offset)]
+            sig = (event.article_id, event.user_id, event.op, event.reaction, event.client_ts)
+            if unknown.get(sig, 0) > 0:
+                unknown[sig] -= 1
+                indeterminate_applied += 1
+            elif (
+                record.partition,
+                record.offset,
+            ) in expected.unchanged_offsets and sig not in rejected:
+                restatements += 1
+            else:
+                why = "a rejected request asked for it" if sig in rejected else "no request did"
+                problems.append(
+                    f"record {record.partition}:{record.offset} {sig} has no 202 ({why})"
+                )
+
+    summary = (
+        f"{len(accepted)} accepted, {sum(1 for o in outcomes if o.rejected)} rejected "
+        f"({Counter(o.status for o in outcomes if o.rejected)}), "
+        f"{sum(1 for o in outcomes if o.indeterminate)} indeterminate"
+    )
+    assert not problems, f"oracle: {len(problems)} problems; {summary}:\n" + "\n".join(
+        problems[:40]
+    )
+    return OracleReport(
+        records=records,
+        model=expected,
+        accepted=len(accepted),
+        rejected=sum(1 for o in outcomes if o.rejected),
+        indeterminate=sum(1 for o in outcomes if o.indeterminate),
+        indeterminate_applied=indeterminate_applied,
+        restatements=restatements,
+    )
+
+
+async def assert_consistent_prefix(redis: Redis, records: list[TopicRecord]) -> int:
+    """Each article in Redis equals the model applied to its records up to its fence.
+
+    A batch is applied whole per article or not at all, so this holds at any moment however
+    far behind the aggregator is, even while Redis refuses writes. Returns how many articles
+    are behind the topic's end.
+    """
+    actual = await read_view(redis, await stored_articles(redis), atomic=False)
+    stored = {a: _parse_fence(v.fence) for a, v in actual.items() if v.fence}
+    cut = [
+        r
+        for r in records
+        if (article := _article_of(r)) is not None
+        and article in stored
+        and r.partition == stored[article][0]
+        and r.offset <= stored[article][1]
+    ]
+    expected = model(cut)
+    problems = []
+    for article_id, got in actual.items():
+        want = expected.articles.get(article_id, ArticleView())
+        if (got.counts, got.readers, got.fence) != (want.counts, want.readers, want.fence):
+            problems.append(f"{article_id}: redis {got} != prefix model {want}")
+    assert not problems, "partial writes:\n" + "\n".join(problems[:20])
+    full = model(records).articles
+    return sum(1 for a, v in full.items() if actual.get(a, ArticleView()).fence != v.fence)
+
+
+def _parse_fence(fence: str) -> tuple[int, int]:
+    p, o = fence.split(":")
+    return int(p), int(o)
+
+
+def _article_of(record: TopicRecord) -> str | None:
+    try:
+        return decode_event(record.value, KNOWN_REACTIONS).article_id
+    except InvalidEvent:
+        return None
+
+
+async def metric_value(url: str, name: str, labels: Mapping[str, str] | None = None) -> float:
+    """The value of one sample on a service's /metrics (0.0 when absent)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{url}/metrics")).text
+    wanted = dict(labels or {})
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def log_lines_matching(path: Path, pattern: str) -> list[str]:
+    """Lines of a process's log that match a regular expression."""
+    with contextlib.suppress(FileNotFoundError):
+        return [
+            line
+            for line in path.read_text(errors="replace").splitlines()
+            if re.search(pattern, line)
+        ]
+    return []

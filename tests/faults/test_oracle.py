@@ -1,0 +1,167 @@
+"""The harness's own tests: the model follows the DESIGN rules (and the real apply script),
+and the oracle fails when Redis or the topic disagree with what clients were told."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from deploy.stack import RedisServer
+from shared.events import ReactionEvent
+from shared.tallies import apply_script, counts_key, readers_key
+from tests.faults.conftest import Rig
+from tests.faults.harness import (
+    Outcome,
+    TopicRecord,
+    Traffic,
+    assert_oracle,
+    model,
+    read_view,
+    wait_for_outcomes,
+)
+
+
+def _records(*events: ReactionEvent, partition: int = 0) -> list[TopicRecord]:
+    return [TopicRecord(partition, offset, e.key(), e.encode()) for offset, e in enumerate(events)]
+
+
+def _set(user: str, reaction: str, client_ts: int | None = None) -> ReactionEvent:
+    return ReactionEvent.new("set", "a1", user, reaction, client_ts)
+
+
+def _clear(user: str, client_ts: int | None = None) -> ReactionEvent:
+    return ReactionEvent.new("clear", "a1", user, None, client_ts)
+
+
+def test_model_keeps_one_reaction_per_reader() -> None:
+    result = model(
+        _records(
+            _set("u1", "love"),
+            _set("u2", "love"),
+            _set("u1", "love"),  # same again: nothing changes
+            _set("u1", "angry"),  # moves the vote
+            _clear("u2"),
+            _clear("u3"),  # clearing nothing: nothing changes
+        )
+    )
+    view = result.articles["a1"]
+    assert view.counts == {"angry": 1}
+    assert view.readers == {"u1": "angry"}
+    assert view.fence == "0:5"
+    assert result.unchanged_offsets == {(0, 2), (0, 5)}
+
+
+def test_model_ignores_stale_client_ts_but_applies_operator_events() -> None:
+    result = model(
+        _records(
+            _set("u1", "love", 200),
+            _set("u1", "sad", 100),  # older than the applied one: ignored
+            _clear("u1"),  # no client_ts: applies, keeps the newest client_ts
+            _set("u1", "wow", 150),  # still older than 200: ignored
+            _set("u1", "wow", 200),  # equal is not older: applies
+        )
+    )
+    view = result.articles["a1"]
+    assert view.counts == {"wow": 1}
+    assert view.readers == {"u1": "wow|200"}
+    assert result.stale_offsets == {(0, 1), (0, 3)}
+
+
+def test_model_skips_malformed_records() -> None:
+    good = _set("u1", "like")
+    records = [
+        TopicRecord(0, 0, b"k", b"{not json"),
+        TopicRecord(0, 1, good.key(), good.encode()),
+        TopicRecord(0, 2, b"k", b'{"v": 2}'),
+    ]
+    result = model(records)
+    assert result.articles["a1"].counts == {"like": 1}
+    assert [reason for _, reason in result.invalid] == ["bad_json", "unknown_version"]
+
+
+_event = st.builds(
+    lambda op, user, reaction, ts: (op, user, reaction, ts),
+    st.sampled_from(["s", "s", "c"]),
+    st.sampled_from(["u1", "u2", "u3"]),
+    st.sampled_from(["like", "love", "sad"]),
+    st.one_of(st.none(), st.integers(1, 5)),
+)
+
+
+@pytest.fixture
+async def plain_redis(fault_redis: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(fault_redis.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=st.lists(_event, max_size=25), split=st.integers(0, 25))
+async def test_model_matches_the_real_apply_script(
+    plain_redis: Redis, events: list[tuple[str, str, str, int | None]], split: int
+) -> None:
+    article = f"h-{uuid.uuid4().hex[:8]}"
+    reaction_events = [
+        ReactionEvent.new("set" if op == "s" else "clear", article, user, reaction, ts)
+        for op, user, reaction, ts in events
+    ]
+    apply = apply_script(plain_redis)
+    keys = [counts_key(article), readers_key(article)]
+    # Two calls, the second overlapping the first: a replay must change nothing.
+    for chunk in (range(min(split, len(events))), range(len(events))):
+        args: list[str | int] = [0]
+        for i in chunk:
+            e = reaction_events[i]
+            args += [
+                i,
+                "s" if e.op == "set" else "c",
+                e.user_id,
+                e.reaction or "",
+                e.client_ts or "",
+            ]
+        await apply(keys=keys, args=args)
+    expected = model(_records(*reaction_events)).articles.get(article)
+    actual = (await read_view(plain_redis, [article]))[article]
+    if expected is None:
+        assert actual.counts == {} and actual.readers == {}
+    else:
+        assert (actual.counts, actual.readers, actual.fence) == (
+            expected.counts,
+            expected.readers,
+            expected.fence,
+        )
+
+
+async def test_oracle_fails_when_redis_or_topic_disagree_with_clients(rig: Rig) -> None:
+    ingest = rig.start("ingest")
+    rig.start("aggregator")
+    async with Traffic(ingest.url, articles=20, readers=20, workers=2, seed=3) as traffic:
+        await wait_for_outcomes(traffic, 100)
+    report = await rig.oracle(traffic.outcomes)
+    assert report.accepted >= 100 and report.rejected == 0
+
+    accepted = next(o for o in traffic.outcomes if o.accepted)
+    # A 202 the topic never got.
+    lost = Outcome("set", "a-0", "r0", "like", None, 0.0, status=202, event_id=str(uuid.uuid4()))
+    with pytest.raises(AssertionError, match="0x in topic"):
+        await assert_oracle(rig.redis, rig.bootstrap, rig.topic, [*traffic.outcomes, lost])
+    # A request told it failed whose event is in the topic.
+    accepted.status, accepted.event_id = 503, None
+    with pytest.raises(AssertionError, match="a rejected request asked for it"):
+        await assert_oracle(rig.redis, rig.bootstrap, rig.topic, traffic.outcomes)
+    # The same request with an unknown outcome may have been applied.
+    accepted.status = None
+    await assert_oracle(rig.redis, rig.bootstrap, rig.topic, traffic.outcomes)
+    # A count Redis got wrong.
+    article = next(a for a, v in report.model.articles.items() if v.counts)
+    reaction = next(iter(report.model.articles[article].counts))
+    await rig.redis.hincrby(counts_key(article), reaction, 1)
+    with pytest.raises(AssertionError, match=f"{article}: counts"):
+        await assert_oracle(rig.redis, rig.bootstrap, rig.topic, traffic.outcomes)

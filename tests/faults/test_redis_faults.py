@@ -1,0 +1,116 @@
+"""Redis faults: a crash, a wipe, a pause longer than a batch, running out of memory."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+
+import pytest
+
+from tests.faults.conftest import PARTITIONS, Rig
+from tests.faults.harness import (
+    Traffic,
+    assert_consistent_prefix,
+    positions,
+    read_topic,
+    wait_for_outcomes,
+)
+from tests.support import eventually
+
+
+async def _positions_advance(rig: Rig, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+    """Wait until the aggregator stores a newer position for some partition than now."""
+    before = await positions(rig.redis, rig.topic, PARTITIONS)
+    await eventually(
+        lambda: positions(rig.redis, rig.topic, PARTITIONS),
+        lambda now: any(now[p] > before.get(p, -1) for p in now),
+        timeout=timeout,
+        what="the aggregator to apply another batch",
+    )
+
+
+async def _oom_errors(rig: Rig) -> int:
+    stats = await rig.redis.info("errorstats")
+    return int(stats.get("errorstat_OOM", {}).get("count", 0))
+
+
+@pytest.mark.faults_full
+async def test_redis_crash_resumes_from_what_redis_kept(rig: Rig) -> None:
+    ingest = rig.start("ingest")
+    rig.start("aggregator")
+    async with Traffic(ingest.url, seed=23) as traffic:
+        await wait_for_outcomes(traffic, 500)
+        await _positions_advance(rig)
+        rig.redis_server.kill()
+        await wait_for_outcomes(traffic, 300, since=time.monotonic())
+        # Same data directory: redis-server reloads its AOF (fsynced every second).
+        await asyncio.to_thread(rig.redis_server.start)
+        await _positions_advance(rig)
+        await wait_for_outcomes(traffic, 300, since=time.monotonic())
+    await rig.oracle(traffic.outcomes)
+
+
+@pytest.mark.faults_full
+async def test_wiped_redis_is_rebuilt_by_replay(rig: Rig) -> None:
+    ingest = rig.start("ingest")
+    aggregator = rig.start("aggregator")
+    async with Traffic(ingest.url, seed=29) as traffic:
+        await wait_for_outcomes(traffic, 800)
+        await _positions_advance(rig)
+        rig.redis_server.kill()
+        # Restart with no data at all, as a replaced Redis node would come back.
+        for path in rig.redis_server.data_dir.iterdir():
+            if path.name != "redis.log":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        await asyncio.to_thread(rig.redis_server.start)
+        await wait_for_outcomes(traffic, 300, since=time.monotonic())
+    assert aggregator.process.pid() is not None
+    # The aggregator must notice the loss and replay the topic; the oracle then compares
+    # every article the topic ever mentioned, including those untouched since the wipe.
+    await rig.oracle(traffic.outcomes)
+
+
+@pytest.mark.faults_full
+async def test_paused_redis_delays_but_skips_nothing(rig: Rig) -> None:
+    ingest = rig.start("ingest")
+    rig.start("aggregator")
+    async with Traffic(ingest.url, seed=31) as traffic:
+        await wait_for_outcomes(traffic, 300)
+        for _ in range(3):
+            await _positions_advance(rig)
+            # Longer than a batch takes: the aggregator's applies queue up behind the pause.
+            await rig.redis.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+            await wait_for_outcomes(traffic, 100, since=time.monotonic())
+    await rig.oracle(traffic.outcomes)
+
+
+@pytest.mark.faults_full
+async def test_redis_out_of_memory_stalls_then_catches_up_exactly(rig: Rig) -> None:
+    ingest = rig.start("ingest")
+    aggregator = rig.start("aggregator")
+    async with Traffic(ingest.url, seed=37, readers=2000) as traffic:
+        await wait_for_outcomes(traffic, 300)
+        await _positions_advance(rig)
+        # Below what Redis already uses: with noeviction every write is refused from now on,
+        # while reads go on (a limit just above the usage would be crossed only now and then).
+        used = int((await rig.redis.info("memory"))["used_memory"])
+        await rig.redis.config_set("maxmemory", used // 2)
+        await eventually(
+            lambda: _oom_errors(rig), lambda n: n > 0, timeout=60, what="Redis to refuse writes"
+        )
+        await wait_for_outcomes(traffic, 200, since=time.monotonic())
+    # The aggregator keeps retrying the same batch rather than skipping it or dying.
+    refused = await _oom_errors(rig)
+    await eventually(
+        lambda: _oom_errors(rig),
+        lambda n: n > refused + 2,
+        timeout=60,
+        what="the aggregator to keep retrying",
+    )
+    records = await read_topic(rig.bootstrap, rig.topic)
+    behind = await assert_consistent_prefix(rig.redis, records)
+    assert behind > 0, "the aggregator stalled behind the topic while Redis was full"
+    assert aggregator.process.pid() is not None, "the aggregator waits, it does not die"
+    await rig.redis.config_set("maxmemory", 0)
+    await rig.oracle(traffic.outcomes)
