@@ -13,7 +13,13 @@ from redis.asyncio import Redis
 from bench.backlog import Workload, generate
 from bench.context import Context
 from bench.stats import Figure, Row, Target, paired_ratios
-from shared.tallies import MAX_EVENTS_PER_CALL, apply_script, counts_key, readers_key
+from shared.tallies import (
+    MAX_EVENTS_PER_CALL,
+    apply_event_line,
+    apply_script,
+    counts_key,
+    readers_key,
+)
 
 MEMORY_DB = 2
 SAMPLE_ARTICLES = 2000
@@ -35,10 +41,11 @@ async def load(redis_url: str, workload: Workload) -> int:
         for article_id, events in by_article.items():
             keys = [counts_key(article_id), readers_key(article_id)]
             for start in range(0, len(events), MAX_EVENTS_PER_CALL):
-                args: list[str | int] = [0]
-                for offset, op, user, reaction in events[start : start + MAX_EVENTS_PER_CALL]:
-                    args += [offset, op, user, reaction, ""]
-                await apply(keys=keys, args=args, client=pipe)
+                lines = "".join(
+                    apply_event_line(offset, op, user, reaction, None)
+                    for offset, op, user, reaction in events[start : start + MAX_EVENTS_PER_CALL]
+                )
+                await apply(keys=keys, args=[0, lines], client=pipe)
                 queued += 1
                 if queued >= 200:
                     await pipe.execute()

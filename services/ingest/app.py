@@ -61,6 +61,9 @@ FATAL_PRODUCER_ERRORS: Final = (
     InvalidProducerEpoch,
 )
 
+# How often a refused-while-down ingest asks Kafka whether it is back.
+OUTAGE_PROBE_INTERVAL_S: Final = 0.25
+
 PUBLISH_SECONDS: Final = Histogram(
     "reactions_ingest_publish_seconds",
     "Time from handing an event to the producer to Kafka's acknowledgement (acks=all).",
@@ -79,10 +82,22 @@ EVENTS: Final = Counter(
 
 
 def _unavailable() -> ApiError:
+    """Nothing was handed to Kafka: the reaction is certainly not recorded."""
     return ApiError(
         503,
         "kafka_unavailable",
-        "The reaction could not be stored right now; please retry shortly.",
+        "The reaction could not be stored right now and was not recorded; please retry shortly.",
+        {"Retry-After": "1"},
+    )
+
+
+def _unconfirmed() -> ApiError:
+    """The event was handed to the producer but Kafka's ack did not come back in time."""
+    return ApiError(
+        503,
+        "publish_timeout",
+        "Kafka did not confirm the reaction in time, so it may or may not be recorded; "
+        "retrying is safe, since setting the same reaction twice counts once.",
         {"Retry-After": "1"},
     )
 
@@ -108,16 +123,20 @@ class Publisher:
         self.producer: Any = None
         self.generation = 0
         self._replacing: asyncio.Task[None] | None = None
+        # Set while Kafka is known unreachable (an ack timed out): requests are refused at
+        # once instead of being buffered, so their 503 is certain; cleared by a probe.
+        self._outage: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.producer = await self._started_producer()
         self.generation = 1
 
     async def stop(self) -> None:
-        if self._replacing is not None:
-            self._replacing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replacing
+        for task in (self._replacing, self._outage):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
@@ -128,9 +147,13 @@ class Publisher:
 
     async def publish(self, event: ReactionEvent) -> None:
         """Produce one event and wait for its acknowledgement, within the timeout; else 503."""
+        if self.kafka_down():
+            KAFKA_ERRORS.labels("unavailable").inc()
+            raise _unavailable()
         partition = partition_for(event.article_id, self.settings.partitions)
         started = time.perf_counter()
         producer, generation = self.producer, self.generation
+        handed_over = False
         try:
             async with asyncio.timeout(self.settings.publish_timeout_s):
                 if not self.healthy():
@@ -141,11 +164,14 @@ class Publisher:
                 ack = await producer.send(
                     self.settings.topic, event.encode(), key=event.key(), partition=partition
                 )
+                handed_over = True
                 await ack
         except TimeoutError:
             KAFKA_ERRORS.labels("timeout").inc()
-            log.warning("publish_timed_out", event_id=event.event_id)
-            raise _unavailable() from None
+            log.warning("publish_timed_out", event_id=event.event_id, handed_over=handed_over)
+            self._begin_outage()
+            # A buffered event is delivered once Kafka is back: its fate is unknown.
+            raise (_unconfirmed() if handed_over else _unavailable()) from None
         except KafkaError as exc:
             KAFKA_ERRORS.labels(type(exc).__name__).inc()
             log.warning("publish_failed", event_id=event.event_id, error=repr(exc))
@@ -153,6 +179,26 @@ class Publisher:
                 self.replace(generation)
             raise _unavailable() from None
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
+
+    def kafka_down(self) -> bool:
+        """True while an ack timed out and no probe has reached Kafka since."""
+        return self._outage is not None and not self._outage.done()
+
+    def _begin_outage(self) -> None:
+        if not self.kafka_down():
+            log.warning("kafka_unreachable")
+            self._outage = asyncio.create_task(self._probe_until_reachable())
+
+    async def _probe_until_reachable(self) -> None:
+        while True:
+            await asyncio.sleep(OUTAGE_PROBE_INTERVAL_S)
+            try:
+                async with asyncio.timeout(1.0):
+                    await self.producer.client.fetch_all_metadata()
+            except (TimeoutError, KafkaError, OSError, AttributeError):
+                continue
+            log.info("kafka_reachable")
+            return
 
     def replace(self, generation: int) -> asyncio.Task[None] | None:
         """The one task replacing producer `generation`; None if that one is already gone.
@@ -329,7 +375,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     """The ingest application; clients live in its lifespan."""
     reactions: ReactionSet = settings.reaction_set()
     # Series exist at zero from the start, so rate() and increase() see their first event.
-    for kind in ("timeout", "producer_recreated"):
+    for kind in ("timeout", "unavailable", "producer_recreated"):
         KAFKA_ERRORS.labels(kind)
     for op in ("set", "clear"):
         EVENTS.labels(op)

@@ -7,7 +7,7 @@ from importlib import resources
 from redis.asyncio import Redis
 
 from bench.wrk import run_wrk
-from shared.tallies import apply_script, counts_key, readers_key
+from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
 from tests.conftest import ServiceFactory
 
 VOTES = [("u1", "love"), ("u2", "like"), ("u1", "wow"), ("u3", "love"), ("u2", "love")]
@@ -15,10 +15,11 @@ VOTES = [("u1", "love"), ("u2", "like"), ("u1", "wow"), ("u3", "love"), ("u2", "
 
 async def test_per_event_lua_moves_votes_like_the_apply_script(redis: Redis) -> None:
     apply = apply_script(redis)
-    args: list[str | int] = [0]
-    for offset, (user, reaction) in enumerate(VOTES):
-        args += [offset, "s", user, reaction, ""]
-    await apply(keys=[counts_key("real"), readers_key("real")], args=args)
+    lines = "".join(
+        apply_event_line(offset, "s", user, reaction, None)
+        for offset, (user, reaction) in enumerate(VOTES)
+    )
+    await apply(keys=[counts_key("real"), readers_key("real")], args=[0, lines])
 
     source = resources.files("bench").joinpath("baselines/per_event.lua").read_text()
     per_event = redis.register_script(source)
@@ -28,7 +29,7 @@ async def test_per_event_lua_moves_votes_like_the_apply_script(redis: Redis) -> 
     real = await redis.hgetall(counts_key("real"))
     lua = await redis.hgetall(counts_key("lua"))
     real.pop("@fence")
-    lua.pop("@fence")
+    lua.pop("@fence", None)
     assert {k: int(v) for k, v in lua.items() if int(v)} == {
         k: int(v) for k, v in real.items() if int(v)
     }

@@ -61,6 +61,7 @@ class Outcome:
     event_id: str | None = None
     retry_after: str | None = None
     error: str | None = None
+    code: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -68,11 +69,13 @@ class Outcome:
 
     @property
     def rejected(self) -> bool:
-        return self.status is not None and not 200 <= self.status < 300
+        return self.status is not None and not 200 <= self.status < 300 and not self.indeterminate
 
     @property
     def indeterminate(self) -> bool:
-        return self.status is None
+        # No answer, or ingest's own word that Kafka may still take the event (its ack did
+        # not come back in time): either way it may or may not be in the topic.
+        return self.status is None or self.code == "publish_timeout"
 
     def signature(self) -> Signature:
         return (self.article_id, self.user_id, self.op, self.reaction, self.client_ts)
@@ -145,6 +148,8 @@ class Traffic:
         outcome.retry_after = response.headers.get("retry-after")
         if response.status_code == 202:
             outcome.event_id = response.json()["event_id"]
+        elif response.headers.get("content-type", "").startswith("application/json"):
+            outcome.code = response.json().get("error", {}).get("code")
         return outcome
 
     async def _worker(self) -> None:

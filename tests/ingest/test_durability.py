@@ -28,6 +28,8 @@ class Answer:
     finished: float
     status: int
     event_id: str | None
+    key: bytes = b""
+    code: str | None = None
 
 
 @pytest.fixture
@@ -68,14 +70,24 @@ async def test_kafka_outage_gives_503_never_202_and_every_202_is_in_the_topic_on
             i += 1
             started = time.monotonic()
             # A hang fails the test through the client timeout: 503 must come in bounded time.
+            article, reader = f"art-{n}-{i % 7}", f"r{n}-{i}"
             response = await http.put(
-                f"/v1/articles/art-{n}-{i % 7}/reactions/r{i}", json={"reaction": "like"}
+                f"/v1/articles/{article}/reactions/{reader}", json={"reaction": "like"}
             )
-            event_id = response.json().get("event_id") if response.status_code == 202 else None
-            answers.append(Answer(started, time.monotonic(), response.status_code, event_id))
+            body = response.json()
+            answers.append(
+                Answer(
+                    started,
+                    time.monotonic(),
+                    response.status_code,
+                    body.get("event_id") if response.status_code == 202 else None,
+                    f"{article}\x1f{reader}".encode(),
+                    body["error"]["code"] if response.status_code == 503 else None,
+                )
+            )
             if response.status_code == 503:
                 assert response.headers["retry-after"].isdigit()
-                assert response.json()["error"]["code"] == "kafka_unavailable"
+                assert body["error"]["code"] in {"kafka_unavailable", "publish_timeout"}
             await asyncio.sleep(0.02)
 
     try:
@@ -112,11 +124,18 @@ async def test_kafka_outage_gives_503_never_202_and_every_202_is_in_the_topic_on
     assert while_down
     assert all(a.status == 503 for a in while_down)
 
+    # Once Kafka is known down, requests are refused at once, before anything is buffered.
+    refused = [a for a in answers if a.code == "kafka_unavailable"]
+    assert refused
+
     accepted = [a.event_id for a in answers if a.status == 202]
     records = await read_topic(own_broker.bootstrap, topic, len(accepted))
     seen = [orjson.loads(r.value)["event_id"] for r in records]
     for event_id in accepted:
         assert seen.count(event_id) == 1, event_id
+    # "kafka_unavailable" is a certain no: none of those requests reached the topic.
+    keys = {r.key for r in records}
+    assert not [a.key for a in refused if a.key in keys]
 
 
 async def test_a_producer_in_a_fatal_state_is_replaced_once(kafka: KafkaBroker) -> None:
