@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 FENCE_FIELD: Final = "@fence"
@@ -45,6 +45,17 @@ def trend_key(reaction: str, minute: int) -> str:
     tag, so a window's buckets can be merged with one ZUNION even on Redis Cluster.
     """
     return f"rx:trend:{{trend-{reaction}}}:{minute}"
+
+
+def connect_redis(url: str, *, cluster: bool = False) -> Redis:
+    """A Redis client for `url`, or a Redis Cluster client seeded by it.
+
+    Every key the services touch in one command shares a hash tag, so the same calls work
+    on both; the cluster client is typed as Redis because it answers the same commands.
+    """
+    if cluster:
+        return cast(Redis, RedisCluster.from_url(url))
+    return Redis.from_url(url)
 
 
 def apply_script(redis: Redis) -> AsyncScript:

@@ -17,7 +17,7 @@ from shared.events import valid_article_id, valid_user_id
 from shared.http import ApiError, install_error_handlers, ops_router
 from shared.metrics import RequestMetrics
 from shared.reactions import ReactionSet
-from shared.tallies import read_mine, read_tally
+from shared.tallies import connect_redis, read_mine, read_tally
 
 
 def create_app(settings: ReaderSettings) -> FastAPI:
@@ -26,7 +26,7 @@ def create_app(settings: ReaderSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis_url)
+        redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
         app.state.redis = redis
         try:
             yield
