@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium prometheus
+SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium fonts-noto-color-emoji prometheus
 
 .PHONY: .system-packages help setup run up down status test test-quick test-faults lint fmt bench clean
 
@@ -55,6 +55,9 @@ lint: setup ## ruff and mypy
 fmt: setup ## Format the code
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+bench: setup ## Benchmark every path against same-run baselines (BENCH_QUICK=1: < 3 min)
+	$(PY) -m bench run
 
 clean: down ## Remove the venv, the Kafka jars and the local stack's data
 	rm -rf $(VENV) deploy/kafka/lib .run

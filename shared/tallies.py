@@ -47,21 +47,85 @@ def trend_key(reaction: str, minute: int) -> str:
     return f"rx:trend:{{trend-{reaction}}}:{minute}"
 
 
-def connect_redis(url: str, *, cluster: bool = False) -> Redis:
+def position_pattern(topic: str) -> str:
+    """SCAN pattern of every resume position of `topic`."""
+    return f"rx:pos:{{{topic}}}:*"
+
+
+# SCAN patterns of the per-article keys (counts and readers), for a rebuild from scratch.
+ARTICLE_KEY_PATTERNS: Final = ("rx:{*}:n", "rx:{*}:u")
+
+
+def connect_redis(url: str, *, cluster: bool = False, **options: Any) -> Redis:
     """A Redis client for `url`, or a Redis Cluster client seeded by it.
 
     Every key the services touch in one command shares a hash tag, so the same calls work
     on both; the cluster client is typed as Redis because it answers the same commands.
     """
     if cluster:
-        return cast(Redis, RedisCluster.from_url(url))
-    return Redis.from_url(url)
+        return cast(Redis, RedisCluster.from_url(url, **options))
+    return Redis.from_url(url, **options)
 
 
 def apply_script(redis: Redis) -> AsyncScript:
     """The fenced batch-apply script, registered on `redis` (EVALSHA with EVAL fallback)."""
     source = resources.files("shared").joinpath("lua/apply_batch.lua").read_text()
     return redis.register_script(source)
+
+
+def trend_script(redis: Redis) -> AsyncScript:
+    """The script adding one batch's net deltas of one reaction to a minute bucket."""
+    source = resources.files("shared").joinpath("lua/trend_add.lua").read_text()
+    return redis.register_script(source)
+
+
+def apply_event_line(
+    offset: int, op: str, user_id: str, reaction: str, client_ts: int | None
+) -> str:
+    """One event as the apply script reads it (op "s" or "c"; ids never contain tabs)."""
+    return f"{offset}\t{op}\t{user_id}\t{reaction}\t{'' if client_ts is None else client_ts}\n"
+
+
+@dataclass(slots=True)
+class ApplyReply:
+    """What one apply call did: outcome counts, net count deltas, readers to restate."""
+
+    applied: int
+    noop: int
+    duplicate: int
+    stale: int
+    deltas: dict[str, int]
+    correctives: list[tuple[str, str, int]]
+
+    def merge(self, other: ApplyReply) -> None:
+        """Fold in the reply of the article's next chunk."""
+        self.applied += other.applied
+        self.noop += other.noop
+        self.duplicate += other.duplicate
+        self.stale += other.stale
+        for reaction, delta in other.deltas.items():
+            self.deltas[reaction] = self.deltas.get(reaction, 0) + delta
+        self.deltas = {r: d for r, d in self.deltas.items() if d}
+        done = {user for user, _, _ in other.correctives}
+        kept = [c for c in self.correctives if c[0] not in done]
+        self.correctives = kept + other.correctives
+
+
+def parse_apply_reply(raw: bytes | str) -> ApplyReply:
+    """Decode the apply script's reply (three tab-separated lines)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    outcome, deltas, corrective = text.split("\n")
+    applied, noop, duplicate, stale = (int(n) for n in outcome.split("\t"))
+    d = deltas.split("\t") if deltas else []
+    c = corrective.split("\t") if corrective else []
+    return ApplyReply(
+        applied,
+        noop,
+        duplicate,
+        stale,
+        {d[i]: int(d[i + 1]) for i in range(0, len(d), 2)},
+        [(c[i], c[i + 1], int(c[i + 2])) for i in range(0, len(c), 3)],
+    )
 
 
 @dataclass(frozen=True, slots=True)

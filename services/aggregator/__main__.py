@@ -6,11 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 
 import uvicorn
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from services.aggregator import metrics
 from services.aggregator.app import create_ops_app
+from services.aggregator.commands import CommandError, erase_reader, rebuild
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
 from shared.kafka import ensure_topics
@@ -54,29 +59,62 @@ async def serve(settings: AggregatorSettings) -> None:
         )
     )
     ops = asyncio.create_task(server.serve())
+    memory = asyncio.create_task(_sample_redis_memory(redis))
     try:
         await aggregator.start()
         log.info("aggregator_started", topic=settings.topic, group=settings.group_id)
         await aggregator.run(stop)
     finally:
         await aggregator.stop()
+        memory.cancel()
         server.should_exit = True
         await ops
         await redis.aclose()
         log.info("aggregator_stopped")
 
 
+async def _sample_redis_memory(redis: Redis, every_s: float = 5.0) -> None:
+    while True:
+        try:
+            info = await redis.info("memory")
+            metrics.REDIS_USED_MEMORY.set(info["used_memory"])
+        except (RedisError, OSError, KeyError) as exc:
+            log.warning("redis_memory_sample_failed", error=repr(exc))
+        await asyncio.sleep(every_s)
+
+
 def main() -> None:
     """Parse the command line and run the chosen command."""
-    parser = argparse.ArgumentParser(prog="python -m services.aggregator")
-    parser.add_subparsers(dest="command")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.aggregator",
+        description="Without a command: run the aggregator (consumer group member).",
+    )
+    commands = parser.add_subparsers(dest="command")
+    rebuild_cmd = commands.add_parser(
+        "rebuild", help="empty the Redis view and replay the whole topic into it"
+    )
+    rebuild_cmd.add_argument(
+        "--force", action="store_true", help="run even if the consumer group has members"
+    )
+    erase = commands.add_parser(
+        "erase-reader", help="publish clears for every article a reader reacted on"
+    )
+    erase.add_argument("user_id")
     args = parser.parse_args()
     settings = AggregatorSettings()
     configure_logging("aggregator", settings.log_level)
-    if args.command is None:
-        import uvloop
+    import uvloop
 
-        uvloop.run(serve(settings))
+    try:
+        if args.command is None:
+            uvloop.run(serve(settings))
+        elif args.command == "rebuild":
+            uvloop.run(rebuild(settings, force=args.force))
+        elif args.command == "erase-reader":
+            uvloop.run(erase_reader(settings, args.user_id))
+    except CommandError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -16,8 +16,21 @@ class AggregatorSettings(CommonSettings):
     )
     group_id: str = Field("reactions-aggregator", description="Kafka consumer group id.")
     max_batch: int = Field(
-        5000, ge=1, le=100_000, description="Most records taken from Kafka per batch."
+        20_000, ge=1, le=100_000, description="Most records taken from Kafka per batch."
     )
     session_timeout_ms: int = Field(
         10_000, ge=1000, le=300_000, description="Consumer group session timeout."
+    )
+    rebalance_timeout_ms: int = Field(
+        60_000,
+        ge=1000,
+        le=600_000,
+        description="How long a rebalance waits for members to finish their batch in flight; "
+        "sized for the largest batch with a few Redis retries.",
+    )
+    max_partition_fetch_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Most bytes fetched per partition per request (bigger batches drain faster).",
     )

@@ -1,159 +1,521 @@
-"""The apply loop: decode → group by article → one fenced Lua call per article → notify → commit."""
+"""The apply loop: decode → group by article → one fenced Lua call per article → notify → commit.
+
+`BatchApplier.apply` is the hot path, shared by the live consumer group (`Aggregator`) and
+the `rebuild` command. Order inside one batch, and why:
+
+1. decode every record; undecodable ones go to the dead-letter topic (acknowledged before
+   the position moves past them, so none is lost);
+2. one non-transactional pipeline with one fenced Lua call per article chunk — the fence
+   makes a retry of a half-applied pipeline, a replay or a zombie consumer harmless;
+3. corrective records for stale events, acknowledged by Kafka before the position moves;
+4. one more pipeline: resume positions (only now, so they never run ahead of the applies),
+   trending deltas and one PUBLISH of the changed article ids;
+5. the Kafka commit (for lag tooling; Redis positions decide where to resume).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
+from services.aggregator import metrics
 from services.aggregator.config import AggregatorSettings
-from shared.events import InvalidEvent, ReactionEvent, decode_event
+from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_for, record_key
+from shared.kafka import new_producer
 from shared.logs import get_logger
 from shared.tallies import (
     CHANGES_CHANNEL,
     MAX_EVENTS_PER_CALL,
+    TREND_BUCKET_SECONDS,
+    TREND_TTL_SECONDS,
+    ApplyReply,
+    apply_event_line,
     apply_script,
     counts_key,
+    parse_apply_reply,
     position_key,
     readers_key,
+    trend_key,
+    trend_script,
 )
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
+Batch = dict[TopicPartition, list[ConsumerRecord]]
+ALL: Final = "all"
+
+
+class BatchAbandoned(Exception):
+    """Shutdown was requested while a batch waited on Redis or Kafka.
+
+    Nothing after the failed step was recorded (no position, no commit), so the batch is
+    read again by whoever owns the partition next; the fences make that safe.
+    """
+
+
+@dataclass
+class BatchReport:
+    """What one applied batch did; positions are the next offsets to read per partition."""
+
+    positions: dict[TopicPartition, int]
+    outcomes: dict[str, int] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+    correctives: int = 0
+
+
+@dataclass
+class _ArticleBatch:
+    partition: int
+    lines: list[str] = field(default_factory=list)
+    oldest_ts: int = 0
+
+
+@dataclass
+class DecodedBatch:
+    """A batch ready for Redis: events grouped by article, invalid records, positions."""
+
+    positions: dict[TopicPartition, int]
+    by_article: dict[str, _ArticleBatch]
+    dead: list[tuple[ConsumerRecord, InvalidEvent]]
+    size: int
+
+    def only(self, owned: set[TopicPartition]) -> DecodedBatch:
+        """The part of the batch on partitions this member still owns."""
+        if all(tp in owned for tp in self.positions):
+            return self
+        partitions = {tp.partition for tp in owned}
+        return DecodedBatch(
+            {tp: n for tp, n in self.positions.items() if tp in owned},
+            {a: b for a, b in self.by_article.items() if b.partition in partitions},
+            [(r, e) for r, e in self.dead if r.partition in partitions],
+            self.size,
+        )
+
+
+class BatchApplier:
+    """Applies batches of records to the Redis view; used by the live loop and by `rebuild`."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        producer: Any,
+        *,
+        topic: str,
+        dlq_topic: str,
+        partitions: int,
+        reactions: frozenset[str],
+        stop: asyncio.Event,
+        side_effects: bool = True,
+    ) -> None:
+        self.redis = redis
+        self.producer = producer
+        self.topic = topic
+        self.dlq_topic = dlq_topic
+        self.partitions = partitions
+        self.reactions = reactions
+        self.stop = stop
+        # `rebuild` replays a log whose dead letters and correctives were written live, and
+        # its history is not news: no DLQ, correctives, trending or notifications then.
+        self.side_effects = side_effects
+        self._apply = apply_script(redis)
+        self._trend = trend_script(redis)
+        self._partition_of: dict[str, int] = {}
+
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts so the pipelines can call them by SHA."""
+        await self.retry(lambda: self.redis.script_load(self._apply.script), "script_load")
+        await self.retry(lambda: self.redis.script_load(self._trend.script), "script_load")
+
+    async def apply(self, batch: Batch) -> BatchReport:
+        """Decode and apply one batch (each partition's records in offset order)."""
+        return await self.apply_decoded(self.decode(batch))
+
+    async def apply_decoded(self, decoded: DecodedBatch) -> BatchReport:
+        """Apply a decoded batch and record its positions."""
+        started = time.perf_counter()
+        report = BatchReport(decoded.positions)
+        by_article, dead = decoded.by_article, decoded.dead
+        if dead:
+            await self.retry(lambda: self._dead_letter(dead), "dead_letter")
+        results = await self.retry(lambda: self._apply_articles(by_article), "apply")
+
+        outcomes = dict.fromkeys(("applied", "noop", "duplicate", "stale"), 0)
+        outcomes["dead_lettered"] = len(dead)
+        trends: dict[str, list[str | int]] = defaultdict(list)
+        correctives: list[tuple[int, ReactionEvent]] = []
+        for (article_id, article), reply in zip(by_article.items(), results, strict=True):
+            outcomes["applied"] += reply.applied
+            outcomes["noop"] += reply.noop
+            outcomes["duplicate"] += reply.duplicate
+            outcomes["stale"] += reply.stale
+            if reply.deltas:
+                report.changed.append(article_id)
+                for reaction, delta in reply.deltas.items():
+                    trends[reaction] += (article_id, delta)
+                net = sum(reply.deltas.values())
+                if net:
+                    trends[ALL] += (article_id, net)
+            for user, reaction, ts in reply.correctives:
+                event = ReactionEvent.new(
+                    "set" if reaction else "clear", article_id, user, reaction or None, ts
+                )
+                correctives.append((article.partition, event))
+        report.outcomes = outcomes
+        if correctives and self.side_effects:
+            await self.retry(lambda: self._append_correctives(correctives), "corrective")
+            report.correctives = len(correctives)
+        await self.retry(lambda: self._finish(report, trends), "finish")
+
+        applied_at = time.time()
+        for article in by_article.values():
+            metrics.END_TO_END_SECONDS.observe(max(0.0, applied_at - article.oldest_ts / 1000))
+        for outcome, n in outcomes.items():
+            if n:
+                metrics.EVENTS.labels(outcome).inc(n)
+        if report.correctives:
+            metrics.CORRECTIVES.inc(report.correctives)
+        metrics.BATCH_SIZE.observe(decoded.size)
+        metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
+        return report
+
+    def decode(self, batch: Batch) -> DecodedBatch:
+        """Group valid events by article as apply-script lines; collect the invalid records."""
+        by_article: dict[str, _ArticleBatch] = {}
+        dead: list[tuple[ConsumerRecord, InvalidEvent]] = []
+        for tp, records in batch.items():
+            for record in records:
+                try:
+                    event = decode_event(record.value, self.reactions)
+                except InvalidEvent as exc:
+                    dead.append((record, exc))
+                    continue
+                article = by_article.get(event.article_id)
+                if article is None:
+                    if self._expected_partition(event.article_id) != tp.partition:
+                        # Its fence lives in another partition's offsets: applying it here
+                        # could skip or repeat events. Only a non-conforming producer does this.
+                        dead.append((record, InvalidEvent("wrong_partition", event.article_id)))
+                        continue
+                    article = by_article[event.article_id] = _ArticleBatch(tp.partition)
+                    article.oldest_ts = event.ts
+                elif article.partition != tp.partition:
+                    dead.append((record, InvalidEvent("wrong_partition", event.article_id)))
+                    continue
+                article.lines.append(
+                    apply_event_line(
+                        record.offset,
+                        "s" if event.op == "set" else "c",
+                        event.user_id,
+                        event.reaction or "",
+                        event.client_ts,
+                    )
+                )
+        return DecodedBatch(
+            {tp: records[-1].offset + 1 for tp, records in batch.items()},
+            by_article,
+            dead,
+            sum(len(records) for records in batch.values()),
+        )
+
+    def _expected_partition(self, article_id: str) -> int:
+        partition = self._partition_of.get(article_id)
+        if partition is None:
+            if len(self._partition_of) > 200_000:
+                self._partition_of.clear()  # a bounded cache of murmur2 results
+            partition = self._partition_of[article_id] = partition_for(article_id, self.partitions)
+        return partition
+
+    async def _apply_articles(self, by_article: dict[str, _ArticleBatch]) -> list[ApplyReply]:
+        """One pipeline, one fenced EVALSHA per article chunk; replies merged per article."""
+        pipe = self.redis.pipeline(transaction=False)
+        chunks: list[int] = []
+        step = MAX_EVENTS_PER_CALL
+        sha = self._apply.sha
+        for article_id, article in by_article.items():
+            keys = (counts_key(article_id), readers_key(article_id))
+            lines = article.lines
+            for start in range(0, len(lines), step):
+                pipe.evalsha(sha, 2, *keys, article.partition, "".join(lines[start : start + step]))
+            chunks.append((len(lines) + step - 1) // step)
+        try:
+            replies = await pipe.execute()
+        except NoScriptError:
+            await self.redis.script_load(self._apply.script)  # Redis restarted empty
+            raise
+        merged: list[ApplyReply] = []
+        i = 0
+        for n in chunks:
+            first = parse_apply_reply(replies[i])
+            for extra in replies[i + 1 : i + n]:
+                first.merge(parse_apply_reply(extra))
+            merged.append(first)
+            i += n
+        return merged
+
+    async def _dead_letter(self, dead: list[tuple[ConsumerRecord, InvalidEvent]]) -> None:
+        if not self.side_effects:
+            return
+        sends = []
+        for record, exc in dead:
+            log.warning(
+                "dead_letter",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=exc.reason,
+                detail=exc.detail[:200],
+            )
+            headers = [
+                *(record.headers or ()),
+                ("reason", exc.reason.encode()),
+                ("detail", exc.detail[:1000].encode()),
+                ("source_topic", record.topic.encode()),
+                ("source_partition", str(record.partition).encode()),
+                ("source_offset", str(record.offset).encode()),
+            ]
+            sends.append(
+                await self.producer.send(
+                    self.dlq_topic, record.value, key=record.key, headers=headers
+                )
+            )
+        await asyncio.gather(*sends)
+
+    async def _append_correctives(self, correctives: list[tuple[int, ReactionEvent]]) -> None:
+        sends = [
+            await self.producer.send(
+                self.topic,
+                event.encode(),
+                key=record_key(event.article_id, event.user_id),
+                partition=partition,
+                headers=[("origin", b"corrective")],
+            )
+            for partition, event in correctives
+        ]
+        await asyncio.gather(*sends)
+
+    async def _finish(self, report: BatchReport, trends: dict[str, list[str | int]]) -> None:
+        """Positions first (the applies are done), then trending, then one notification."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mset({position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()})
+        if self.side_effects:
+            minute = int(time.time()) // TREND_BUCKET_SECONDS
+            for reaction, pairs in trends.items():
+                pipe.evalsha(
+                    self._trend.sha, 1, trend_key(reaction, minute), TREND_TTL_SECONDS, *pairs
+                )
+            if report.changed:
+                pipe.publish(CHANGES_CHANNEL, orjson.dumps(report.changed))
+        try:
+            await pipe.execute()
+        except NoScriptError:
+            await self.redis.script_load(self._trend.script)
+            raise
+
+    async def retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        """Retry `op` with backoff until it succeeds, never skipping ahead; give up on stop."""
+        delay = 0.05
+        while True:
+            try:
+                return await op()
+            except (RedisError, KafkaError, OSError) as exc:
+                metrics.REDIS_RETRIES.inc()
+                log.warning("retry", step=what, error=repr(exc), retry_in_s=delay)
+            if self.stop.is_set():
+                raise BatchAbandoned(what)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
 
 class ResumeFromRedis(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Seek each assigned partition to the position Redis kept, or replay it from the start.
+    """Waits for the batch in flight before giving partitions up; resumes from Redis.
 
     Redis, not Kafka's committed offset, decides where to resume: the committed offset can
     run ahead of what Redis durably kept (AOF fsyncs once a second), while the position
-    key is written after the batch's applies and so never does. When the key is missing
-    (first start, or Redis lost its data) the partition is replayed from the beginning;
-    the per-article fences make that a no-op for whatever Redis still has.
+    key is written after the batch's applies and so never does.
     """
 
     def __init__(self, aggregator: Aggregator) -> None:
         self.aggregator = aggregator
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+        # aiokafka calls this before rejoining: holding the batch lock here means the batch
+        # in flight is applied and committed (or abandoned) before anyone else gets its
+        # partitions.
+        async with self.aggregator.batch_lock:
+            self.aggregator.generation += 1
+            log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.aggregator.seek_to_resume_positions(assigned)
 
 
 class Aggregator:
-    """Applies the topic's events to Redis, exactly once per event."""
+    """The consumer-group member: reads batches, applies them, commits."""
 
     def __init__(self, settings: AggregatorSettings, redis: Redis) -> None:
         self.settings = settings
         self.redis = redis
-        self.apply = apply_script(redis)
         self.consumer: Any = None
-        self.known_reactions = frozenset(settings.types)
+        self.producer: Any = None
+        self.stop_requested = asyncio.Event()
+        self.batch_lock = asyncio.Lock()
+        # Bumped on every revocation and after every assignment's seeks: a batch fetched
+        # before was read from positions those seeks replaced, so it is dropped.
+        self.generation = 0
+        self.applier: BatchApplier | None = None
 
     async def start(self) -> None:
+        """Start the producer (dead letters, correctives) and join the consumer group."""
+        self.producer = new_producer(self.settings.kafka_bootstrap, linger_ms=5)
+        await self.producer.start()
+        self.applier = BatchApplier(
+            self.redis,
+            self.producer,
+            topic=self.settings.topic,
+            dlq_topic=self.settings.dlq_topic,
+            partitions=self.settings.partitions,
+            reactions=frozenset(self.settings.types),
+            stop=self.stop_requested,
+        )
+        await self.applier.load_scripts()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=self.settings.session_timeout_ms,
+            rebalance_timeout_ms=self.settings.rebalance_timeout_ms,
             max_poll_records=self.settings.max_batch,
+            max_partition_fetch_bytes=self.settings.max_partition_fetch_bytes,
         )
         self.consumer.subscribe([self.settings.topic], listener=ResumeFromRedis(self))
         await self.consumer.start()
 
     async def stop(self) -> None:
+        """Leave the group and close the Kafka clients; safe to call twice."""
         if self.consumer is not None:
             consumer, self.consumer = self.consumer, None
             await consumer.stop()
+        if self.producer is not None:
+            producer, self.producer = self.producer, None
+            await producer.stop()
 
     async def seek_to_resume_positions(self, assigned: list[TopicPartition]) -> None:
-        """Seek every assigned partition to its Redis-kept position, or to the beginning."""
-        for tp in assigned:
-            position = await self._with_redis_retry(
-                lambda tp=tp: self.redis.get(position_key(tp.topic, tp.partition))
-            )
-            if position is None:
-                log.info("partition_replay", topic=tp.topic, partition=tp.partition)
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, int(position))
+        """Seek each assigned partition to its Redis position, or replay it from the start."""
+        assert self.applier is not None
+        # Paused while seeking, so no batch is fetched from a position about to be replaced;
+        # batches fetched before are dropped (the generation moves on) and read again from
+        # the Redis position, which never passes an unapplied batch.
+        self.consumer.pause(*assigned)
+        try:
+            for tp in assigned:
+                await self._seek_to_resume_position(tp)
+        finally:
+            self.generation += 1
+            self.consumer.resume(*assigned)
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set; the batch in flight is finished and committed."""
-        while not stop.is_set():
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.max_batch)
-            if batch:
-                await self.apply_batch(batch)
-
-    async def apply_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Apply one batch from getmany to Redis, then record positions and commit."""
-        by_article: dict[str, list[tuple[int, int, ReactionEvent]]] = defaultdict(list)
-        for tp, records in batch.items():
-            for record in records:
-                try:
-                    event = decode_event(record.value, self.known_reactions)
-                except InvalidEvent as exc:
-                    log.warning(
-                        "invalid_event",
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=record.offset,
-                        reason=exc.reason,
-                    )
-                    continue
-                by_article[event.article_id].append((tp.partition, record.offset, event))
-
-        await self._with_redis_retry(lambda: self._apply_articles(by_article))
-
-        positions = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
-        await self._with_redis_retry(lambda: self._store_positions(positions))
-        if by_article:
-            await self._with_redis_retry(
-                lambda: self.redis.publish(CHANGES_CHANNEL, orjson.dumps(list(by_article)))
+    async def _seek_to_resume_position(self, tp: TopicPartition) -> None:
+        assert self.applier is not None
+        key = position_key(tp.topic, tp.partition)
+        position = await self.applier.retry(partial(self.redis.get, key), "position")
+        if position is not None:
+            self.consumer.seek(tp, int(position))
+            return
+        committed = await self.consumer.committed(tp)
+        if committed is not None:
+            # Kafka remembers progress that Redis does not: Redis lost data (restored
+            # from an old backup, or flushed). Replay; the fences skip what survived.
+            metrics.REPLAYS.inc()
+            log.warning(
+                "redis_lost_position_replaying",
+                topic=tp.topic,
+                partition=tp.partition,
+                committed=committed,
             )
-        await self.consumer.commit(positions)
+        await self.consumer.seek_to_beginning(tp)
 
-    async def _apply_articles(
-        self, by_article: dict[str, list[tuple[int, int, ReactionEvent]]]
-    ) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for article_id, events in by_article.items():
-            keys = [counts_key(article_id), readers_key(article_id)]
-            for start in range(0, len(events), MAX_EVENTS_PER_CALL):
-                chunk = events[start : start + MAX_EVENTS_PER_CALL]
-                args: list[str | int] = [chunk[0][0]]
-                for _, offset, event in chunk:
-                    args += [
-                        offset,
-                        "s" if event.op == "set" else "c",
-                        event.user_id,
-                        event.reaction or "",
-                        event.client_ts if event.client_ts is not None else "",
-                    ]
-                await self.apply(keys=keys, args=args, client=pipe)
-        await pipe.execute()
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; the batch in flight is finished and committed.
 
-    async def _store_positions(self, positions: dict[TopicPartition, int]) -> None:
-        await self.redis.mset(
-            {position_key(tp.topic, tp.partition): pos for tp, pos in positions.items()}
-        )
+        Two stages overlap: while batch N is in Redis (an awaited pipeline), batch N+1 is
+        fetched and decoded. Batches still reach Redis one at a time, in order.
+        """
+        assert self.applier is not None
+        watch = asyncio.create_task(self._forward_stop(stop))
+        in_flight: asyncio.Task[bool] | None = None
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(
+                    timeout_ms=200, max_records=self.settings.max_batch
+                )
+                generation = self.generation
+                decoded = self.applier.decode(batch) if batch else None
+                if in_flight is not None:
+                    finished, in_flight = await in_flight, None
+                    if not finished:
+                        return
+                if decoded is not None:
+                    in_flight = asyncio.create_task(self.apply_batch(decoded, generation))
+            if in_flight is not None:
+                await in_flight
+        finally:
+            watch.cancel()
 
-    async def _with_redis_retry(self, op: Any) -> Any:
-        """Retry a Redis operation with backoff until it succeeds: never skip ahead."""
-        delay = 0.05
-        while True:
+    async def _forward_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.stop_requested.set()
+
+    async def apply_batch(self, decoded: DecodedBatch, generation: int) -> bool:
+        """Apply and commit one decoded batch; False when it was abandoned for shutdown."""
+        assert self.applier is not None
+        async with self.batch_lock:
+            if generation != self.generation:
+                # Partitions were (re)assigned and seeked to their Redis positions since
+                # this batch was fetched: its records come again from there. Applying it
+                # now would be harmless for counts (fences) but repeat its dead letters.
+                log.info("batch_dropped_after_rebalance", records=decoded.size)
+                return True
+            # A rebalance may have taken partitions since getmany; their new owner reads
+            # them from the Redis position (the fences would make it safe anyway).
+            decoded = decoded.only(set(self.consumer.assignment()))
+            if not decoded.positions:
+                return True
             try:
-                return await op()
-            except RedisError as exc:
-                log.warning("redis_retry", error=repr(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                report = await self.applier.apply_decoded(decoded)
+            except BatchAbandoned as exc:
+                log.info("batch_abandoned_for_shutdown", step=str(exc))
+                return False
+            await self._commit(report.positions)
+            for tp, position in report.positions.items():
+                highwater = self.consumer.highwater(tp)
+                if highwater is not None:
+                    metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+            return True
+
+    async def _commit(self, positions: dict[TopicPartition, int]) -> None:
+        try:
+            await self.consumer.commit(positions)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced under us. Nothing is lost or doubled: the Redis
+            # positions are the truth and the next owner resumes from them.
+            log.warning(
+                "commit_failed",
+                error=repr(exc),
+                partitions={tp.partition: p for tp, p in positions.items()},
+            )
+        except KafkaError as exc:
+            log.warning("commit_failed", error=repr(exc))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 import uvicorn
 
 from services.reader.app import create_app
@@ -13,6 +15,9 @@ def main() -> None:
     """Run the reader service on its configured port."""
     settings = ReaderSettings()
     configure_logging("reader", settings.log_level)
+    # Every SSE client holds a socket: allow as many as the hard limit permits.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -21,6 +26,7 @@ def main() -> None:
         http="httptools",
         log_config=None,
         timeout_graceful_shutdown=10,
+        backlog=4096,
     )
 
 

@@ -1,0 +1,21 @@
+# One image for the three services; the command picks one: python -m services.<name>.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # Inside a container the services must listen on every interface, not loopback.
+    REACTIONS_HOST=0.0.0.0
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY services ./services
+COPY deploy/__init__.py deploy/stack.py ./deploy/
+RUN pip install . \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin reactions
+
+USER 10001:10001
+EXPOSE 8000 8001 8002
+CMD ["python", "-m", "services.ingest"]

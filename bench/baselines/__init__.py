@@ -1,0 +1,1 @@
+"""Baselines each benchmark figure is compared with, measured in the same run."""

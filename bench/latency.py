@@ -1,0 +1,373 @@
+"""End-to-end latency: an open-loop generator of PUTs and watchers that see each new vote
+arrive in the tally, recorded into HDR histograms.
+
+Each PUT sets a reaction of a fresh reader on one of a few probe articles, so it raises that
+article's total by exactly one. When its 202 arrives, `s` PUTs have been sent to the article
+so far; every event that can precede it in the partition was sent before that moment, so the
+vote is surely visible once the article's total reaches `start + s` (a bound that errs on
+the late side by at most the in-flight PUTs). Watchers follow the totals over the reader's
+SSE stream when it has one, else by polling the plain GET; the result says which.
+
+The generator uses aiohttp: on a shared 2-core machine httpx's per-request cost made the
+generator, not the service, the bottleneck from about 300 PUTs a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+from hdrh.histogram import HdrHistogram
+from prometheus_client.parser import text_string_to_metric_families
+
+Method = Literal["sse", "poll"]
+LAG_METRIC = "reactions_aggregator_consumer_lag"
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def new_histogram() -> HdrHistogram:
+    """Microseconds from 1 µs to 10 minutes, 3 significant digits."""
+    return HdrHistogram(1, 600_000_000, 3)
+
+
+def summary_ms(hist: HdrHistogram) -> dict[str, float]:
+    """p50, p90, p99, p99.9 and max of a µs histogram, in milliseconds."""
+    out = {f"p{p:g}": hist.get_value_at_percentile(p) / 1000 for p in PERCENTILES}
+    out["max"] = hist.get_max_value() / 1000
+    out["count"] = float(hist.get_total_count())
+    return out
+
+
+@dataclass
+class LatencyResult:
+    """What one open-loop run measured."""
+
+    method: Method
+    target_rate: float
+    duration_s: float
+    sent: int = 0
+    accepted: int = 0
+    failed: int = 0
+    unseen: int = 0
+    put_hist: HdrHistogram = field(default_factory=new_histogram)
+    visible_hist: HdrHistogram = field(default_factory=new_histogram)
+    max_lag: float | None = None
+    lag_drain_s: float | None = None
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.accepted / self.duration_s if self.duration_s else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "target_rate": self.target_rate,
+            "achieved_rate": self.achieved_rate,
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "failed": self.failed,
+            "unseen": self.unseen,
+            "put_ms": summary_ms(self.put_hist),
+            "visible_ms": summary_ms(self.visible_hist),
+            "max_consumer_lag": self.max_lag,
+            "lag_drain_s": self.lag_drain_s,
+        }
+
+
+class TallyWatch:
+    """The totals of the probe articles as seen by readers, and the votes waiting to show."""
+
+    def __init__(self, on_visible: Callable[[float, float], None]) -> None:
+        self.totals: dict[str, int] = {}
+        self.waiting: dict[str, list[tuple[int, float]]] = {}
+        self.on_visible = on_visible
+        self.changed = asyncio.Event()
+
+    def expect(self, article: str, needed_total: int, acked_at: float) -> None:
+        """Wait for `article`'s total to reach `needed_total`; `acked_at` is the 202's time."""
+        if self.totals.get(article, -1) >= needed_total:
+            self.on_visible(acked_at, time.perf_counter())
+            return
+        self.waiting.setdefault(article, []).append((needed_total, acked_at))
+        self.changed.set()
+
+    def seen(self, article: str, total: int) -> None:
+        """A reader saw `total` on `article`: resolve every vote it makes visible."""
+        now = time.perf_counter()
+        self.totals[article] = max(total, self.totals.get(article, -1))
+        pending = self.waiting.get(article)
+        if not pending:
+            return
+        keep = []
+        for needed, acked_at in pending:
+            if total >= needed:
+                self.on_visible(acked_at, now)
+            else:
+                keep.append((needed, acked_at))
+        self.waiting[article] = keep
+
+    def pending(self) -> int:
+        return sum(len(v) for v in self.waiting.values())
+
+    def give_up(self, now: float) -> int:
+        """Record every vote still waiting as seen `now` (a lower bound); return how many."""
+        count = 0
+        for pending in self.waiting.values():
+            for _, acked_at in pending:
+                self.on_visible(acked_at, now)
+                count += 1
+        self.waiting.clear()
+        return count
+
+
+async def detect_method(session: aiohttp.ClientSession, reader: str, article: str) -> Method:
+    """`sse` when the reader streams `event: tally` for an article, else `poll`."""
+    url = f"{reader}/v1/articles/{article}/reactions/stream"
+    try:
+        async with asyncio.timeout(5), session.get(url) as response:
+            if response.status != 200 or "text/event-stream" not in response.headers.get(
+                "content-type", ""
+            ):
+                return "poll"
+            async for raw in response.content:
+                line = raw.decode().strip()
+                if line.startswith("event:") and line.split(":", 1)[1].strip() == "tally":
+                    return "sse"
+    except (TimeoutError, aiohttp.ClientError):
+        return "poll"
+    return "poll"
+
+
+async def read_total(session: aiohttp.ClientSession, reader: str, article: str) -> int:
+    """The article's current total from the plain GET."""
+    async with session.get(f"{reader}/v1/articles/{article}/reactions") as response:
+        response.raise_for_status()
+        return int(orjson.loads(await response.read())["total"])
+
+
+async def watch_sse(
+    session: aiohttp.ClientSession,
+    reader: str,
+    article: str,
+    watch: TallyWatch,
+    ready: asyncio.Event,
+) -> None:
+    """Follow one article's SSE stream, feeding every tally's total to `watch`."""
+    url = f"{reader}/v1/articles/{article}/reactions/stream"
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    async with session.get(url, timeout=timeout) as response:
+        event = ""
+        async for raw in response.content:
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "tally":
+                watch.seen(article, int(orjson.loads(line[5:])["total"]))
+                ready.set()
+
+
+async def watch_poll(
+    session: aiohttp.ClientSession,
+    reader: str,
+    articles: list[str],
+    watch: TallyWatch,
+    interval: float,
+) -> None:
+    """GET one article with votes waiting at a time, `interval` apart: the poller's own load
+    on the reader stays under 1/interval requests a second whatever the PUT rate."""
+    turn = 0
+    while True:
+        busy = [a for a in articles if watch.waiting.get(a)]
+        if not busy:
+            watch.changed.clear()
+            await watch.changed.wait()
+            continue
+        article = busy[turn % len(busy)]
+        turn += 1
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            watch.seen(article, await read_total(session, reader, article))
+        await asyncio.sleep(interval)
+
+
+def consumer_lag(metrics_text: str) -> float | None:
+    """Total consumer lag over partitions from the aggregator's exposition, if it exports it."""
+    total: float | None = None
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name == LAG_METRIC:
+            for sample in family.samples:
+                total = (total or 0.0) + sample.value
+    return total
+
+
+async def sample_lag(
+    session: aiohttp.ClientSession, metrics_url: str, series: list[tuple[float, float]]
+) -> None:
+    """Append (time, total lag) every 250 ms until cancelled; stop if the metric is absent."""
+    while True:
+        try:
+            async with session.get(metrics_url) as response:
+                lag = consumer_lag(await response.text())
+        except (aiohttp.ClientError, TimeoutError):
+            lag = None
+        if lag is None:
+            return
+        series.append((time.perf_counter(), lag))
+        await asyncio.sleep(0.25)
+
+
+async def open_loop(
+    ingest: str,
+    reader: str,
+    *,
+    rate: float,
+    duration_s: float,
+    probe_articles: int = 4,
+    method: Method | Literal["auto"] = "auto",
+    aggregator_metrics: str | None = None,
+    poll_interval_s: float = 0.01,
+    settle_timeout_s: float = 30.0,
+    prefix: str | None = None,
+) -> LatencyResult:
+    """Send `rate` PUTs a second for `duration_s` on schedule, whatever the answers' pace,
+    and measure PUT→202 (from the scheduled send) and 202→visible for every vote."""
+    prefix = prefix or f"probe-{uuid.uuid4().hex[:8]}-"
+    articles = [f"{prefix}{i}" for i in range(probe_articles)]
+    interval_us = max(int(1e6 / rate), 1)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512), timeout=timeout) as client,
+        aiohttp.ClientSession(timeout=timeout) as watch_client,
+    ):
+        chosen: Method = (
+            await detect_method(watch_client, reader, articles[0]) if method == "auto" else method
+        )
+        result = LatencyResult(chosen, rate, duration_s)
+
+        def on_visible(acked_at: float, seen_at: float) -> None:
+            result.visible_hist.record_corrected_value(
+                max(int((seen_at - acked_at) * 1e6), 1), interval_us
+            )
+
+        watch = TallyWatch(on_visible)
+        start_totals = dict(
+            zip(
+                articles,
+                await asyncio.gather(*(read_total(watch_client, reader, a) for a in articles)),
+                strict=True,
+            )
+        )
+        for article, total in start_totals.items():
+            watch.seen(article, total)
+        watchers: list[asyncio.Task[None]] = []
+        if chosen == "sse":
+            readies = [asyncio.Event() for _ in articles]
+            watchers = [
+                asyncio.create_task(watch_sse(watch_client, reader, a, watch, r))
+                for a, r in zip(articles, readies, strict=True)
+            ]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(15):
+                    await asyncio.gather(*(r.wait() for r in readies))
+        else:
+            watchers = [
+                asyncio.create_task(
+                    watch_poll(watch_client, reader, articles, watch, poll_interval_s)
+                )
+            ]
+        lag_series: list[tuple[float, float]] = []
+        if aggregator_metrics:
+            watchers.append(
+                asyncio.create_task(sample_lag(watch_client, aggregator_metrics, lag_series))
+            )
+
+        sent_per_article = dict.fromkeys(articles, 0)
+        run_id = uuid.uuid4().hex[:6]
+
+        async def put(seq: int, scheduled: float) -> None:
+            article = articles[seq % len(articles)]
+            sent_per_article[article] += 1
+            try:
+                async with client.put(
+                    f"{ingest}/v1/articles/{article}/reactions/u{run_id}-{seq}",
+                    data=b'{"reaction":"love"}',
+                    headers={"content-type": "application/json"},
+                ) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                result.failed += 1
+                return
+            acked_at = time.perf_counter()
+            if status != 202:
+                result.failed += 1
+                return
+            result.accepted += 1
+            result.put_hist.record_value(max(int((acked_at - scheduled) * 1e6), 1))
+            watch.expect(article, start_totals[article] + sent_per_article[article], acked_at)
+
+        total = max(int(rate * duration_s), 1)
+        tasks: list[asyncio.Task[None]] = []
+        began = time.perf_counter()
+        for seq in range(total):
+            scheduled = began + seq / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(put(seq, scheduled)))
+        result.sent = total
+        # The offered rate is what was sent over the sending window; answers may trail it.
+        load_ended = time.perf_counter()
+        result.duration_s = max(load_ended - began, duration_s)
+        # One deadline bounds the run when the system is overloaded: PUTs still unanswered
+        # then count as failed, votes still unseen are recorded at the time waited so far
+        # (a lower bound, so an overload shows in the percentiles instead of vanishing).
+        deadline = load_ended + settle_timeout_s
+        _, unanswered = await asyncio.wait(tasks, timeout=settle_timeout_s)
+        for task in unanswered:
+            task.cancel()
+        await asyncio.gather(*unanswered, return_exceptions=True)
+        result.failed += len(unanswered)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(deadline - time.perf_counter(), 0)):
+                while watch.pending():  # noqa: ASYNC110 - watchers run elsewhere; bounded
+                    await asyncio.sleep(0.02)
+        result.unseen = watch.give_up(time.perf_counter())
+        if lag_series:
+            result.max_lag = max(v for _, v in lag_series)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(deadline - time.perf_counter(), 0)):
+                    while lag_series[-1][1] > 0 and not watchers[-1].done():  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+            zero_after = [t for t, v in lag_series if t >= load_ended and v == 0]
+            result.lag_drain_s = (zero_after[0] - load_ended) if zero_after else None
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+    return result
+
+
+def latency_table(results: list[tuple[str, LatencyResult]]) -> str:
+    """A plain-text table of open-loop runs: one line per load level."""
+    head = (
+        f"{'load':<10}{'method':<7}{'rate/s':>9}{'got/s':>9}"
+        f"{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}"
+        f"{'PUT p99':>9}{'lag max':>9}{'fail':>6}{'unseen':>7}"
+    )
+    lines = [head + "   (ms: 202 → tally visible; unseen recorded at the time waited)"]
+    for label, r in results:
+        v = summary_ms(r.visible_hist)
+        p = summary_ms(r.put_hist)
+        lag = f"{r.max_lag:.0f}" if r.max_lag is not None else "n/a"
+        lines.append(
+            f"{label:<10}{r.method:<7}{r.target_rate:>9.0f}{r.achieved_rate:>9.0f}"
+            f"{v['p50']:>9.1f}{v['p90']:>9.1f}{v['p99']:>9.1f}{v['p99.9']:>9.1f}{v['max']:>9.1f}"
+            f"{p['p99']:>9.1f}{lag:>9}{r.failed:>6}{r.unseen:>7}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""One module per path measured; each adds its rows to the run's context."""

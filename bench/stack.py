@@ -1,0 +1,199 @@
+"""The benchmark's own stack: Kafka, Redis, the services and the baseline apps, all on free
+loopback ports with data in a temporary directory, stopped at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from deploy.stack import KafkaBroker, Process, RedisServer, Service, free_port, http_ok, wait_for
+
+# Extra environment for the services under test. When ingest gains per-IP or per-reader
+# rate limits, put the variables that lift them here: a load generator on loopback is one
+# IP, and throttled answers are not counted as throughput (the table flags a non-2xx share).
+SERVICE_ENV: dict[str, str] = {
+    "REACTIONS_LOG_LEVEL": "WARNING",
+    # Load generators are one address and reuse readers: lift the abuse limits.
+    "REACTIONS_RATE_LIMIT_IP": "100000000/minute",
+    "REACTIONS_RATE_LIMIT_READER": "100000000/minute",
+}
+
+
+class BenchStack:
+    """Kafka and Redis for the whole run; services and baselines start and stop per scenario."""
+
+    def __init__(self, topic: str = "bench-reactions", partitions: int = 12) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="reactions-bench-"))
+        self.topic = topic
+        self.partitions = partitions
+        self.kafka = KafkaBroker(self.dir / "kafka", free_port(), free_port(), heap="768m")
+        self.redis = RedisServer(self.dir / "redis", free_port())
+        self._started: list[Service | AppProcess] = []
+
+    def start(self) -> None:
+        """Start Kafka and Redis (both wait until they answer)."""
+        self.kafka.start()
+        self.redis.start()
+
+    def stop(self) -> None:
+        """Stop everything started, in reverse order, and remove the data directory."""
+        for part in reversed(self._started):
+            with contextlib.suppress(Exception):
+                part.stop()
+        self._started.clear()
+        with contextlib.suppress(Exception):
+            self.redis.stop()
+        with contextlib.suppress(Exception):
+            self.kafka.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def redis_url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.redis.port}/{db}"
+
+    def service_env(self, **overrides: str) -> dict[str, str]:
+        """REACTIONS_ variables pointing a service at this stack."""
+        return {
+            **SERVICE_ENV,
+            "REACTIONS_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+            "REACTIONS_REDIS_URL": self.redis_url(),
+            "REACTIONS_TOPIC": self.topic,
+            "REACTIONS_PARTITIONS": str(self.partitions),
+            "REACTIONS_GROUP_ID": f"agg-{self.topic}",
+            **overrides,
+        }
+
+    def start_service(self, name: str, **overrides: str) -> Service:
+        """Run `python -m services.<name>` on a free port against this stack."""
+        return self.start_services((name, overrides))[0]
+
+    def start_services(self, *specs: tuple[str, dict[str, str]]) -> list[Service]:
+        """Start several services at once (start-up is slow on a busy machine), then wait
+        until each is ready."""
+        services = []
+        for name, overrides in specs:
+            port = free_port()
+            env = self.service_env(**{f"REACTIONS_{name.upper()}_PORT": str(port), **overrides})
+            service = Service(name, port, env, self.dir / "logs" / f"{name}-{len(self._started)}")
+            self._started.append(service)
+            service.process.start()
+            services.append(service)
+        for service in services:
+            service.wait_ready(timeout=90)
+        return services
+
+    def start_app(self, module: str, env: Mapping[str, str] | None = None) -> AppProcess:
+        """Run one of the baseline apps (`python -m bench.baselines.<module>`) on a free port."""
+        return self.start_apps((module, env or {}))[0]
+
+    def start_apps(self, *specs: tuple[str, Mapping[str, str]]) -> list[AppProcess]:
+        """Start several baseline apps at once, then wait until each is ready."""
+        apps = []
+        for module, env in specs:
+            app = AppProcess(module, free_port(), self.dir / "logs", env)
+            self._started.append(app)
+            app.process.start()
+            apps.append(app)
+        for app in apps:
+            app.wait_ready()
+        return apps
+
+    def stop_part(self, part: Service | AppProcess) -> None:
+        """Stop one service or baseline now (frees its CPU for the next measurement)."""
+        part.stop()
+        with contextlib.suppress(ValueError):
+            self._started.remove(part)
+
+
+class AppProcess:
+    """A baseline app as a real process, served by uvicorn with the services' flags."""
+
+    def __init__(self, module: str, port: int, log_dir: Path, env: Mapping[str, str]) -> None:
+        self.port = port
+        self.process = Process(
+            module,
+            [sys.executable, "-m", f"bench.baselines.{module}"],
+            [port],
+            log_dir / f"{module}-{port}.log",
+            env={"BENCH_PORT": str(port), **env},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.process.start()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            self.process.check_alive()
+            return http_ok(f"{self.url}/readyz")
+
+        wait_for(ready, timeout, f"{self.process.name} on port {self.port}", 0.2)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (uvicorn's workers, when it runs more than one)."""
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            text = (task / "children").read_text().split()
+            children += [int(c) for c in text]
+    return children
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of a process, from /proc."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def fetch_text(url: str, timeout: float = 2.0) -> str | None:
+    """GET `url` and return the body, or None on any HTTP or network failure."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A temporary directory removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="reactions-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def machine_description() -> str:
+    """CPU model, core count and memory of this machine, for the report."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f", {int(line.split()[1]) / 1024 / 1024:.1f} GiB RAM"
+    load = ""
+    with contextlib.suppress(OSError):
+        load = f", load average at start {Path('/proc/loadavg').read_text().split()[0]}"
+    return f"{model}, {os.cpu_count()} cores{mem}{load}"

@@ -1,0 +1,56 @@
+"""The aggregator's Prometheus metrics (module-level, served on its ops port)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS: Final = Counter(
+    "reactions_aggregator_events_total",
+    "Records consumed, by outcome: applied (counts changed), noop (no count changed), "
+    "duplicate (at or below the article's fence), stale (older client_ts), dead_lettered.",
+    ["outcome"],
+)
+# Every outcome exists at zero from the start, so increase() sees the first dead letter.
+for _outcome in ("applied", "noop", "duplicate", "stale", "dead_lettered"):
+    EVENTS.labels(_outcome)
+BATCH_SIZE: Final = Histogram(
+    "reactions_aggregator_batch_size",
+    "Records per batch taken from Kafka.",
+    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000),
+)
+APPLY_SECONDS: Final = Histogram(
+    "reactions_aggregator_apply_seconds",
+    "Time to apply one batch to Redis: decode, Lua calls, dead letters and correctives, "
+    "positions, trending and notification.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+END_TO_END_SECONDS: Final = Histogram(
+    "reactions_aggregator_end_to_end_seconds",
+    "Event ts (ingest's clock) to applied in Redis; sampled: the oldest event of each "
+    "article in each batch.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+CONSUMER_LAG: Final = Gauge(
+    "reactions_aggregator_consumer_lag",
+    "Records behind the partition's high watermark after the last applied batch.",
+    ["partition"],
+)
+REPLAYS: Final = Counter(
+    "reactions_aggregator_replays_total",
+    "Partitions replayed from the earliest offset because Redis lost the resume position "
+    "while Kafka still had a committed offset for the group.",
+)
+REDIS_RETRIES: Final = Counter(
+    "reactions_aggregator_redis_retries_total",
+    "Redis (or Kafka produce) operations retried after an error; the same batch is retried.",
+)
+CORRECTIVES: Final = Counter(
+    "reactions_aggregator_corrective_records_total",
+    "Corrective records appended to the topic to restate a reader's state after a stale event.",
+)
+REDIS_USED_MEMORY: Final = Gauge(
+    "reactions_redis_used_memory_bytes",
+    "Redis used_memory from INFO memory, sampled every few seconds.",
+)

@@ -1,0 +1,44 @@
+"""The baselines do the work they stand for: same per-event Redis work, valid wrk traffic."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from redis.asyncio import Redis
+
+from bench.wrk import run_wrk
+from shared.tallies import apply_script, counts_key, readers_key
+from tests.conftest import ServiceFactory
+
+VOTES = [("u1", "love"), ("u2", "like"), ("u1", "wow"), ("u3", "love"), ("u2", "love")]
+
+
+async def test_per_event_lua_moves_votes_like_the_apply_script(redis: Redis) -> None:
+    apply = apply_script(redis)
+    args: list[str | int] = [0]
+    for offset, (user, reaction) in enumerate(VOTES):
+        args += [offset, "s", user, reaction, ""]
+    await apply(keys=[counts_key("real"), readers_key("real")], args=args)
+
+    source = resources.files("bench").joinpath("baselines/per_event.lua").read_text()
+    per_event = redis.register_script(source)
+    for user, reaction in VOTES:
+        await per_event(keys=[counts_key("lua"), readers_key("lua")], args=[user, reaction])
+
+    real = await redis.hgetall(counts_key("real"))
+    lua = await redis.hgetall(counts_key("lua"))
+    real.pop("@fence")
+    lua.pop("@fence")
+    assert {k: int(v) for k, v in lua.items() if int(v)} == {
+        k: int(v) for k, v in real.items() if int(v)
+    }
+    assert await redis.hgetall(readers_key("lua")) == await redis.hgetall(readers_key("real"))
+
+
+def test_put_script_sends_only_requests_ingest_accepts(start_service: ServiceFactory) -> None:
+    ingest = start_service("ingest")
+    result = run_wrk(
+        ingest.url, "put", ["50", "1000", "wrk-a"], duration_s=1, connections=2, timeout_s=10
+    )
+    assert result.requests > 0
+    assert result.non2xx == 0

@@ -1,0 +1,152 @@
+"""The metric names of the shared contract, in one place: dashboards, alerts and README
+are checked against this list, and this list against what the services really export."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final, NamedTuple
+
+
+class ContractMetric(NamedTuple):
+    """A metric family as the services promise to export it."""
+
+    kind: str  # counter | gauge | histogram
+    service: str  # ingest | aggregator | reader | http (every HTTP service)
+    meaning: str
+
+
+CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
+    "reactions_http_requests_total": ContractMetric(
+        "counter", "http", "HTTP requests answered, by route template, method and status."
+    ),
+    "reactions_http_request_duration_seconds": ContractMetric(
+        "histogram", "http", "Time from request start to response start, by route template."
+    ),
+    "reactions_ingest_publish_seconds": ContractMetric(
+        "histogram", "ingest", "Time from produce to Kafka's acknowledgement (acks=all)."
+    ),
+    "reactions_ingest_kafka_errors_total": ContractMetric(
+        "counter", "ingest", "Kafka trouble by kind: publishes answered 503, producer recreations."
+    ),
+    "reactions_ingest_rate_limited_total": ContractMetric(
+        "counter", "ingest", "Writes refused with 429, by scope (ip or reader)."
+    ),
+    "reactions_ingest_events_total": ContractMetric(
+        "counter", "ingest", "Events accepted (acknowledged by Kafka), by op (set or clear)."
+    ),
+    "reactions_aggregator_events_total": ContractMetric(
+        "counter",
+        "aggregator",
+        "Events consumed, by outcome: applied, noop, duplicate, stale, dead_lettered.",
+    ),
+    "reactions_aggregator_batch_size": ContractMetric(
+        "histogram", "aggregator", "Events per batch taken from Kafka."
+    ),
+    "reactions_aggregator_apply_seconds": ContractMetric(
+        "histogram", "aggregator", "Time of one fenced Lua apply in Redis."
+    ),
+    "reactions_aggregator_end_to_end_seconds": ContractMetric(
+        "histogram", "aggregator", "From the event's server timestamp to applied in Redis."
+    ),
+    "reactions_aggregator_consumer_lag": ContractMetric(
+        "gauge", "aggregator", "Records not yet consumed (highwater minus position), by partition."
+    ),
+    "reactions_aggregator_replays_total": ContractMetric(
+        "counter", "aggregator", "Partition replays from the earliest offset started."
+    ),
+    "reactions_aggregator_redis_retries_total": ContractMetric(
+        "counter", "aggregator", "Redis calls retried after an error (same batch, never skipped)."
+    ),
+    "reactions_aggregator_corrective_records_total": ContractMetric(
+        "counter", "aggregator", "Corrective records appended after ignoring a stale event."
+    ),
+    "reactions_redis_used_memory_bytes": ContractMetric(
+        "gauge", "aggregator", "Redis used_memory from INFO memory."
+    ),
+    "reactions_reader_cache_total": ContractMetric(
+        "counter", "reader", "Tally lookups, by result (hit or miss) of the short-lived cache."
+    ),
+    "reactions_reader_sse_clients": ContractMetric(
+        "gauge", "reader", "Open SSE streams on this process."
+    ),
+    "reactions_reader_sse_messages_total": ContractMetric(
+        "counter", "reader", "Tally events sent on SSE streams."
+    ),
+    "reactions_reader_sse_coalesced_total": ContractMetric(
+        "counter", "reader", "Tally updates skipped by coalescing (at most 4 a second)."
+    ),
+}
+
+# Series Prometheus adds itself, and the client library's process collector.
+PROMETHEUS_SERIES: Final = frozenset({"up"})
+STANDARD_PREFIXES: Final = ("process_", "python_")
+
+_SUFFIXES: Final = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "gauge": ("",),
+    "info": ("_info",),
+    "stateset": ("",),
+    "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+    "unknown": ("",),
+}
+
+
+def series_names(family: str, kind: str) -> set[str]:
+    """The sample names a PromQL selector can use for one family (e.g. x_bucket for x)."""
+    base = family.removesuffix("_total") if kind == "counter" else family
+    return {base + suffix for suffix in _SUFFIXES[kind]}
+
+
+def contract_series() -> set[str]:
+    """Every sample name the contract's families produce."""
+    names: set[str] = set()
+    for family, metric in CONTRACT_METRICS.items():
+        names |= series_names(family, metric.kind)
+    return names
+
+
+def exposition_series(texts: Iterable[str]) -> tuple[set[str], set[str]]:
+    """(family names as declared, sample names selectable) from /metrics texts.
+
+    A labelled family without children yet is declared (HELP/TYPE) but has no samples;
+    it counts as exported: its series appear with the first event.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: set[str] = set()
+    samples: set[str] = set()
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            declared = family.name + "_total" if family.type == "counter" else family.name
+            families.add(declared)
+            samples |= series_names(declared, family.type)
+            samples |= {sample.name for sample in family.samples}
+    return families, samples
+
+
+_STRIPPED: Final = (
+    re.compile(r'"(?:\\.|[^"\\])*"'),  # string literals
+    re.compile(r"\{[^}]*\}"),  # label matchers
+    re.compile(r"\[[^\]]*\]"),  # ranges and subqueries
+    re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"),
+    re.compile(r"(?<![\w:])\d[\w.+-]*"),  # numbers and durations
+)
+_KEYWORDS: Final = frozenset(
+    {"and", "or", "unless", "offset", "bool", "by", "without", "on", "ignoring", "inf", "nan"}
+)
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions and keywords left out)."""
+    for pattern in _STRIPPED:
+        expr = pattern.sub(" ", expr)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        if expr[match.end() :].lstrip().startswith("("):
+            continue  # a function or an aggregation
+        if match.group().lower() not in _KEYWORDS:
+            names.add(match.group())
+    return names

@@ -1,0 +1,170 @@
+"""The Kubernetes manifests, parsed and checked: ports and env names match the services'
+settings, probes hit /healthz and /readyz, termination outlasts the graceful shutdown,
+resources and non-root security are set, and PDB, HPA and Service point at what exists."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy.stack import ROOT, SERVICE_NAMES
+from tests.deploy.conftest import K8S_DIR, load_yaml
+from tests.deploy.settings_env import any_service_env_names, default, env_names
+
+HTTP_SERVICES = ("ingest", "reader")
+# The release the manifests are validated against (they need autoscaling/v2, policy/v1).
+KUBERNETES_VERSION = "1.32.0"
+
+
+def load_manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every document under deploy/k8s, by (kind, name)."""
+    docs: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is None:
+                continue
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert key not in docs, f"{key} defined twice"
+            docs[key] = doc
+    return docs
+
+
+MANIFESTS = load_manifests()
+
+
+def deployment(name: str) -> dict[str, Any]:
+    return MANIFESTS[("Deployment", f"reactions-{name}")]
+
+
+def container(name: str) -> dict[str, Any]:
+    (only,) = deployment(name)["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def config_map() -> dict[str, str]:
+    data: dict[str, str] = MANIFESTS[("ConfigMap", "reactions-config")]["data"]
+    return data
+
+
+def graceful_shutdown_seconds(name: str) -> int:
+    """uvicorn's timeout_graceful_shutdown as the service's __main__ sets it."""
+    source = (ROOT / "services" / name / "__main__.py").read_text()
+    found = re.search(r"timeout_graceful_shutdown=(\d+)", source)
+    assert found, f"services/{name}/__main__.py sets no timeout_graceful_shutdown"
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("key", sorted(MANIFESTS), ids="/".join)
+def test_manifests_follow_the_kubernetes_schema(key: tuple[str, str]) -> None:
+    """Strict: an unknown or misspelt field fails, as `kubectl apply` would reject it."""
+    kubernetes_validate.validate(MANIFESTS[key], KUBERNETES_VERSION, strict=True)
+
+
+def test_each_service_has_all_its_objects() -> None:
+    kinds = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    for name in SERVICE_NAMES:
+        for kind in kinds:
+            assert (kind, f"reactions-{name}") in MANIFESTS, (kind, name)
+    assert {kind for kind, _ in MANIFESTS} == kinds | {"ConfigMap"}
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_ports_and_probes_match_the_service(name: str) -> None:
+    spec = container(name)
+    port = default(name, f"{name}_port")
+    assert spec["command"] == ["python", "-m", f"services.{name}"]
+    assert spec["ports"] == [{"name": "http", "containerPort": port}]
+    env = {item["name"]: item["value"] for item in spec["env"]}
+    assert env[f"REACTIONS_{name.upper()}_PORT"] == str(port)
+    assert env["REACTIONS_HOST"] == "0.0.0.0"
+    for probe, path in (
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+        ("startupProbe", "/healthz"),
+    ):
+        assert spec[probe]["httpGet"] == {"path": path, "port": "http"}, (name, probe)
+    annotations = deployment(name)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_env_names_exist_in_the_settings(name: str) -> None:
+    spec = container(name)
+    unknown = {item["name"] for item in spec["env"]} - env_names(name)
+    assert not unknown, f"{name}: {sorted(unknown)}"
+    assert spec["envFrom"] == [{"configMapRef": {"name": "reactions-config"}}]
+
+
+def test_config_map_sets_only_variables_a_service_reads() -> None:
+    unknown = set(config_map()) - any_service_env_names()
+    assert not unknown, sorted(unknown)
+    assert all(isinstance(value, str) for value in config_map().values())
+
+
+@pytest.mark.parametrize("name", HTTP_SERVICES)
+def test_http_services_drain_before_they_stop(name: str) -> None:
+    pod = deployment(name)["spec"]["template"]["spec"]
+    command = container(name)["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    drain = int(command[1])
+    assert drain >= 3
+    assert pod["terminationGracePeriodSeconds"] >= drain + graceful_shutdown_seconds(name) + 5
+
+
+def test_the_aggregator_has_time_to_finish_its_batch() -> None:
+    pod = deployment("aggregator")["spec"]["template"]["spec"]
+    assert "lifecycle" not in container("aggregator")  # no endpoints to drain
+    # A batch is bounded (REACTIONS_MAX_BATCH); the local stack gives it 15 s, allow double.
+    assert pod["terminationGracePeriodSeconds"] >= 30
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_resources_and_security_are_set(name: str) -> None:
+    pod = deployment(name)["spec"]["template"]["spec"]
+    spec = container(name)
+    assert {"cpu", "memory"} <= set(spec["resources"]["requests"])
+    assert "memory" in spec["resources"]["limits"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert spec["securityContext"]["allowPrivilegeEscalation"] is False
+    assert spec["securityContext"]["readOnlyRootFilesystem"] is True
+    assert spec["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"] for m in spec["volumeMounts"]}
+    assert "/tmp" in mounts  # the only writable path: prometheus-client multiprocess files
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_selectors_point_at_the_deployment(name: str) -> None:
+    pods = deployment(name)["spec"]["template"]["metadata"]["labels"]
+    selector = deployment(name)["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pods.items()
+    service = MANIFESTS[("Service", f"reactions-{name}")]["spec"]
+    assert service["selector"] == selector
+    assert service["ports"][0]["targetPort"] == "http"
+    assert service["ports"][0]["port"] == default(name, f"{name}_port")
+    pdb = MANIFESTS[("PodDisruptionBudget", f"reactions-{name}")]["spec"]
+    assert pdb["selector"]["matchLabels"] == selector
+    hpa = MANIFESTS[("HorizontalPodAutoscaler", f"reactions-{name}")]["spec"]
+    target = hpa["scaleTargetRef"]
+    assert (target["kind"], target["name"]) in MANIFESTS
+    assert target["apiVersion"] == deployment(name)["apiVersion"]
+    assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+    # The PDB must allow an eviction at the HPA's minimum, or node drains block forever.
+    if "minAvailable" in pdb:
+        assert pdb["minAvailable"] < hpa["minReplicas"]
+
+
+def test_aggregators_never_outnumber_partitions() -> None:
+    hpa = MANIFESTS[("HorizontalPodAutoscaler", "reactions-aggregator")]["spec"]
+    assert hpa["maxReplicas"] <= int(config_map()["REACTIONS_PARTITIONS"])
+
+
+def test_one_image_for_all_three_matching_compose() -> None:
+    images = {container(name)["image"] for name in SERVICE_NAMES}
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    assert images == {compose["services"]["ingest"]["image"]}

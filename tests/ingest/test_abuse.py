@@ -1,0 +1,209 @@
+"""Abuse controls: rate limits per client IP and per reader (memory and Redis-backed),
+client IPs from trusted proxies only and never stored raw, and the CORS allow-list."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from deploy.stack import KafkaBroker, RedisServer, free_port
+from services.ingest.ratelimit import client_ip
+from tests.ingest.conftest import IngestFactory, read_topic
+
+LIKE = {"reaction": "like"}
+
+
+async def _put(
+    http: httpx.AsyncClient, reader: str, ip: str | None = None, article: str = "a1"
+) -> httpx.Response:
+    headers = {"x-forwarded-for": ip} if ip else {}
+    return await http.put(f"/v1/articles/{article}/reactions/{reader}", json=LIKE, headers=headers)
+
+
+def _metric(text: str, name: str, labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _assert_429(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+
+
+async def test_per_reader_and_per_ip_limits_with_untrusted_forwarded_for(
+    kafka: KafkaBroker, spawn_ingest: IngestFactory
+) -> None:
+    service = spawn_ingest(
+        f"abuse-{uuid.uuid4().hex[:8]}",
+        {"REACTIONS_RATE_LIMIT_READER": "3/minute", "REACTIONS_RATE_LIMIT_IP": "8/minute"},
+    )
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        for article in ("a1", "a2", "a3"):
+            assert (await _put(http, "r1", article=article)).status_code == 202
+        _assert_429(await _put(http, "r1"))
+        _assert_429(await http.delete("/v1/articles/a9/reactions/r1"))
+        # Other readers get through until the address has used its 8 a minute (refused
+        # writes count too);
+        # X-Forwarded-For from a peer that is not a trusted proxy changes nothing.
+        assert (await _put(http, "r2", ip="198.51.100.1")).status_code == 202
+        assert (await _put(http, "r3", ip="198.51.100.2")).status_code == 202
+        assert (await _put(http, "r4", ip="198.51.100.3")).status_code == 202
+        _assert_429(await _put(http, "r5", ip="198.51.100.4"))
+        metrics = (await http.get("/metrics")).text
+    assert _metric(metrics, "reactions_ingest_rate_limited_total", 'scope="reader"') == 2
+    assert _metric(metrics, "reactions_ingest_rate_limited_total", 'scope="ip"') == 1
+    service.stop()
+
+
+async def test_client_ip_comes_from_trusted_proxies_and_is_never_stored_raw(
+    kafka: KafkaBroker, spawn_ingest: IngestFactory
+) -> None:
+    topic = f"abuse-{uuid.uuid4().hex[:8]}"
+    service = spawn_ingest(
+        topic,
+        {
+            "REACTIONS_RATE_LIMIT_IP": "2/minute",
+            "REACTIONS_TRUSTED_PROXIES": "127.0.0.0/8, 10.0.0.0/8",
+            "REACTIONS_LOG_LEVEL": "DEBUG",
+        },
+    )
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        assert (await _put(http, "r1", ip="203.0.113.5")).status_code == 202
+        assert (await _put(http, "r2", ip="203.0.113.5")).status_code == 202
+        _assert_429(await _put(http, "r3", ip="203.0.113.5"))
+        # A client-supplied hop left of the real client does not buy a fresh limit.
+        _assert_429(await _put(http, "r4", ip="198.51.100.7, 203.0.113.5"))
+        # Trusted hops (10.x) right of the client are skipped.
+        _assert_429(await _put(http, "r5", ip="203.0.113.5, 10.1.2.3"))
+        assert (await _put(http, "r6", ip="203.0.113.6, 10.1.2.3")).status_code == 202
+        assert (await _put(http, "r7", ip="203.0.113.6")).status_code == 202
+        _assert_429(await _put(http, "r8", ip="203.0.113.6"))
+    service.stop()
+
+    log = service.process.log_path.read_text()
+    assert "event_accepted" in log  # the debug log ran, and still holds no address
+    records = await read_topic(kafka.bootstrap, topic, 4)
+    stored = log + "".join(r.value.decode() + r.key.decode() for r in records)
+    for address in ("203.0.113.5", "203.0.113.6", "198.51.100.7"):
+        assert address not in stored
+
+
+async def test_redis_backed_limits_are_shared_by_instances_and_hold_no_raw_ip(
+    kafka: KafkaBroker, redis_server: RedisServer, redis: Redis, spawn_ingest: IngestFactory
+) -> None:
+    topic = f"abuse-{uuid.uuid4().hex[:8]}"
+    env = {
+        "REACTIONS_RATE_LIMIT_STORAGE": redis_server.url,
+        "REACTIONS_RATE_LIMIT_READER": "3/minute",
+        "REACTIONS_RATE_LIMIT_IP": "100/minute",
+        "REACTIONS_TRUSTED_PROXIES": "127.0.0.1/32",
+        "REACTIONS_IP_HASH_SALT": "shared-secret",
+    }
+    first = spawn_ingest(topic, env)
+    second = spawn_ingest(topic, env)
+    async with (
+        httpx.AsyncClient(base_url=first.url, timeout=30) as one,
+        httpx.AsyncClient(base_url=second.url, timeout=30) as two,
+    ):
+        assert (await _put(one, "shared", ip="203.0.113.9")).status_code == 202
+        assert (await _put(two, "shared", ip="203.0.113.9")).status_code == 202
+        assert (await _put(one, "shared", ip="203.0.113.9")).status_code == 202
+        _assert_429(await _put(two, "shared", ip="203.0.113.9"))
+    first.stop()
+    second.stop()
+
+    keys = [key async for key in redis.scan_iter("*")]
+    assert keys  # the counters really are in Redis
+    dump = " ".join(keys)
+    for key in keys:
+        if await redis.type(key) == "list":
+            dump += " ".join(await redis.lrange(key, 0, -1))
+    assert "203.0.113.9" not in dump and "127.0.0.1" not in dump
+
+
+async def test_an_unreachable_limit_store_lets_writes_through(
+    kafka: KafkaBroker, spawn_ingest: IngestFactory
+) -> None:
+    service = spawn_ingest(
+        f"abuse-{uuid.uuid4().hex[:8]}",
+        {
+            "REACTIONS_RATE_LIMIT_STORAGE": f"redis://127.0.0.1:{free_port()}/0",
+            "REACTIONS_RATE_LIMIT_READER": "1/minute",
+        },
+    )
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        for _ in range(3):
+            assert (await _put(http, "r1")).status_code == 202
+    service.stop()
+    assert "rate_limit_store_failed" in service.process.log_path.read_text()
+
+
+async def test_cors_allow_list_preflight_for_put_and_delete_without_credentials(
+    kafka: KafkaBroker, spawn_ingest: IngestFactory
+) -> None:
+    allowed = "https://news.example"
+    service = spawn_ingest(
+        f"cors-{uuid.uuid4().hex[:8]}",
+        {"REACTIONS_ALLOWED_ORIGINS": f"{allowed}, https://other.example"},
+    )
+    url = "/v1/articles/a1/reactions/r1"
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        for method in ("PUT", "DELETE"):
+            preflight = await http.options(
+                url,
+                headers={
+                    "origin": allowed,
+                    "access-control-request-method": method,
+                    "access-control-request-headers": "content-type",
+                },
+            )
+            assert preflight.status_code == 200, preflight.text
+            assert preflight.headers["access-control-allow-origin"] == allowed
+            assert method in preflight.headers["access-control-allow-methods"]
+            assert "access-control-allow-credentials" not in preflight.headers
+
+        refused = await http.options(
+            url,
+            headers={"origin": "https://evil.example", "access-control-request-method": "PUT"},
+        )
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "cors_rejected"
+        assert "access-control-allow-origin" not in refused.headers
+
+        put = await http.put(url, json=LIKE, headers={"origin": allowed})
+        assert put.status_code == 202
+        assert put.headers["access-control-allow-origin"] == allowed
+        assert "access-control-allow-credentials" not in put.headers
+        foreign = await http.put(url, json=LIKE, headers={"origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in foreign.headers
+    service.stop()
+
+
+TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("192.0.2.1", "203.0.113.1", "192.0.2.1"),  # untrusted peer: header ignored
+        ("10.0.0.1", None, "10.0.0.1"),
+        ("10.0.0.1", "203.0.113.1", "203.0.113.1"),
+        ("10.0.0.1", "198.51.100.1, 203.0.113.1", "203.0.113.1"),
+        ("10.0.0.1", "203.0.113.1, 10.0.0.2", "203.0.113.1"),
+        ("10.0.0.1", "garbage, 10.0.0.2", "10.0.0.2"),
+        ("10.0.0.1", "203.0.113.1, garbage", "10.0.0.1"),
+        ("10.0.0.1", "2001:db8::1", "2001:db8::1"),
+        ("127.0.0.1", "10.0.0.5", "10.0.0.5"),  # all hops trusted: the leftmost
+    ],
+)
+def test_client_ip_resolution(peer: str, forwarded: str | None, expected: str) -> None:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    scope = {"type": "http", "client": (peer, 5555), "headers": headers}
+    assert client_ip(scope, TRUSTED) == expected

@@ -1,0 +1,154 @@
+"""Durable accept against a real broker this test owns: stop it mid-traffic, start it
+again on the same ports and data, and check that 202 meant "in Kafka" every time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from deploy.stack import KafkaBroker, free_port
+from services.ingest.app import create_app, producer_is_broken
+from services.ingest.config import IngestSettings
+from tests.ingest.conftest import IngestFactory, read_topic
+from tests.support import eventually
+
+
+@dataclass
+class Answer:
+    started: float
+    finished: float
+    status: int
+    event_id: str | None
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(tmp_path / "kafka", free_port(), free_port(), heap="384m")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _counter(
+    answers: list[Answer], status: int, started_after: float = float("-inf")
+) -> Callable[[], Awaitable[int]]:
+    async def probe() -> int:
+        return sum(a.status == status and a.started > started_after for a in answers)
+
+    return probe
+
+
+def _status(http: httpx.AsyncClient, path: str) -> Callable[[], Awaitable[int]]:
+    async def probe() -> int:
+        return (await http.get(path)).status_code
+
+    return probe
+
+
+async def test_kafka_outage_gives_503_never_202_and_every_202_is_in_the_topic_once(
+    own_broker: KafkaBroker, spawn_ingest: IngestFactory
+) -> None:
+    topic = f"durable-{uuid.uuid4().hex[:8]}"
+    service = spawn_ingest(topic, bootstrap=own_broker.bootstrap)
+    answers: list[Answer] = []
+    stop_traffic = asyncio.Event()
+
+    async def writer(http: httpx.AsyncClient, n: int) -> None:
+        i = 0
+        while not stop_traffic.is_set():
+            i += 1
+            started = time.monotonic()
+            # A hang fails the test through the client timeout: 503 must come in bounded time.
+            response = await http.put(
+                f"/v1/articles/art-{n}-{i % 7}/reactions/r{i}", json={"reaction": "like"}
+            )
+            event_id = response.json().get("event_id") if response.status_code == 202 else None
+            answers.append(Answer(started, time.monotonic(), response.status_code, event_id))
+            if response.status_code == 503:
+                assert response.headers["retry-after"].isdigit()
+                assert response.json()["error"]["code"] == "kafka_unavailable"
+            await asyncio.sleep(0.02)
+
+    try:
+        async with httpx.AsyncClient(base_url=service.url, timeout=20) as http:
+            writers = [asyncio.create_task(writer(http, n)) for n in range(4)]
+            await eventually(_counter(answers, 202), lambda n: n >= 20, what="202s")
+
+            await asyncio.to_thread(own_broker.stop)
+            stopped_at = time.monotonic()
+            await eventually(
+                _counter(answers, 503, stopped_at), lambda n: n >= 8, what="503s, Kafka down"
+            )
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            assert ready.json()["checks"] == {"kafka": False}
+
+            restarting_at = time.monotonic()
+            await asyncio.to_thread(own_broker.start)
+            await eventually(
+                _counter(answers, 202, restarting_at),
+                lambda n: n >= 20,
+                timeout=90,
+                what="202s after Kafka is back",
+            )
+            await eventually(_status(http, "/readyz"), lambda s: s == 200, what="ready again")
+            stop_traffic.set()
+            await asyncio.gather(*writers)
+    finally:
+        stop_traffic.set()
+        service.stop()
+
+    assert {a.status for a in answers} <= {202, 503}
+    while_down = [a for a in answers if a.started > stopped_at and a.finished < restarting_at]
+    assert while_down
+    assert all(a.status == 503 for a in while_down)
+
+    accepted = [a.event_id for a in answers if a.status == 202]
+    records = await read_topic(own_broker.bootstrap, topic, len(accepted))
+    seen = [orjson.loads(r.value)["event_id"] for r in records]
+    for event_id in accepted:
+        assert seen.count(event_id) == 1, event_id
+
+
+async def test_a_producer_in_a_fatal_state_is_replaced_once(kafka: KafkaBroker) -> None:
+    settings = IngestSettings(
+        kafka_bootstrap=kafka.bootstrap,
+        topic=f"fatal-{uuid.uuid4().hex[:8]}",
+        partitions=2,
+        publish_timeout_s=10,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        publisher = app.state.publisher
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            assert (await http.delete("/v1/articles/a/reactions/u")).status_code == 202
+            broken = publisher.producer
+            # aiokafka's sender task ends for good on a fatal error (OutOfOrderSequenceNumber,
+            # ProducerFenced…); such a producer accepts sends and never delivers them.
+            sender = broken._sender.sender_task
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            assert producer_is_broken(broken) and not publisher.healthy()
+
+            concurrent = await asyncio.gather(
+                *(http.delete(f"/v1/articles/a{i}/reactions/u") for i in range(20))
+            )
+            assert [r.status_code for r in concurrent] == [202] * 20
+            assert publisher.producer is not broken
+            assert publisher.generation == 2  # one replacement, not one per request
+            assert publisher.healthy()
+            # A late error from the first producer leaves its successor alone.
+            assert publisher.replace(1) is None
+            assert (await http.delete("/v1/articles/b/reactions/u")).status_code == 202
+            assert publisher.generation == 2

@@ -1,0 +1,359 @@
+"""The reader's HTTP contract against a real reader process and a real Redis.
+
+Tallies are written straight into Redis in the aggregator's layout (shared/tallies.py):
+this module tests the read side of that contract; the live tests drive the real pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import re
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from deploy.stack import Service
+from services.reader.trending import WINDOW_MINUTES
+from shared.reactions import DEFAULT_TYPES
+from shared.tallies import counts_key, readers_key, trend_key
+from tests.conftest import ServiceFactory
+
+ZEROS = dict.fromkeys(DEFAULT_TYPES, 0)
+
+
+@pytest.fixture
+def reader(start_service: ServiceFactory) -> Service:
+    return start_service(
+        "reader", env={"REACTIONS_PUBLIC_INGEST_URL": "http://ingest.example:9000"}
+    )
+
+
+@pytest.fixture
+async def http(reader: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=reader.url, timeout=10) as client:
+        yield client
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+async def test_tally_is_zero_filled_with_mine(http: httpx.AsyncClient, redis: Redis) -> None:
+    await redis.hset(counts_key("a1"), mapping={"love": 2, "angry": 1, "@fence": "0:7"})
+    await redis.hset(readers_key("a1"), mapping={"u1": "love|1700000000000", "u2": "|17"})
+
+    plain = await http.get("/v1/articles/a1/reactions")
+    assert plain.status_code == 200
+    assert plain.json() == {
+        "article_id": "a1",
+        "counts": {**ZEROS, "love": 2, "angry": 1},
+        "total": 3,
+    }
+    assert list(plain.json()["counts"]) == list(DEFAULT_TYPES)  # display order
+    assert plain.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=5"
+
+    mine = await http.get("/v1/articles/a1/reactions", params={"user_id": "u1"})
+    assert mine.json()["mine"] == "love"
+    assert mine.headers["cache-control"] == "private, no-store"
+    cleared = await http.get("/v1/articles/a1/reactions", params={"user_id": "u2"})
+    assert cleared.json()["mine"] is None
+    stranger = await http.get("/v1/articles/a1/reactions", params={"user_id": "u9"})
+    assert stranger.json()["mine"] is None
+
+
+async def test_unknown_article_is_all_zeros(http: httpx.AsyncClient) -> None:
+    response = await http.get("/v1/articles/never.seen:1~x-y_z/reactions")
+    assert response.status_code == 200
+    assert response.json() == {"article_id": "never.seen:1~x-y_z", "counts": ZEROS, "total": 0}
+
+
+async def test_etag_and_if_none_match(http: httpx.AsyncClient, redis: Redis) -> None:
+    await redis.hset(counts_key("e1"), "like", 1)
+    first = await http.get("/v1/articles/e1/reactions")
+    etag = first.headers["etag"]
+    again = await http.get("/v1/articles/e1/reactions", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    listed = await http.get(
+        "/v1/articles/e1/reactions", headers={"If-None-Match": f'"other", W/{etag}'}
+    )
+    assert listed.status_code == 304
+    other = await http.get("/v1/articles/e1/reactions", headers={"If-None-Match": '"nope"'})
+    assert other.status_code == 200
+
+    await redis.hset(counts_key("e1"), "like", 2)
+    changed = await http.get("/v1/articles/e1/reactions", headers={"If-None-Match": etag})
+    # The cache may serve the old tally for its bounded staleness, then the new one.
+    deadline = time.monotonic() + 30
+    while changed.status_code == 304 and time.monotonic() < deadline:
+        changed = await http.get("/v1/articles/e1/reactions", headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.json()["counts"]["like"] == 2
+    assert changed.headers["etag"] != etag
+
+
+async def test_bulk(http: httpx.AsyncClient, redis: Redis) -> None:
+    await redis.hset(counts_key("b1"), mapping={"wow": 4})
+    await redis.hset(counts_key("b2"), mapping={"sad": 1, "like": 1})
+    await redis.hset(readers_key("b2"), "u1", "sad|5")
+
+    response = await http.get("/v1/reactions", params={"ids": "b1,b2,b3,b1,"})
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=5"
+    assert response.json() == {
+        "articles": {
+            "b1": {"counts": {**ZEROS, "wow": 4}, "total": 4},
+            "b2": {"counts": {**ZEROS, "sad": 1, "like": 1}, "total": 2},
+            "b3": {"counts": ZEROS, "total": 0},
+        }
+    }
+    assert (
+        await http.get(
+            "/v1/reactions",
+            params={"ids": "b1,b2"},
+            headers={"If-None-Match": response.headers["etag"]},
+        )
+    ).status_code == 200  # a different set is a different body
+
+    mine = await http.get("/v1/reactions", params={"ids": "b1,b2", "user_id": "u1"})
+    assert mine.headers["cache-control"] == "private, no-store"
+    assert mine.json()["articles"]["b1"]["mine"] is None
+    assert mine.json()["articles"]["b2"]["mine"] == "sad"
+
+    hundred = ",".join(f"x{i}" for i in range(100))
+    full = await http.get("/v1/reactions", params={"ids": hundred})
+    assert full.status_code == 200 and len(full.json()["articles"]) == 100
+    # 101 distinct ids is too many; 100 distinct plus duplicates is not.
+    assert_error(
+        await http.get("/v1/reactions", params={"ids": hundred + ",x100"}), 422, "too_many_ids"
+    )
+    assert (await http.get("/v1/reactions", params={"ids": hundred + ",x0,x1"})).status_code == 200
+    assert_error(await http.get("/v1/reactions", params={"ids": ""}), 422, "invalid_ids")
+    assert_error(await http.get("/v1/reactions", params={"ids": ",,"}), 422, "invalid_ids")
+    assert_error(await http.get("/v1/reactions"), 422, "invalid_request")
+    assert_error(
+        await http.get("/v1/reactions", params={"ids": "ok,b@d"}), 422, "invalid_article_id"
+    )
+    assert_error(
+        await http.get("/v1/reactions", params={"ids": "ok", "user_id": "bad user"}),
+        422,
+        "invalid_user_id",
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/articles/bad%20id/reactions",
+        "/v1/articles/" + "a" * 129 + "/reactions",
+        "/v1/articles/%C3%A9t%C3%A9/reactions",
+        "/v1/articles/bad%00id/reactions/stream",
+        "/v1/articles/ok/reactions?user_id=" + "u" * 65,
+        "/v1/articles/ok/reactions?user_id=a:b",
+        "/v1/articles/ok/reactions?user_id=",
+        "/v1/trending?reaction=nope",
+        "/v1/trending?window=2h",
+        "/v1/trending?limit=0",
+        "/v1/trending?limit=101",
+        "/v1/trending?limit=ten",
+        "/v1/reactions?ids=%FF%FE",
+    ],
+)
+async def test_bad_input_gets_422_in_the_error_shape(http: httpx.AsyncClient, path: str) -> None:
+    response = await http.get(path)
+    assert response.status_code == 422, response.text
+    assert set(response.json()["error"]) == {"code", "message"}
+
+
+async def test_no_500_on_odd_requests(http: httpx.AsyncClient) -> None:
+    odd = [
+        ("GET", "/v1/articles//reactions"),
+        ("GET", "/v1/articles/a/reactions/extra"),
+        ("POST", "/v1/articles/a/reactions"),
+        ("DELETE", "/v1/reactions?ids=a"),
+        ("GET", "/v1/articles/a/reactions?user_id=u&user_id=v"),
+        ("GET", "/v1/reactions?ids=a&ids=b"),
+        ("GET", "/v1/trending?reaction=&window=&limit="),
+        ("GET", "/nowhere"),
+        ("GET", "/v1/articles/a%2Fb/reactions"),
+    ]
+    for method, path in odd:
+        response = await http.request(method, path, headers={"If-None-Match": ", ,,W/"})
+        assert response.status_code < 500, (method, path, response.text)
+        if response.status_code >= 400:
+            assert "error" in response.json(), (method, path)
+
+
+async def test_trending_merges_minute_buckets(http: httpx.AsyncClient, redis: Redis) -> None:
+    now = int(time.time()) // 60
+    # Buckets as the aggregator writes them: net deltas per article per minute.
+    await redis.zadd(trend_key("angry", now), {"t1": 3, "t2": 1})
+    await redis.zadd(trend_key("angry", now - 2), {"t2": 4, "t3": 2, "t4": -5})
+    await redis.zadd(trend_key("angry", now - 30), {"t3": 10})  # inside 1h, outside 5m
+    await redis.zadd(trend_key("angry", now - 600), {"t5": 50})  # inside 24h only
+    await redis.zadd(trend_key("angry", now - WINDOW_MINUTES["24h"] - 5), {"t6": 99})  # outside
+    await redis.zadd(trend_key("all", now), {"t1": 7})
+
+    async def trending(**params: Any) -> list[tuple[str, int]]:
+        response = await http.get("/v1/trending", params=params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["reaction"] == params.get("reaction", "all")
+        return [(a["article_id"], a["count"]) for a in body["articles"]]
+
+    assert await trending(reaction="angry", window="5m") == [("t2", 5), ("t1", 3), ("t3", 2)]
+    assert await trending(reaction="angry", window="1h") == [("t3", 12), ("t2", 5), ("t1", 3)]
+    assert await trending(reaction="angry", window="24h", limit=2) == [("t5", 50), ("t3", 12)]
+    assert await trending(reaction="all", window="5m") == [("t1", 7)]
+    assert await trending(reaction="wow", window="24h") == []
+    response = await http.get("/v1/trending", params={"reaction": "angry", "window": "5m"})
+    assert response.json()["window"] == "5m"
+
+
+async def test_config_openapi_widget_and_demo(http: httpx.AsyncClient) -> None:
+    config = await http.get("/v1/config")
+    assert [r["id"] for r in config.json()["reactions"]] == list(DEFAULT_TYPES)
+    assert config.json()["reactions"][2] == {"id": "love", "label": "Love", "emoji": "❤️"}
+
+    spec = (await http.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path in (
+        "/v1/articles/{article_id}/reactions",
+        "/v1/reactions",
+        "/v1/articles/{article_id}/reactions/stream",
+        "/v1/trending",
+        "/v1/config",
+        "/widget.js",
+        "/demo",
+    ):
+        assert "get" in paths[path], path
+    tally = paths["/v1/articles/{article_id}/reactions"]["get"]
+    assert {"200", "304", "422", "503"} <= set(tally["responses"])
+    assert (
+        "text/event-stream"
+        in paths["/v1/articles/{article_id}/reactions/stream"]["get"]["responses"]["200"]["content"]
+    )
+
+    widget = await http.get("/widget.js")
+    assert widget.headers["content-type"].startswith("text/javascript")
+    assert widget.headers["cache-control"] == "public, max-age=300"
+    assert 'customElements.define("reaction-bar"' in widget.text
+    unchanged = await http.get("/widget.js", headers={"If-None-Match": widget.headers["etag"]})
+    assert unchanged.status_code == 304
+
+    demo = await http.get("/demo")
+    assert demo.headers["content-type"].startswith("text/html")
+    assert 'ingest="http://ingest.example:9000"' in demo.text
+    assert demo.text.count("<reaction-bar") == 5
+    assert '<script src="/widget.js"' in demo.text
+
+
+def test_widget_is_under_8_kb_gzipped() -> None:
+    from services.reader.app import STATIC_DIR
+
+    size = len(gzip.compress((STATIC_DIR / "widget.js").read_bytes(), 9))
+    assert size < 8 * 1024, f"widget.js is {size} bytes gzipped"
+
+
+async def test_redis_down_gives_503_in_the_error_shape(start_service: ServiceFactory) -> None:
+    from deploy.stack import free_port
+
+    reader = start_service(
+        "reader", env={"REACTIONS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, wait=False
+    )
+    async with httpx.AsyncClient(base_url=reader.url, timeout=10) as http:
+
+        async def get() -> httpx.Response | None:
+            try:
+                return await http.get("/v1/articles/a1/reactions")
+            except httpx.TransportError:
+                return None
+
+        from tests.support import eventually
+
+        response = await eventually(get, lambda r: r is not None, what="the reader to listen")
+        assert response is not None
+        assert_error(response, 503, "redis_unavailable")
+        assert response.headers["retry-after"] == "1"
+        assert_error(await http.get("/v1/reactions?ids=a,b"), 503, "redis_unavailable")
+        assert_error(await http.get("/v1/trending"), 503, "redis_unavailable")
+        assert (await http.get("/readyz")).status_code == 503
+
+
+async def test_bulk_etag_gives_304(http: httpx.AsyncClient, redis: Redis) -> None:
+    await redis.hset(counts_key("p1"), "funny", 2)
+    first = await http.get("/v1/reactions", params={"ids": "p1,p2"})
+    again = await http.get(
+        "/v1/reactions", params={"ids": "p1,p2"}, headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    article=st.text(max_size=140),
+    user=st.one_of(st.none(), st.text(max_size=70)),
+    ids=st.text(max_size=300),
+    reaction=st.text(max_size=20),
+    window=st.text(max_size=5),
+    limit=st.text(max_size=5),
+)
+async def test_no_input_gets_a_500(
+    http: httpx.AsyncClient,
+    article: str,
+    user: str | None,
+    ids: str,
+    reaction: str,
+    window: str,
+    limit: str,
+) -> None:
+    quoted = urllib.parse.quote(article, safe="")
+    params = {"user_id": user} if user is not None else {}
+    requests = [
+        http.build_request("GET", f"/v1/articles/{quoted}/reactions", params=params),
+        http.build_request("GET", "/v1/reactions", params={"ids": ids, **params}),
+        http.build_request(
+            "GET", "/v1/trending", params={"reaction": reaction, "window": window, "limit": limit}
+        ),
+    ]
+    for request in requests:
+        response = await http.send(request)
+        assert response.status_code in (200, 404, 422), (request.url, response.text)
+        if response.status_code != 200:
+            assert set(response.json()["error"]) == {"code", "message"}
+
+
+async def test_a_cache_hit_costs_no_redis_read(http: httpx.AsyncClient, redis: Redis) -> None:
+    await redis.hset(counts_key("hot"), "love", 9)
+
+    async def hmget_calls() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+    async def lookups() -> dict[str, float]:
+        text = (await http.get("/metrics")).text
+        found = re.findall(r'^reactions_reader_cache_total\{result="(\w+)"\} (\S+)$', text, re.M)
+        return {result: float(value) for result, value in found}
+
+    before_calls, before = await hmget_calls(), await lookups()
+    responses = await asyncio.gather(*(http.get("/v1/articles/hot/reactions") for _ in range(100)))
+    assert all(r.json()["counts"]["love"] == 9 for r in responses)
+    calls, after = await hmget_calls() - before_calls, await lookups()
+    hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
+    assert hits + misses == 100
+    assert calls == misses  # every miss is one Redis read, a hit is none

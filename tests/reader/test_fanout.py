@@ -1,0 +1,138 @@
+"""The live feed's fan-out: one tally per change burst per article, latest-wins mailboxes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from services.reader.cache import Counts, TallyCache
+from services.reader.live import SSE_COALESCED, ChangeFeed, Mailbox
+from tests.support import eventually
+
+
+def coalesced() -> float:
+    return SSE_COALESCED._value.get()
+
+
+async def test_mailbox_keeps_only_the_latest_tally() -> None:
+    mailbox = Mailbox()
+    before = coalesced()
+    for i in range(1000):
+        mailbox.put(b"%d" % i)
+    assert await mailbox.take() == b"999"
+    assert coalesced() - before == 999
+    waiter = asyncio.create_task(mailbox.take())
+    await asyncio.sleep(0)
+    assert not waiter.done()  # nothing new: the slow client waits, nothing piles up
+    mailbox.put(b"next")
+    assert await waiter == b"next"
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self.version = 0
+        self.calls: list[str] = []
+
+    async def __call__(self, article_id: str) -> bytes:
+        self.calls.append(article_id)
+        return f"{article_id}:{self.version}".encode()
+
+
+async def no_load(ids: Sequence[str]) -> list[Counts]:
+    return [(0,) for _ in ids]
+
+
+async def test_a_burst_of_changes_is_sent_once_and_others_are_untouched(redis: Redis) -> None:
+    cache = TallyCache(no_load, ttl=0.5, max_entries=10)
+    render = Renderer()
+    # An hour between sends: only the first send of the burst can happen during the test.
+    feed = ChangeFeed(redis, cache, render, interval=3600)
+    try:
+        fast = [feed.add("viral") for _ in range(3)]
+        quiet = feed.add("quiet")
+        before = coalesced()
+        render.version = 1
+        for _ in range(20):  # one burst, delivered before the feed's send runs
+            feed.on_changed(["viral", "elsewhere"])
+        assert await asyncio.gather(*(m.take() for m in fast)) == [b"viral:1"] * 3
+        assert render.calls == ["viral"]  # one read for all three clients
+        assert coalesced() - before == 19
+        render.version = 2
+        feed.on_changed(["viral"])  # within the interval: waits for the next slot
+        feed.on_changed(["viral"])  # and merges into that send
+        assert render.calls == ["viral"]
+        assert coalesced() - before == 20
+        assert quiet._value is None
+    finally:
+        for m in fast:
+            feed.remove("viral", m)
+        feed.remove("quiet", quiet)
+        assert feed.clients == 0
+        await feed.close()
+
+
+async def test_changes_invalidate_the_cache(redis: Redis) -> None:
+    loads: list[list[str]] = []
+
+    async def load(ids: Sequence[str]) -> list[Counts]:
+        loads.append(list(ids))
+        return [(len(loads),) for _ in ids]
+
+    cache = TallyCache(load, ttl=0.5, max_entries=10)
+    feed = ChangeFeed(redis, cache, Renderer(), interval=0.25)
+    assert await cache.get("a") == (1,)
+    feed.on_changed(["a"])
+    assert await cache.get("a") == (2,)
+    await feed.close()
+
+
+async def test_subscription_lives_only_while_clients_are_connected(redis: Redis) -> None:
+    cache = TallyCache(no_load, ttl=0.5, max_entries=10)
+    render = Renderer()
+    feed = ChangeFeed(redis, cache, render, interval=0.25)
+
+    async def subscribers() -> int:
+        counts = await redis.pubsub_numsub("rx:changed")
+        return int(counts[0][1])
+
+    mailbox = feed.add("a1")
+    await feed.wait_subscribed(10)
+    await eventually(subscribers, lambda n: n == 1, what="one subscription")
+    second = feed.add("a2")
+    assert await subscribers() == 1  # one per process, not per client
+    await redis.publish("rx:changed", '["a1","zz"]')
+    assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:0"
+    await redis.publish("rx:changed", "not json")  # ignored, the feed keeps going
+    await redis.publish("rx:changed", '["a2"]')
+    assert await asyncio.wait_for(second.take(), 30) == b"a2:0"
+    feed.remove("a1", mailbox)
+    feed.remove("a2", second)
+    await eventually(subscribers, lambda n: n == 0, what="the subscription to end")
+    await feed.close()
+
+
+async def test_a_lost_subscription_is_restored_and_clients_resynced(redis: Redis) -> None:
+    cache = TallyCache(no_load, ttl=0.5, max_entries=10)
+    render = Renderer()
+    feed = ChangeFeed(redis, cache, render, interval=0.25)
+
+    async def subscribers() -> int:
+        counts = await redis.pubsub_numsub("rx:changed")
+        return int(counts[0][1])
+
+    mailbox = feed.add("a1")
+    try:
+        await eventually(subscribers, lambda n: n == 1, what="the subscription")
+        render.version = 1
+        # Changes published while the connection is down are lost; the feed must resync.
+        await redis.client_kill_filter(_type="pubsub")
+        assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:1"
+        await eventually(subscribers, lambda n: n == 1, what="the subscription to return")
+        render.version = 2
+        await redis.publish("rx:changed", '["a1"]')
+        assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:2"
+    finally:
+        feed.remove("a1", mailbox)
+        await feed.close()
