@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -200,7 +201,10 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 class KafkaBroker:
-    """One combined broker/controller in KRaft mode, from the jars in deploy/kafka/lib."""
+    """One combined broker/controller in KRaft mode, from the jars in deploy/kafka/lib.
+
+    Alone it is a single-node cluster; `KafkaCluster` runs several that vote together.
+    """
 
     def __init__(
         self,
@@ -210,15 +214,23 @@ class KafkaBroker:
         *,
         heap: str = "512m",
         extra_config: Mapping[str, str] | None = None,
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
+        replication: int = 1,
     ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.controller_port = controller_port
         self.extra_config = dict(extra_config or {})
         self.heap = heap
+        self.node_id = node_id
+        self.voters = voters or f"{node_id}@127.0.0.1:{controller_port}"
+        self.cluster_id = cluster_id
+        self.replication = replication
         self.config_path = data_dir / "server.properties"
         self.process = Process(
-            "kafka",
+            f"kafka-{node_id}" if voters else "kafka",
             self._java("kafka.Kafka", str(self.config_path)),
             [port, controller_port],
             data_dir / "kafka.log",
@@ -245,11 +257,14 @@ class KafkaBroker:
         ]
 
     def config(self) -> dict[str, str]:
-        """Settings for one node: replication factors of 1, no initial rebalance delay."""
+        """Settings for this node: internal topics replicated to `replication` nodes (one,
+        alone), a majority of them in sync, and no initial rebalance delay."""
+        replication = str(self.replication)
+        min_isr = str(self.replication // 2 + 1)
         return {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -258,12 +273,14 @@ class KafkaBroker:
             "log.dirs": str(self.data_dir / "data"),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": replication,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replication,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "default.replication.factor": replication,
+            "min.insync.replicas": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
             **self.extra_config,
@@ -275,9 +292,7 @@ class KafkaBroker:
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.config().items()))
         if (self.data_dir / "data" / "meta.properties").exists():
             return
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # the storage tool would read it as an option
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = self.cluster_id or new_cluster_id()
         result = subprocess.run(
             self._java(
                 "kafka.tools.StorageTool",
@@ -315,16 +330,27 @@ class KafkaBroker:
         self.process.kill()
 
 
-def kafka_answers_metadata(bootstrap: str) -> bool:
-    """True when a broker at `bootstrap` answers a metadata request with itself in it."""
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID, URL-safe base64 without padding."""
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # the storage tool would read it as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    return cluster_id
+
+
+def kafka_answers_metadata(bootstrap: str, brokers: int = 1) -> bool:
+    """True when the cluster at `bootstrap` answers metadata listing at least `brokers`."""
     from aiokafka.admin import AIOKafkaAdminClient
+
+    # A broker that is still starting refuses connections; that is expected here.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     async def probe() -> bool:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
         try:
             await asyncio.wait_for(admin.start(), 3)
             cluster = await asyncio.wait_for(admin.describe_cluster(), 3)
-            return bool(cluster.get("brokers"))
+            return len(cluster.get("brokers", ())) >= brokers
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False
         finally:
@@ -337,7 +363,9 @@ def kafka_answers_metadata(bootstrap: str) -> bool:
 class RedisServer:
     """Debian's redis-server with AOF on and noeviction, data in its own directory."""
 
-    def __init__(self, data_dir: Path, port: int, *, maxmemory: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, *, maxmemory: str | None = None, cluster: bool = False
+    ) -> None:
         self.data_dir = data_dir
         self.port = port
         args = [
@@ -365,7 +393,18 @@ class RedisServer:
         ]
         if maxmemory:
             args += ["--maxmemory", maxmemory]
-        self.process = Process("redis", args, [port], data_dir / "redis.log")
+        if cluster:
+            # The cluster bus listens on port + 10000.
+            args += [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "3000",
+            ]
+        name = f"redis-{port}" if cluster else "redis"
+        self.process = Process(name, args, [port], data_dir / "redis.log")
 
     @property
     def url(self) -> str:
@@ -398,6 +437,132 @@ def redis_answers_ping(port: int) -> bool:
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+class KafkaCluster:
+    """Several combined broker/controller nodes voting in one KRaft quorum.
+
+    Combined roles keep one JVM per node, which is what fits a laptop or a 2-core CI box;
+    production separates controllers from brokers (see README, 'Scaling out').
+    """
+
+    def __init__(self, data_dir: Path, ports: list[tuple[int, int]], *, heap: str = "384m") -> None:
+        nodes = len(ports)
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        cluster_id = new_cluster_id()
+        self.brokers = [
+            KafkaBroker(
+                data_dir / f"kafka-{i + 1}",
+                port,
+                controller,
+                heap=heap,
+                node_id=i + 1,
+                voters=voters,
+                cluster_id=cluster_id,
+                replication=min(nodes, 3),
+            )
+            for i, (port, controller) in enumerate(ports)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every node, then wait until the cluster lists all of them."""
+        ensure_kafka_jars()
+        for broker in self.brokers:
+            broker.format()
+            broker.process.start()
+
+        def ready() -> bool:
+            for broker in self.brokers:
+                broker.process.check_alive()
+            return kafka_answers_metadata(self.bootstrap, brokers=len(self.brokers))
+
+        wait_for(ready, timeout, f"{len(self.brokers)} Kafka nodes to form a cluster", 0.5)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop all nodes together: one by one, the last ones would wait for a lost quorum."""
+        for broker in self.brokers:
+            broker.process.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for broker in self.brokers:
+            broker.process.stop(timeout=max(deadline - time.monotonic(), 0.1))
+
+
+class RedisClusterNodes:
+    """A Redis Cluster of `masters` masters with `replicas` replicas each, made by
+    `redis-cli --cluster create` from real redis-server processes."""
+
+    def __init__(self, data_dir: Path, ports: list[int], replicas: int = 1) -> None:
+        self.replicas = replicas
+        self.nodes = [RedisServer(data_dir / f"redis-{port}", port, cluster=True) for port in ports]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the nodes that are not running and create the cluster if it is not formed."""
+        for node in self.nodes:
+            if node.process.pid() is None:
+                node.start()
+        if self.healthy():
+            return
+        result = subprocess.run(
+            [
+                shutil.which("redis-cli") or "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise StackError(f"redis-cli --cluster create failed:\n{result.stdout}{result.stderr}")
+        wait_for(self.healthy, timeout, "the Redis Cluster to report cluster_state:ok", 0.2)
+
+    def healthy(self) -> bool:
+        """True when every node reports cluster_state:ok."""
+        return all(
+            "cluster_state:ok" in redis_cli(node.port, "CLUSTER", "INFO") for node in self.nodes
+        )
+
+    def masters(self) -> list[RedisServer]:
+        """The nodes that are masters right now."""
+        return [n for n in self.nodes if "role:master" in redis_cli(n.port, "INFO", "replication")]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 < 65536 and not port_open(port + 10000):
+            return port
+
+
+def redis_cli(port: int, *args: str) -> str:
+    """Run one command with redis-cli against a loopback Redis; its output, or '' on error."""
+    try:
+        result = subprocess.run(
+            [shutil.which("redis-cli") or "redis-cli", "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except subprocess.TimeoutExpired:
+        return ""
+    return result.stdout
 
 
 class Service:
@@ -543,11 +708,121 @@ class Stack:
         }
 
 
+@dataclass
+class ClusterPorts:
+    """Ports of the scaled-out stack: Kafka nodes, Redis Cluster nodes, service instances."""
+
+    kafka: list[tuple[int, int]]
+    redis: list[int]
+    ingest: list[int]
+    reader: list[int]
+    aggregator: list[int]
+
+    @classmethod
+    def from_base(cls, base: int) -> ClusterPorts:
+        """Fixed ports from `base` (default 19000), so `up` and `down` agree across runs.
+
+        Redis nodes take base-2000…, whose cluster buses sit 10000 above them.
+        """
+        return cls(
+            kafka=[(base + 92 + 10 * i, base + 93 + 10 * i) for i in range(3)],
+            redis=[base - 2000 + i for i in range(6)],
+            ingest=[base + 500 + 10 * i for i in range(2)],
+            reader=[base + 501 + 10 * i for i in range(2)],
+            aggregator=[base + 502 + 10 * i for i in range(3)],
+        )
+
+    @classmethod
+    def free(cls) -> ClusterPorts:
+        """Free ports, for tests."""
+        return cls(
+            kafka=[(free_port(), free_port()) for _ in range(3)],
+            redis=[free_cluster_port() for _ in range(6)],
+            ingest=[free_port() for _ in range(2)],
+            reader=[free_port() for _ in range(2)],
+            aggregator=[free_port() for _ in range(3)],
+        )
+
+
+class ClusterStack:
+    """Three KRaft nodes (replication 3, min.insync.replicas 2), a Redis Cluster of three
+    masters with a replica each, two ingest, two reader and three aggregator processes."""
+
+    def __init__(self, state_dir: Path, ports: ClusterPorts, partitions: int = 12) -> None:
+        self.state_dir = state_dir
+        self.kafka = KafkaCluster(state_dir / "kafka", ports.kafka)
+        self.redis = RedisClusterNodes(state_dir / "redis", ports.redis, replicas=1)
+        self.env = {
+            "REACTIONS_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+            "REACTIONS_REDIS_URL": self.redis.url,
+            "REACTIONS_REDIS_CLUSTER": "true",
+            "REACTIONS_REPLICATION_FACTOR": "3",
+            "REACTIONS_PARTITIONS": str(partitions),
+        }
+        self.services: list[Service] = []
+        for name in ("ingest", "aggregator", "reader"):
+            for i, port in enumerate(getattr(ports, name)):
+                env = {**self.env, f"REACTIONS_{name.upper()}_PORT": str(port)}
+                self.services.append(
+                    Service(name, port, env, state_dir / "logs" / f"{name}-{i + 1}")
+                )
+
+    def service(self, name: str) -> list[Service]:
+        """The instances of one service."""
+        return [s for s in self.services if s.name == name]
+
+    def up(self) -> list[str]:
+        """Start whatever is not running; create the Redis Cluster if it is not formed."""
+        started = []
+        if any(b.process.pid() is None for b in self.kafka.brokers):
+            self.kafka.start()
+            started.append("kafka x3")
+        self.redis.start()
+        for service in self.services:
+            if service.process.pid() is None:
+                service.start()
+                started.append(f"{service.name}:{service.port}")
+        return started
+
+    def down(self) -> None:
+        """Stop everything; safe to run twice."""
+        for service in reversed(self.services):
+            service.stop()
+        self.redis.stop()
+        self.kafka.stop()
+
+
+def cluster_main(command: str) -> int:
+    """`up-cluster` / `down-cluster` for the scaled-out local stack."""
+    base = int(os.environ.get("REACTIONS_CLUSTER_BASE_PORT", 19000))
+    stack = ClusterStack(STATE_DIR / "cluster", ClusterPorts.from_base(base))
+    out = sys.stdout.write
+    if command == "down-cluster":
+        stack.down()
+        out("cluster stopped\n")
+        return 0
+    try:
+        started = stack.up()
+    except StackError as exc:
+        out(f"error: {exc}\n")
+        return 1
+    out(f"started: {', '.join(started) or 'nothing (all parts were running)'}\n")
+    out(f"  kafka bootstrap     {stack.kafka.bootstrap}\n")
+    out(f"  redis cluster       {stack.redis.url}\n")
+    for service in stack.services:
+        out(f"  {service.name:<19} {service.url}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`run`, `up`, `down` or `status` for the local stack."""
+    """`run`, `up`, `down` or `status` for the local stack; `up-cluster`, `down-cluster`."""
     parser = argparse.ArgumentParser(prog="python -m deploy.stack", description=__doc__)
-    parser.add_argument("command", choices=["run", "up", "down", "status"])
+    parser.add_argument(
+        "command", choices=["run", "up", "down", "status", "up-cluster", "down-cluster"]
+    )
     args = parser.parse_args(argv)
+    if args.command.endswith("-cluster"):
+        return cluster_main(args.command)
     stack = Stack(StackConfig.from_env())
     out = sys.stdout.write
     if args.command == "down":

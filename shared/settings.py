@@ -21,6 +21,9 @@ class CommonSettings(BaseSettings):
         "localhost:9092", description="Kafka bootstrap servers, comma-separated host:port."
     )
     redis_url: str = Field("redis://localhost:6379/0", description="Redis URL.")
+    redis_cluster: bool = Field(
+        False, description="Treat REDIS_URL as a seed node of a Redis Cluster."
+    )
     topic: str = Field("reactions", description="The reactions topic.")
     partitions: int = Field(
         12, ge=1, le=10_000, description="Partition count of the topic; frozen once created."

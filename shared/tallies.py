@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 FENCE_FIELD: Final = "@fence"
@@ -54,6 +54,17 @@ def position_pattern(topic: str) -> str:
 
 # SCAN patterns of the per-article keys (counts and readers), for a rebuild from scratch.
 ARTICLE_KEY_PATTERNS: Final = ("rx:{*}:n", "rx:{*}:u")
+
+
+def connect_redis(url: str, *, cluster: bool = False, **options: Any) -> Redis:
+    """A Redis client for `url`, or a Redis Cluster client seeded by it.
+
+    Every key the services touch in one command shares a hash tag, so the same calls work
+    on both; the cluster client is typed as Redis because it answers the same commands.
+    """
+    if cluster:
+        return cast(Redis, RedisCluster.from_url(url, **options))
+    return Redis.from_url(url, **options)
 
 
 def apply_script(redis: Redis) -> AsyncScript:

@@ -20,6 +20,7 @@ from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
 from shared.kafka import ensure_topics
 from shared.logs import configure_logging, get_logger
+from shared.tallies import connect_redis
 
 log = get_logger(__name__)
 
@@ -46,7 +47,7 @@ async def serve(settings: AggregatorSettings) -> None:
         settings.replication_factor,
         dlq_topic=settings.dlq_topic,
     )
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
     aggregator = Aggregator(settings, redis)
     server = _OpsServer(
         uvicorn.Config(

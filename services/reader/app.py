@@ -30,7 +30,7 @@ from shared.events import ARTICLE_ID_PATTERN, USER_ID_PATTERN, valid_article_id,
 from shared.http import ApiError, install_error_handlers, ops_router
 from shared.metrics import RequestMetrics
 from shared.reactions import ReactionSet
-from shared.tallies import counts_key, parse_reader_state, readers_key
+from shared.tallies import connect_redis, counts_key, parse_reader_state, readers_key
 
 STATIC_DIR: Final = FilePath(__file__).parent / "static"
 MAX_BULK_IDS: Final = 100
@@ -286,7 +286,12 @@ def create_app(settings: ReaderSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        redis = connect_redis(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+        )
         store = TallyStore(
             redis, reactions, settings.reader_cache_ttl_ms / 1000, settings.reader_cache_entries
         )

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_for, record_key
@@ -457,7 +457,8 @@ async def read_view(
     fences in both reads mean no apply ran in between.
     """
     ids = list(article_ids)
-    if atomic:
+    # A Redis Cluster runs MULTI only within one slot: read it the non-atomic way.
+    if atomic and not isinstance(redis, RedisCluster):
         return await _read_view_once(redis, ids, transaction=True)
     first = await _read_view_once(redis, ids, transaction=False)
     while True:
