@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium fonts-noto-color-emoji prometheus
 
-.PHONY: .system-packages help setup run up down status test test-quick test-faults lint fmt bench clean
+.PHONY: .system-packages help setup run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ up: setup ## Start the stack in the background (starts only what is not running)
 down: ## Stop the background stack (safe to run twice)
 	@if [ -x $(PY) ]; then $(PY) -m deploy.stack down; else echo "nothing to stop"; fi
 
+up-cluster: setup ## Scaled out in the background: 3 Kafka nodes, a Redis Cluster, 2+3+2 services
+	$(PY) -m deploy.stack up-cluster
+
+down-cluster: ## Stop the scaled-out stack
+	@if [ -x $(PY) ]; then $(PY) -m deploy.stack down-cluster; else echo "nothing to stop"; fi
+
 status: ## Show which parts of the stack are running
 	@$(PY) -m deploy.stack status
 
@@ -48,6 +54,9 @@ test: setup ## Run the whole test suite (starts its own Kafka and Redis)
 	$(PY) -m pytest
 
 # pyproject's addopts leave out the tests marked faults_full; this expression takes them back.
+test-cluster: setup ## Exact counts on a 3-broker Kafka, a Redis Cluster and 3 aggregators
+	$(PY) -m pytest tests/scale -m "cluster_full or not cluster_full"
+
 test-faults: setup ## Run the whole fault-tolerance matrix in tests/faults (kills, restarts, wipes)
 	$(PY) -m pytest tests/faults -m "faults_full or not faults_full"
 

@@ -748,7 +748,13 @@ class ClusterStack:
     """Three KRaft nodes (replication 3, min.insync.replicas 2), a Redis Cluster of three
     masters with a replica each, two ingest, two reader and three aggregator processes."""
 
-    def __init__(self, state_dir: Path, ports: ClusterPorts, partitions: int = 12) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        ports: ClusterPorts,
+        partitions: int = 12,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.kafka = KafkaCluster(state_dir / "kafka", ports.kafka)
         self.redis = RedisClusterNodes(state_dir / "redis", ports.redis, replicas=1)
@@ -758,6 +764,7 @@ class ClusterStack:
             "REACTIONS_REDIS_CLUSTER": "true",
             "REACTIONS_REPLICATION_FACTOR": "3",
             "REACTIONS_PARTITIONS": str(partitions),
+            **(env or {}),
         }
         self.services: list[Service] = []
         for name in ("ingest", "aggregator", "reader"):
@@ -770,6 +777,14 @@ class ClusterStack:
     def service(self, name: str) -> list[Service]:
         """The instances of one service."""
         return [s for s in self.services if s.name == name]
+
+    def add_service(self, name: str, port: int) -> Service:
+        """One more instance of a service (not started), with the cluster's environment."""
+        env = {**self.env, f"REACTIONS_{name.upper()}_PORT": str(port)}
+        n = len(self.service(name)) + 1
+        service = Service(name, port, env, self.state_dir / "logs" / f"{name}-{n}")
+        self.services.append(service)
+        return service
 
     def up(self) -> list[str]:
         """Start whatever is not running; create the Redis Cluster if it is not formed."""

@@ -1,0 +1,152 @@
+"""Scale-out on real clusters: three KRaft nodes (replication 3, min.insync.replicas 2), a
+Redis Cluster of three masters with a replica each, two ingest, two reader and three
+aggregator processes. Every test ends with the fault suite's oracle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import RedisCluster
+
+from deploy.stack import ClusterPorts, ClusterStack, free_port, redis_cli
+from tests.faults.harness import Outcome, Traffic, assert_oracle, wait_for_outcomes
+from tests.support import eventually
+
+TOPIC = "reactions"
+ENV = {
+    "REACTIONS_TOPIC": TOPIC,
+    "REACTIONS_SESSION_TIMEOUT_MS": "6000",
+    "REACTIONS_RATE_LIMIT_IP": "1000000/second",
+    "REACTIONS_RATE_LIMIT_READER": "1000000/second",
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterStack]:
+    """The scaled-out stack, once for the module (it takes a while to form)."""
+    stack = ClusterStack(
+        Path(tmp_path_factory.mktemp("cluster")), ClusterPorts.free(), partitions=6, env=ENV
+    )
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+async def redis(cluster: ClusterStack) -> AsyncIterator[RedisCluster]:
+    """A cluster client on the stack's Redis Cluster."""
+    client = RedisCluster.from_url(cluster.redis.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+# Outcomes of every test in the module: they share one topic, so the oracle of a later test
+# must know what earlier tests were told.
+OUTCOMES: list[Outcome] = []
+
+
+async def oracle(cluster: ClusterStack, redis: RedisCluster, outcomes: list[Outcome]) -> None:
+    OUTCOMES.extend(outcomes)
+    report = await assert_oracle(redis, cluster.kafka.bootstrap, TOPIC, OUTCOMES, timeout=180)
+    assert report.accepted > 0
+
+
+async def test_traffic_through_two_ingests_converges_to_the_model(
+    cluster: ClusterStack, redis: RedisCluster
+) -> None:
+    first, second = cluster.service("ingest")
+    async with (
+        Traffic(first.url, seed=1, prefix="conv") as a,
+        Traffic(second.url, seed=2, prefix="conv") as b,
+    ):
+        await wait_for_outcomes(a, 400)
+        await wait_for_outcomes(b, 400)
+    await oracle(cluster, redis, a.outcomes + b.outcomes)
+    # The articles' keys really are spread over the three masters.
+    masters = cluster.redis.masters()
+    assert len(masters) == 3
+    sizes = [int(redis_cli(m.port, "DBSIZE").strip() or 0) for m in masters]
+    assert all(size > 0 for size in sizes), sizes
+    # Either reader answers the same tally.
+    readers = cluster.service("reader")
+    async with httpx.AsyncClient(timeout=10) as http:
+        answers = [
+            (await http.get(f"{r.url}/v1/articles/conv-0/reactions")).json() for r in readers
+        ]
+    assert answers[0] == answers[1]
+
+
+async def test_an_aggregator_killed_and_another_added_keep_counts_exact(
+    cluster: ClusterStack, redis: RedisCluster
+) -> None:
+    ingest = cluster.service("ingest")[0]
+    victim = cluster.service("aggregator")[0]
+    async with Traffic(ingest.url, seed=3, prefix="churn") as traffic:
+        await wait_for_outcomes(traffic, 300)
+        victim.kill()
+        killed_at = time.monotonic()
+        await wait_for_outcomes(traffic, 200, since=killed_at)
+        added = cluster.add_service("aggregator", free_port())
+        await asyncio.to_thread(added.start)
+        await wait_for_outcomes(traffic, 300, since=time.monotonic())
+    await oracle(cluster, redis, traffic.outcomes)
+    await asyncio.to_thread(victim.start)
+
+
+@pytest.mark.cluster_full
+async def test_a_broker_killed_under_load_loses_no_accepted_event(
+    cluster: ClusterStack, redis: RedisCluster
+) -> None:
+    ingest = cluster.service("ingest")[1]
+    broker = cluster.kafka.brokers[2]
+    async with Traffic(ingest.url, seed=4, prefix="broker") as traffic:
+        await wait_for_outcomes(traffic, 300)
+        broker.kill()
+        killed_at = time.monotonic()
+        # Leadership moves to the two survivors, which still make min.insync.replicas.
+        await wait_for_outcomes(traffic, 400, since=killed_at, timeout=120)
+    statuses = traffic.statuses()
+    assert set(statuses) <= {202, 503}, statuses
+    await oracle(cluster, redis, traffic.outcomes)
+    await asyncio.to_thread(broker.process.start)
+    await asyncio.to_thread(broker.wait_ready)
+
+
+@pytest.mark.cluster_full
+async def test_a_redis_master_lost_is_restored_by_replay(
+    cluster: ClusterStack, redis: RedisCluster
+) -> None:
+    """A replica promoted after its master dies may lack the master's last writes (Redis
+    replicates asynchronously), so the view can fall behind the log. What holds: no write is
+    ever doubled (fences), and a replay from the log restores exact counts."""
+    ingest = cluster.service("ingest")[0]
+    master = cluster.redis.masters()[0]
+    async with Traffic(ingest.url, seed=5, prefix="failover") as traffic:
+        await wait_for_outcomes(traffic, 300)
+        master.kill()
+        killed_at = time.monotonic()
+        await eventually(
+            lambda: asyncio.to_thread(lambda: len(cluster.redis.masters()) == 3),
+            bool,
+            timeout=60,
+            what="a replica to be promoted",
+        )
+        await wait_for_outcomes(traffic, 300, since=killed_at, timeout=120)
+    # The replay path: aggregators restart without their stored positions, replay the topic
+    # from the start, and the fences skip whatever the promoted replica already has.
+    aggregators = cluster.service("aggregator")
+    for aggregator in aggregators:
+        await asyncio.to_thread(aggregator.stop)
+    async for key in redis.scan_iter(match=f"rx:pos:{{{TOPIC}}}:*"):
+        await redis.delete(key)
+    for aggregator in aggregators:
+        await asyncio.to_thread(aggregator.start)
+    await oracle(cluster, redis, traffic.outcomes)
+    await asyncio.to_thread(master.start)
