@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 from redis.asyncio import Redis
 
 from deploy.stack import RedisServer, Service, free_port
@@ -46,12 +47,15 @@ def metric(reader: str, name: str) -> float:
 
 @dataclass
 class Client:
-    """One SSE stream on a raw socket; records when each tally arrives."""
+    """One SSE stream on a raw socket; records when each tally arrives (and, when `keep`,
+    the total it carried)."""
 
     article: str
     tallies: list[float] = field(default_factory=list)
     first: asyncio.Event = field(default_factory=asyncio.Event)
     updated: asyncio.Event = field(default_factory=asyncio.Event)
+    keep: bool = False
+    totals: list[tuple[float, int]] = field(default_factory=list)
 
     async def run(self, host: str, port: int) -> None:
         reader, writer = await asyncio.open_connection(host, port)
@@ -68,6 +72,10 @@ class Client:
                         self.first.set()
                     else:
                         self.updated.set()
+                elif self.keep and line.startswith(b"data: "):
+                    total = orjson.loads(line[6:])["total"]
+                    self.totals.append((self.tallies[-1], total))
+                    self.updated.set()
         finally:
             writer.close()
 
@@ -117,6 +125,111 @@ async def bench(args: argparse.Namespace, reader_url: str, pid: int, redis_url: 
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await redis.aclose()
+
+
+def measure(
+    reader_url: str,
+    ingest_url: str,
+    *,
+    clients: int,
+    rate: int,
+    duration_s: float,
+    reader_pid: int | None,
+    sampled: int = 200,
+) -> dict[str, float | None]:
+    """`clients` streams on one viral article while `rate` new readers a second react to it.
+
+    Every reaction comes from a new reader, so the k-th accepted one makes the total k: a
+    sampled client's delay for reaction k is when it first saw a total of at least k, minus
+    when ingest answered 202 for it. Returns delivered updates per second (all clients), the
+    p99 of those delays in ms, and the reader's RSS growth per client.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return asyncio.run(
+        _measure(reader_url, ingest_url, clients, rate, duration_s, reader_pid, sampled)
+    )
+
+
+async def _measure(
+    reader_url: str,
+    ingest_url: str,
+    clients: int,
+    rate: int,
+    duration_s: float,
+    reader_pid: int | None,
+    sampled: int,
+) -> dict[str, float | None]:
+    import aiohttp
+
+    host, port = reader_url.removeprefix("http://").split(":")
+    article = f"viral-{time.time_ns()}"
+    streams = [Client(article, keep=i < sampled) for i in range(clients)]
+    baseline = rss_bytes(reader_pid) if reader_pid else None
+    connecting = asyncio.Semaphore(200)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def connect(client: Client) -> None:
+        async with connecting:
+            tasks.append(asyncio.create_task(client.run(host, int(port))))
+            await asyncio.wait_for(client.first.wait(), 120)
+
+    try:
+        await asyncio.gather(*(connect(c) for c in streams))
+        held = rss_bytes(reader_pid) if reader_pid else None
+        before = sum(len(c.tallies) for c in streams)
+        acked: list[float] = []
+        async with aiohttp.ClientSession() as http:
+
+            async def react(i: int) -> None:
+                url = f"{ingest_url}/v1/articles/{article}/reactions/viral-{i}"
+                async with http.put(url, json={"reaction": "love"}) as response:
+                    if response.status == 202:
+                        acked.append(time.perf_counter())
+
+            started = time.perf_counter()
+            sends = []
+            total = int(rate * duration_s)
+            for i in range(total):
+                # Open loop: each request leaves at its scheduled time, answered or not.
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sends.append(asyncio.create_task(react(i)))
+            await asyncio.gather(*sends, return_exceptions=True)
+        elapsed = time.perf_counter() - started
+        # Give the sampled clients up to 30 s to see the last reaction; late ones count as such.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                for client in streams[:sampled]:
+                    while (client.totals[-1][1] if client.totals else 0) < len(acked):
+                        client.updated.clear()
+                        await client.updated.wait()
+        delivered = sum(len(c.tallies) for c in streams) - before
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    acked.sort()
+    delays: list[float] = []
+    for client in streams[:sampled]:
+        seen = client.totals
+        j = 0
+        for k, ack in enumerate(acked, start=1):
+            while j < len(seen) and seen[j][1] < k:
+                j += 1
+            if j == len(seen):
+                break
+            delays.append(max(seen[j][0] - ack, 0.0))
+    delays.sort()
+    p99 = delays[int(len(delays) * 0.99) - 1] * 1000 if delays else None
+    return {
+        "delivered_per_s": delivered / elapsed if elapsed else None,
+        "p99_ms": p99,
+        "bytes_per_client": (held - baseline) / clients
+        if held is not None and baseline is not None
+        else None,
+    }
 
 
 def main() -> int:
