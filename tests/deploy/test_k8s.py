@@ -78,7 +78,7 @@ def test_ports_and_probes_match_the_service(name: str) -> None:
     port = default(name, f"{name}_port")
     assert spec["command"] == ["python", "-m", f"services.{name}"]
     assert spec["ports"] == [{"name": "http", "containerPort": port}]
-    env = {item["name"]: item["value"] for item in spec["env"]}
+    env = {item["name"]: item["value"] for item in spec["env"] if "value" in item}
     assert env[f"REACTIONS_{name.upper()}_PORT"] == str(port)
     assert env["REACTIONS_HOST"] == "0.0.0.0"
     for probe, path in (
