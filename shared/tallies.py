@@ -40,6 +40,11 @@ def position_key(topic: str, partition: int) -> str:
     return f"rx:pos:{{{topic}}}:{partition}"
 
 
+def epoch_key(topic: str) -> str:
+    """A random id created once per Redis data set: if it changes, Redis lost its data."""
+    return f"rx:epoch:{{{topic}}}"
+
+
 def trend_key(reaction: str, minute: int) -> str:
     """Sorted set of article -> net delta of `reaction` (or `all`) in one minute bucket.
 

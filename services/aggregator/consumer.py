@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from services.aggregator import metrics
@@ -44,6 +45,8 @@ from shared.tallies import (
     apply_event_line,
     apply_script,
     counts_key,
+    epoch_key,
+    evalsha_many,
     parse_apply_reply,
     position_key,
     readers_key,
@@ -56,6 +59,12 @@ log = get_logger(__name__)
 T = TypeVar("T")
 Batch = dict[TopicPartition, list[ConsumerRecord]]
 ALL: Final = "all"
+
+
+class RedisLostData(Exception):
+    """The Redis epoch marker vanished or changed under a running aggregator: Redis was
+    wiped or replaced (restarted without its AOF, flushed, failed over to an empty node).
+    Every assigned partition must be replayed; the batch in hand is dropped."""
 
 
 class BatchAbandoned(Exception):
@@ -119,8 +128,11 @@ class BatchApplier:
         reactions: frozenset[str],
         stop: asyncio.Event,
         side_effects: bool = True,
+        guard: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.redis = redis
+        # Runs before every attempt to apply; raises RedisLostData to abandon the batch.
+        self.guard = guard
         self.producer = producer
         self.topic = topic
         self.dlq_topic = dlq_topic
@@ -239,19 +251,22 @@ class BatchApplier:
         return partition
 
     async def _apply_articles(self, by_article: dict[str, _ArticleBatch]) -> list[ApplyReply]:
-        """One pipeline, one fenced EVALSHA per article chunk; replies merged per article."""
-        pipe = self.redis.pipeline(transaction=False)
+        """One round trip, one fenced EVALSHA per article chunk; replies merged per article."""
+        if self.guard is not None:
+            # Checked on every attempt: a retry must never apply onto a Redis that lost
+            # the fences under us (it would fence off the events before this batch).
+            await self.guard()
+        calls: list[tuple[tuple[str, str], tuple[int, str]]] = []
         chunks: list[int] = []
         step = MAX_EVENTS_PER_CALL
-        sha = self._apply.sha
         for article_id, article in by_article.items():
             keys = (counts_key(article_id), readers_key(article_id))
             lines = article.lines
             for start in range(0, len(lines), step):
-                pipe.evalsha(sha, 2, *keys, article.partition, "".join(lines[start : start + step]))
+                calls.append((keys, (article.partition, "".join(lines[start : start + step]))))
             chunks.append((len(lines) + step - 1) // step)
         try:
-            replies = await pipe.execute()
+            replies = await evalsha_many(self.redis, self._apply.sha, calls)
         except NoScriptError:
             await self.redis.script_load(self._apply.script)  # Redis restarted empty
             raise
@@ -308,17 +323,31 @@ class BatchApplier:
 
     async def _finish(self, report: BatchReport, trends: dict[str, list[str | int]]) -> None:
         """Positions first (the applies are done), then trending, then one notification."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.mset({position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()})
+        if self.guard is not None:
+            await self.guard()  # positions must not land on a Redis that lost the applies
+        positions = {position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()}
+        trend_calls: list[tuple[tuple[str], tuple[str | int, ...]]] = []
         if self.side_effects:
             minute = int(time.time()) // TREND_BUCKET_SECONDS
-            for reaction, pairs in trends.items():
-                pipe.evalsha(
-                    self._trend.sha, 1, trend_key(reaction, minute), TREND_TTL_SECONDS, *pairs
-                )
-            if report.changed:
-                pipe.publish(CHANGES_CHANNEL, orjson.dumps(report.changed))
+            trend_calls = [
+                ((trend_key(reaction, minute),), (TREND_TTL_SECONDS, *pairs))
+                for reaction, pairs in trends.items()
+            ]
+        notify = orjson.dumps(report.changed) if self.side_effects and report.changed else None
         try:
+            if isinstance(self.redis, RedisCluster):
+                # Its pipelines refuse scripts: the same steps, one after another.
+                await self.redis.mset(positions)
+                await evalsha_many(self.redis, self._trend.sha, trend_calls)
+                if notify:
+                    await self.redis.publish(CHANGES_CHANNEL, notify)
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.mset(positions)
+            for keys, args in trend_calls:
+                pipe.evalsha(self._trend.sha, len(keys), *keys, *args)
+            if notify:
+                pipe.publish(CHANGES_CHANNEL, notify)
             await pipe.execute()
         except NoScriptError:
             await self.redis.script_load(self._trend.script)
@@ -376,6 +405,8 @@ class Aggregator:
         # before was read from positions those seeks replaced, so it is dropped.
         self.generation = 0
         self.applier: BatchApplier | None = None
+        # The Redis epoch this member has seen; a different one means Redis lost data.
+        self.epoch: bytes | str | None = None
 
     async def start(self) -> None:
         """Start the producer (dead letters, correctives) and join the consumer group."""
@@ -389,8 +420,10 @@ class Aggregator:
             partitions=self.settings.partitions,
             reactions=frozenset(self.settings.types),
             stop=self.stop_requested,
+            guard=self.check_epoch,
         )
         await self.applier.load_scripts()
+        await self.applier.retry(self.check_epoch, "epoch")
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.group_id,
@@ -412,6 +445,38 @@ class Aggregator:
         if self.producer is not None:
             producer, self.producer = self.producer, None
             await producer.stop()
+
+    async def check_epoch(self) -> None:
+        """Raise RedisLostData when the Redis epoch marker is not the one seen before.
+
+        The marker is created once per Redis data set; a wiped Redis has none (the first
+        member to notice creates a new one, and every member sees a change).
+        """
+        key = epoch_key(self.settings.topic)
+        current = await self.redis.get(key)
+        if current is None:
+            await self.redis.set(key, uuid.uuid4().hex, nx=True)
+            current = await self.redis.get(key)
+        seen, self.epoch = self.epoch, current
+        if seen is not None and current != seen:
+            raise RedisLostData(f"epoch {seen!r} became {current!r}")
+
+    async def replay_after_loss(self, reason: RedisLostData) -> None:
+        """Replay every assigned partition from the start; fences skip what survived."""
+        assigned = list(self.consumer.assignment())
+        metrics.REPLAYS.inc(len(assigned))
+        log.warning(
+            "redis_lost_data_replaying",
+            reason=str(reason),
+            partitions=sorted(tp.partition for tp in assigned),
+        )
+        self.consumer.pause(*assigned)
+        try:
+            for tp in assigned:
+                await self.consumer.seek_to_beginning(tp)
+        finally:
+            self.generation += 1
+            self.consumer.resume(*assigned)
 
     async def seek_to_resume_positions(self, assigned: list[TopicPartition]) -> None:
         """Seek each assigned partition to its Redis position, or replay it from the start."""
@@ -499,6 +564,9 @@ class Aggregator:
             except BatchAbandoned as exc:
                 log.info("batch_abandoned_for_shutdown", step=str(exc))
                 return False
+            except RedisLostData as exc:
+                await self.replay_after_loss(exc)
+                return True
             await self._commit(report.positions)
             for tp, position in report.positions.items():
                 highwater = self.consumer.highwater(tp)
