@@ -23,6 +23,8 @@ ARTICLE_ID_PATTERN: Final = r"^[A-Za-z0-9._:~-]{1,128}$"
 USER_ID_PATTERN: Final = r"^[A-Za-z0-9._~-]{1,64}$"
 _ARTICLE_ID_RE: Final = re.compile(ARTICLE_ID_PATTERN)
 _USER_ID_RE: Final = re.compile(USER_ID_PATTERN)
+_ARTICLE_ID_MATCH: Final = _ARTICLE_ID_RE.fullmatch
+_USER_ID_MATCH: Final = _USER_ID_RE.fullmatch
 
 Op = Literal["set", "clear"]
 
@@ -111,41 +113,52 @@ def record_key(article_id: str, user_id: str) -> bytes:
 
 def decode_event(raw: bytes | None, known_reactions: frozenset[str] | None = None) -> ReactionEvent:
     """Parse and validate one record value, raising InvalidEvent with a reason code."""
+    return ReactionEvent(*decode_fields(raw, known_reactions))
+
+
+EventFields = tuple[str, Op, str, str, str | None, int, int | None]
+
+
+def decode_fields(raw: bytes | None, known_reactions: frozenset[str] | None = None) -> EventFields:
+    """`decode_event` without building the event: (event_id, op, article_id, user_id,
+    reaction, ts, client_ts), for the aggregator's hot path."""
     if raw is None:
         raise InvalidEvent("tombstone", "record has no value")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent("bad_json", str(exc)) from None
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise InvalidEvent("bad_json", "value is not a JSON object")
-    if body.get("v") != SCHEMA_VERSION:
-        raise InvalidEvent("unknown_version", f"v={body.get('v')!r}")
-    event_id = body.get("event_id")
-    op = body.get("op")
-    article_id = body.get("article_id")
-    user_id = body.get("user_id")
-    ts = body.get("ts")
-    client_ts = body.get("client_ts")
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= 64:
+    get = body.get
+    if get("v") != SCHEMA_VERSION:
+        raise InvalidEvent("unknown_version", f"v={get('v')!r}")
+    event_id = get("event_id")
+    article_id = get("article_id")
+    user_id = get("user_id")
+    ts = get("ts")
+    client_ts = get("client_ts")
+    # orjson yields exact str and int types, so `type(...) is` checks suffice and are cheaper.
+    if type(event_id) is not str or not 0 < len(event_id) <= 64:
         raise InvalidEvent("bad_event_id", f"event_id={event_id!r}")
-    if not isinstance(article_id, str) or not valid_article_id(article_id):
+    if type(article_id) is not str or _ARTICLE_ID_MATCH(article_id) is None:
         raise InvalidEvent("bad_article_id", f"article_id={article_id!r}")
-    if not isinstance(user_id, str) or not valid_user_id(user_id):
+    if type(user_id) is not str or _USER_ID_MATCH(user_id) is None:
         raise InvalidEvent("bad_user_id", f"user_id={user_id!r}")
     if type(ts) is not int or ts < 0:
         raise InvalidEvent("bad_ts", f"ts={ts!r}")
-    if client_ts is not None and not valid_client_ts(client_ts):
+    if client_ts is not None and not (type(client_ts) is int and 0 < client_ts <= MAX_CLIENT_TS):
         raise InvalidEvent("bad_client_ts", f"client_ts={client_ts!r}")
+    op = get("op")
     if op == "set":
-        reaction = body.get("reaction")
-        if not isinstance(reaction, str) or (
+        reaction = get("reaction")
+        if type(reaction) is not str or (
             known_reactions is not None and reaction not in known_reactions
         ):
             raise InvalidEvent("unknown_reaction", f"reaction={reaction!r}")
-        return ReactionEvent(event_id, "set", article_id, user_id, reaction, ts, client_ts)
+        return event_id, "set", article_id, user_id, reaction, ts, client_ts
     if op == "clear":
-        return ReactionEvent(event_id, "clear", article_id, user_id, None, ts, client_ts)
+        return event_id, "clear", article_id, user_id, None, ts, client_ts
     raise InvalidEvent("bad_op", f"op={op!r}")
 
 
