@@ -75,7 +75,7 @@ def connect_redis(url: str, *, cluster: bool = False, **options: Any) -> Redis:
 
 
 # On Redis Cluster, how many script calls are in flight at once (its pipelines refuse scripts).
-CLUSTER_SCRIPT_CONCURRENCY: Final = 256
+CLUSTER_SCRIPT_CONCURRENCY: Final = 64  # well under the client pool (100 per node)
 
 
 async def evalsha_many(
