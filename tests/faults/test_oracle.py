@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from deploy.stack import RedisServer
 from shared.events import ReactionEvent
-from shared.tallies import apply_script, counts_key, readers_key
+from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
 from tests.faults.conftest import Rig
 from tests.faults.harness import (
     Outcome,
@@ -61,14 +61,15 @@ def test_model_ignores_stale_client_ts_but_applies_operator_events() -> None:
         _records(
             _set("u1", "love", 200),
             _set("u1", "sad", 100),  # older than the applied one: ignored
-            _clear("u1"),  # no client_ts: applies, keeps the newest client_ts
-            _set("u1", "wow", 150),  # still older than 200: ignored
-            _set("u1", "wow", 200),  # equal is not older: applies
+            _clear("u1"),  # no client_ts: applies, moves the stored client_ts to 201
+            _set("u1", "wow", 200),  # older than 201 now: ignored
+            _set("u1", "wow", 201),  # equal is not older: applies
         )
     )
     view = result.articles["a1"]
     assert view.counts == {"wow": 1}
-    assert view.readers == {"u1": "wow|200"}
+    assert view.readers == {"u1": "wow|201"}
+    assert view.fence == "0:4"
     assert result.stale_offsets == {(0, 1), (0, 3)}
 
 
@@ -116,17 +117,17 @@ async def test_model_matches_the_real_apply_script(
     keys = [counts_key(article), readers_key(article)]
     # Two calls, the second overlapping the first: a replay must change nothing.
     for chunk in (range(min(split, len(events))), range(len(events))):
-        args: list[str | int] = [0]
-        for i in chunk:
-            e = reaction_events[i]
-            args += [
+        lines = "".join(
+            apply_event_line(
                 i,
-                "s" if e.op == "set" else "c",
-                e.user_id,
-                e.reaction or "",
-                e.client_ts or "",
-            ]
-        await apply(keys=keys, args=args)
+                "s" if reaction_events[i].op == "set" else "c",
+                reaction_events[i].user_id,
+                reaction_events[i].reaction or "",
+                reaction_events[i].client_ts,
+            )
+            for i in chunk
+        )
+        await apply(keys=keys, args=[0, lines])
     expected = model(_records(*reaction_events)).articles.get(article)
     actual = (await read_view(plain_redis, [article]))[article]
     if expected is None:
