@@ -527,10 +527,12 @@ async def wait_caught_up(
     deadline = time.monotonic() + timeout
     while True:
         records = await read_topic(bootstrap, topic)
-        expected = model(records, partitions=len(await end_offsets(bootstrap, topic)))
+        partitions = len(await end_offsets(bootstrap, topic))
+        expected = model(records, partitions=partitions)
         want = {a: v.fence for a, v in expected.articles.items()}
         last: dict[str, str | None] = {}
-        while True:
+        moved = False
+        while not moved:
             try:
                 got = await read_view(redis, want)
                 last = {a: v.fence for a, v in got.items()}
@@ -545,7 +547,13 @@ async def wait_caught_up(
                     f"{len(behind)} of {len(want)} articles behind, (redis fence, topic last) "
                     f"for some: {dict(list(behind.items())[:8])}"
                 )
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
+            # Redis may be waiting for nothing more: the records it is at may have been
+            # appended (correctives) after the read; then read the topic again.
+            ends = await end_offsets(bootstrap, topic)
+            moved = ends != _ends_of(records, ends)
+        if moved:
+            continue
         ends = await end_offsets(bootstrap, topic)
         if ends == _ends_of(records, ends):
             return records, expected
