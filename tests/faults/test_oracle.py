@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from deploy.stack import RedisServer
-from shared.events import ReactionEvent
+from shared.events import ReactionEvent, partition_for
 from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
 from tests.faults.conftest import Rig
 from tests.faults.harness import (
@@ -83,6 +83,24 @@ def test_model_skips_malformed_records() -> None:
     result = model(records)
     assert result.articles["a1"].counts == {"like": 1}
     assert [reason for _, reason in result.invalid] == ["bad_json", "unknown_version"]
+
+
+def test_model_asks_to_restate_after_stale_events_and_dead_letters_strays() -> None:
+    stale = _records(_set("u1", "love", 200), _set("u1", "sad", 100))
+    corrective = ReactionEvent.new("set", "a1", "u1", "love", 200)
+    stray = ReactionEvent.new("set", "a1", "u2", "like")
+    home = partition_for("a1", 4)
+    records = [
+        *(TopicRecord(home, r.offset, r.key, r.value) for r in stale),
+        TopicRecord(home, 2, corrective.key(), corrective.encode(), (("origin", b"corrective"),)),
+        TopicRecord((home + 1) % 4, 0, stray.key(), stray.encode()),
+    ]
+    result = model(records, partitions=4)
+    assert result.restated == {("a1", "u1")}
+    assert (home, 2) in result.unchanged_offsets, "a corrective restates: a no-op"
+    assert [reason for _, reason in result.invalid] == ["wrong_partition"]
+    assert result.articles["a1"].counts == {"love": 1}
+    assert result.articles["a1"].fence == f"{home}:2"
 
 
 _event = st.builds(
