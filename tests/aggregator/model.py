@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_for
 
 # (offset, op "s"/"c", user, reaction, client_ts or None)
 Event = tuple[int, str, str, str, int | None]
@@ -74,3 +78,76 @@ class ArticleModel:
             result.correctives.append((user, reaction, ts))
         self.counts = +self.counts
         return result
+
+
+class LogRecord(Protocol):
+    """A topic record as the fold needs it (the fault harness's TopicRecord fits)."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass
+class LogFold:
+    """Per-article state after folding a topic, and what happened to each record."""
+
+    articles: dict[str, ArticleModel] = field(default_factory=dict)
+    decoded: dict[tuple[int, int], ReactionEvent] = field(default_factory=dict)
+    dead: list[tuple[LogRecord, str]] = field(default_factory=list)  # (record, reason)
+    # (partition, offset) -> "applied" | "noop" | "duplicate" | "stale"
+    outcomes: dict[tuple[int, int], str] = field(default_factory=dict)
+    unchanged: set[tuple[int, int]] = field(default_factory=set)  # changed nothing at all
+    correctives: list[tuple[str, str, str, int]] = field(default_factory=list)
+
+
+def fold_log(
+    records: Iterable[LogRecord], reactions: frozenset[str], *, partitions: int | None = None
+) -> LogFold:
+    """Fold topic records (each partition in offset order) the way the aggregator does.
+
+    Undecodable records, and (given the partition count) valid events on another partition
+    than their article's, are dead-lettered, not applied; every other record, corrective
+    records included, goes through `ArticleModel.apply`. `correctives` lists the
+    (article, user, reaction, client_ts) restatements the aggregator is asked to append.
+    """
+    fold = LogFold()
+    for record in records:
+        try:
+            event = decode_event(record.value, reactions)
+        except InvalidEvent as exc:
+            fold.dead.append((record, exc.reason))
+            continue
+        if partitions is not None and partition_for(event.article_id, partitions) != (
+            record.partition
+        ):
+            fold.dead.append((record, "wrong_partition"))
+            continue
+        where = (record.partition, record.offset)
+        fold.decoded[where] = event
+        article = fold.articles.setdefault(event.article_id, ArticleModel())
+        before = article.readers.get(event.user_id)
+        op = "s" if event.op == "set" else "c"
+        result = article.apply(
+            record.partition,
+            [(record.offset, op, event.user_id, event.reaction or "", event.client_ts)],
+        )
+        fold.outcomes[where] = next(
+            name
+            for name, n in (
+                ("applied", result.applied),
+                ("noop", result.noop),
+                ("duplicate", result.duplicate),
+                ("stale", result.stale),
+            )
+            if n
+        )
+        if not result.applied and article.readers.get(event.user_id) == before:
+            fold.unchanged.add(where)
+        fold.correctives += [(event.article_id, *c) for c in result.correctives]
+    return fold

@@ -81,7 +81,7 @@ async def _scripted(http: httpx.AsyncClient, ingest: str) -> list[Outcome]:
     await send("u3", "like", 200)
     await send("u3", "sad", 100)  # stale: older than the applied one
     await send("u4", "wow", 300)
-    await send("u4", None)  # no client_ts: applies, keeps client_ts 300
+    await send("u4", None)  # no client_ts: applies, moves the stored client_ts to 301
     await send("u4", "funny", 250)  # still stale
     await send("u5", None)  # clearing what was never set
     await send("u6", "love", 10)
@@ -103,7 +103,7 @@ async def test_client_retries_and_reordering_end_in_the_model_state(rig: Rig) ->
 
         script = report.model.articles["script-1"]
         assert script.counts == {"love": 2, "like": 1}
-        assert script.readers == {"u1": "love", "u3": "like|200", "u4": "|300", "u6": "love|10"}
+        assert script.readers == {"u1": "love", "u3": "like|200", "u4": "|301", "u6": "love|10"}
         # The reader service serves the same state.
         tally = (await http.get(f"{reader.url}/v1/articles/script-1/reactions")).json()
         assert tally["total"] == 3

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from deploy.stack import RedisServer
-from shared.events import ReactionEvent
-from shared.tallies import apply_script, counts_key, readers_key
+from shared.events import ReactionEvent, partition_for
+from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
 from tests.faults.conftest import Rig
 from tests.faults.harness import (
     Outcome,
@@ -61,14 +61,15 @@ def test_model_ignores_stale_client_ts_but_applies_operator_events() -> None:
         _records(
             _set("u1", "love", 200),
             _set("u1", "sad", 100),  # older than the applied one: ignored
-            _clear("u1"),  # no client_ts: applies, keeps the newest client_ts
-            _set("u1", "wow", 150),  # still older than 200: ignored
-            _set("u1", "wow", 200),  # equal is not older: applies
+            _clear("u1"),  # no client_ts: applies, moves the stored client_ts to 201
+            _set("u1", "wow", 200),  # older than 201 now: ignored
+            _set("u1", "wow", 201),  # equal is not older: applies
         )
     )
     view = result.articles["a1"]
     assert view.counts == {"wow": 1}
-    assert view.readers == {"u1": "wow|200"}
+    assert view.readers == {"u1": "wow|201"}
+    assert view.fence == "0:4"
     assert result.stale_offsets == {(0, 1), (0, 3)}
 
 
@@ -82,6 +83,24 @@ def test_model_skips_malformed_records() -> None:
     result = model(records)
     assert result.articles["a1"].counts == {"like": 1}
     assert [reason for _, reason in result.invalid] == ["bad_json", "unknown_version"]
+
+
+def test_model_asks_to_restate_after_stale_events_and_dead_letters_strays() -> None:
+    stale = _records(_set("u1", "love", 200), _set("u1", "sad", 100))
+    corrective = ReactionEvent.new("set", "a1", "u1", "love", 200)
+    stray = ReactionEvent.new("set", "a1", "u2", "like")
+    home = partition_for("a1", 4)
+    records = [
+        *(TopicRecord(home, r.offset, r.key, r.value) for r in stale),
+        TopicRecord(home, 2, corrective.key(), corrective.encode(), (("origin", b"corrective"),)),
+        TopicRecord((home + 1) % 4, 0, stray.key(), stray.encode()),
+    ]
+    result = model(records, partitions=4)
+    assert result.restated == {("a1", "u1")}
+    assert (home, 2) in result.unchanged_offsets, "a corrective restates: a no-op"
+    assert [reason for _, reason in result.invalid] == ["wrong_partition"]
+    assert result.articles["a1"].counts == {"love": 1}
+    assert result.articles["a1"].fence == f"{home}:2"
 
 
 _event = st.builds(
@@ -116,17 +135,17 @@ async def test_model_matches_the_real_apply_script(
     keys = [counts_key(article), readers_key(article)]
     # Two calls, the second overlapping the first: a replay must change nothing.
     for chunk in (range(min(split, len(events))), range(len(events))):
-        args: list[str | int] = [0]
-        for i in chunk:
-            e = reaction_events[i]
-            args += [
+        lines = "".join(
+            apply_event_line(
                 i,
-                "s" if e.op == "set" else "c",
-                e.user_id,
-                e.reaction or "",
-                e.client_ts or "",
-            ]
-        await apply(keys=keys, args=args)
+                "s" if reaction_events[i].op == "set" else "c",
+                reaction_events[i].user_id,
+                reaction_events[i].reaction or "",
+                reaction_events[i].client_ts,
+            )
+            for i in chunk
+        )
+        await apply(keys=keys, args=[0, lines])
     expected = model(_records(*reaction_events)).articles.get(article)
     actual = (await read_view(plain_redis, [article]))[article]
     if expected is None:
