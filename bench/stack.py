@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from deploy.stack import KafkaBroker, Process, RedisServer, Service, free_port, http_ok, wait_for
+from deploy.stack import KafkaBroker, RedisServer, Service, free_port
 
 # Extra environment for the services under test. When ingest gains per-IP or per-reader
 # rate limits, put the variables that lift them here: a load generator on loopback is one
@@ -110,36 +109,17 @@ class BenchStack:
             self._started.remove(part)
 
 
-class AppProcess:
+class AppProcess(Service):
     """A baseline app as a real process, served by uvicorn with the services' flags."""
 
     def __init__(self, module: str, port: int, log_dir: Path, env: Mapping[str, str]) -> None:
-        self.port = port
-        self.process = Process(
-            module,
-            [sys.executable, "-m", f"bench.baselines.{module}"],
-            [port],
-            log_dir / f"{module}-{port}.log",
-            env={"BENCH_PORT": str(port), **env},
+        super().__init__(
+            f"{module}-{port}",
+            port,
+            {"BENCH_PORT": str(port), **env},
+            log_dir,
+            module=f"bench.baselines.{module}",
         )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.process.start()
-        self.wait_ready(timeout)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        def ready() -> bool:
-            self.process.check_alive()
-            return http_ok(f"{self.url}/readyz")
-
-        wait_for(ready, timeout, f"{self.process.name} on port {self.port}", 0.2)
-
-    def stop(self) -> None:
-        self.process.stop()
 
 
 def child_pids(pid: int) -> list[int]:

@@ -566,7 +566,8 @@ def redis_cli(port: int, *args: str) -> str:
 
 
 class Service:
-    """One of our services as a real process: `python -m services.<name>`."""
+    """One of our services as a real process: `python -m services.<name>` (or `module`),
+    ready once its /readyz answers 200."""
 
     def __init__(
         self,
@@ -575,12 +576,14 @@ class Service:
         env: Mapping[str, str],
         log_dir: Path,
         args: list[str] | None = None,
+        *,
+        module: str | None = None,
     ) -> None:
         self.name = name
         self.port = port
         self.process = Process(
             name,
-            [sys.executable, "-m", f"services.{name}", *(args or [])],
+            [sys.executable, "-m", module or f"services.{name}", *(args or [])],
             [port],
             log_dir / f"{name}.log",
             env=env,
