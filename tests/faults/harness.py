@@ -546,7 +546,7 @@ async def wait_caught_up(
                     f"{len(behind)} of {len(want)} articles behind, (redis fence, topic last) "
                     f"for some: {dict(list(behind.items())[:8])}"
                 )
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)  # poll interval; the deadline above decides
             # Redis may be waiting for nothing more: the records it is at may have been
             # appended (correctives) after the read; then read the topic again.
             ends = await end_offsets(bootstrap, topic)
