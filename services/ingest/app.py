@@ -31,8 +31,10 @@ from starlette.requests import ClientDisconnect
 from services.ingest.config import IngestSettings
 from services.ingest.ratelimit import RateLimits
 from shared.events import (
+    ARTICLE_ID_MESSAGE,
     ARTICLE_ID_PATTERN,
     MAX_CLIENT_TS,
+    USER_ID_MESSAGE,
     USER_ID_PATTERN,
     ReactionEvent,
     partition_for,
@@ -252,12 +254,10 @@ def _check_ids(article_id: str, user_id: str) -> None:
         raise ApiError(
             422,
             "invalid_article_id",
-            "article_id must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -.",
+            ARTICLE_ID_MESSAGE,
         )
     if not valid_user_id(user_id):
-        raise ApiError(
-            422, "invalid_user_id", "user_id must be 1-64 characters of A-Z a-z 0-9 . _ ~ -."
-        )
+        raise ApiError(422, "invalid_user_id", USER_ID_MESSAGE)
 
 
 def _too_large() -> ApiError:

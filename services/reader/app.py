@@ -26,7 +26,14 @@ from services.reader.cache import Counts, TallyCache
 from services.reader.config import ReaderSettings
 from services.reader.live import SSE_MESSAGES, ChangeFeed, Mailbox
 from services.reader.trending import MAX_LIMIT, Trending
-from shared.events import ARTICLE_ID_PATTERN, USER_ID_PATTERN, valid_article_id, valid_user_id
+from shared.events import (
+    ARTICLE_ID_MESSAGE,
+    ARTICLE_ID_PATTERN,
+    USER_ID_MESSAGE,
+    USER_ID_PATTERN,
+    valid_article_id,
+    valid_user_id,
+)
 from shared.http import ApiError, install_error_handlers, ops_router
 from shared.metrics import RequestMetrics
 from shared.reactions import ReactionSet
@@ -44,9 +51,6 @@ WIDGET_CACHE: Final = "public, max-age=300"
 SSE_INTERVAL_S: Final = 0.25
 # A client whose socket accepts nothing for this long is dropped.
 SSE_SEND_TIMEOUT_S: Final = 30.0
-
-ARTICLE_ID_MESSAGE: Final = "article_id must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -."
-USER_ID_MESSAGE: Final = "user_id must be 1-64 characters of A-Z a-z 0-9 . _ ~ -."
 
 
 class ErrorDetail(BaseModel):
