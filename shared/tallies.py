@@ -109,16 +109,24 @@ async def evalsha_many(
     return replies
 
 
+def _script(redis: Redis, name: str) -> AsyncScript:
+    source = resources.files("shared").joinpath(f"lua/{name}.lua").read_text()
+    return redis.register_script(source)
+
+
 def apply_script(redis: Redis) -> AsyncScript:
     """The fenced batch-apply script, registered on `redis` (EVALSHA with EVAL fallback)."""
-    source = resources.files("shared").joinpath("lua/apply_batch.lua").read_text()
-    return redis.register_script(source)
+    return _script(redis, "apply_batch")
+
+
+def positions_script(redis: Redis) -> AsyncScript:
+    """The script writing resume positions only under an unchanged epoch marker."""
+    return _script(redis, "positions")
 
 
 def trend_script(redis: Redis) -> AsyncScript:
     """The script adding one batch's net deltas of one reaction to a minute bucket."""
-    source = resources.files("shared").joinpath("lua/trend_add.lua").read_text()
-    return redis.register_script(source)
+    return _script(redis, "trend_add")
 
 
 def apply_event_line(

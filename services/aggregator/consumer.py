@@ -19,7 +19,7 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -49,6 +49,7 @@ from shared.tallies import (
     evalsha_many,
     parse_apply_reply,
     position_key,
+    positions_script,
     readers_key,
     trend_key,
     trend_script,
@@ -59,6 +60,9 @@ log = get_logger(__name__)
 T = TypeVar("T")
 Batch = dict[TopicPartition, list[ConsumerRecord]]
 ALL: Final = "all"
+# Records decoded at a time while a batch is in Redis: small enough that the event loop
+# returns to that batch's round trips often, large enough to amortise getmany.
+FETCH_CHUNK: Final = 2_000
 
 
 class RedisLostData(Exception):
@@ -128,11 +132,13 @@ class BatchApplier:
         reactions: frozenset[str],
         stop: asyncio.Event,
         side_effects: bool = True,
-        guard: Callable[[], Awaitable[None]] | None = None,
+        track_epoch: bool = False,
     ) -> None:
         self.redis = redis
-        # Runs before every attempt to apply; raises RedisLostData to abandon the batch.
-        self.guard = guard
+        # With track_epoch, positions are written only while Redis holds the data set the
+        # batch was applied to (see `check_epoch`); `rebuild` starts from nothing anyway.
+        self.track_epoch = track_epoch
+        self.epoch: bytes | str | None = None
         self.producer = producer
         self.topic = topic
         self.dlq_topic = dlq_topic
@@ -144,12 +150,29 @@ class BatchApplier:
         self.side_effects = side_effects
         self._apply = apply_script(redis)
         self._trend = trend_script(redis)
+        self._positions = positions_script(redis)
         self._partition_of: dict[str, int] = {}
 
     async def load_scripts(self) -> None:
         """Load the Lua scripts so the pipelines can call them by SHA."""
         await self.retry(lambda: self.redis.script_load(self._apply.script), "script_load")
         await self.retry(lambda: self.redis.script_load(self._trend.script), "script_load")
+        await self.retry(lambda: self.redis.script_load(self._positions.script), "script_load")
+
+    async def check_epoch(self) -> None:
+        """Raise RedisLostData when the Redis epoch marker is not the one seen before.
+
+        The marker is created once per Redis data set; a wiped Redis has none (the first
+        member to notice creates a new one, and every member sees a change).
+        """
+        key = epoch_key(self.topic)
+        current = await self.redis.get(key)
+        if current is None:
+            await self.redis.set(key, uuid.uuid4().hex, nx=True)
+            current = await self.redis.get(key)
+        seen, self.epoch = self.epoch, current
+        if seen is not None and current != seen:
+            raise RedisLostData(f"epoch {seen!r} became {current!r}")
 
     async def apply(self, batch: Batch) -> BatchReport:
         """Decode and apply one batch (each partition's records in offset order)."""
@@ -189,7 +212,7 @@ class BatchApplier:
         if correctives and self.side_effects:
             await self.retry(lambda: self._append_correctives(correctives), "corrective")
             report.correctives = len(correctives)
-        await self.retry(lambda: self._finish(report, trends), "finish")
+        await self.retry(lambda: self._finish(report, trends, by_article), "finish")
 
         applied_at = time.time()
         for article in by_article.values():
@@ -203,10 +226,14 @@ class BatchApplier:
         metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
         return report
 
-    def decode(self, batch: Batch) -> DecodedBatch:
-        """Group valid events by article as apply-script lines; collect the invalid records."""
-        by_article: dict[str, _ArticleBatch] = {}
-        dead: list[tuple[ConsumerRecord, InvalidEvent]] = []
+    def decode(self, batch: Batch, into: DecodedBatch | None = None) -> DecodedBatch:
+        """Group valid events by article as apply-script lines; collect the invalid records.
+
+        With `into`, the records (fetched after those already in it) extend that batch.
+        """
+        if into is None:
+            into = DecodedBatch({}, {}, [], 0)
+        by_article, dead = into.by_article, into.dead
         reactions = self.reactions
         for tp, records in batch.items():
             for record in records:
@@ -240,12 +267,11 @@ class BatchApplier:
                         client_ts,
                     )
                 )
-        return DecodedBatch(
-            {tp: records[-1].offset + 1 for tp, records in batch.items()},
-            by_article,
-            dead,
-            sum(len(records) for records in batch.values()),
-        )
+        for tp, records in batch.items():
+            if records:
+                into.positions[tp] = records[-1].offset + 1
+                into.size += len(records)
+        return into
 
     def _expected_partition(self, article_id: str) -> int:
         partition = self._partition_of.get(article_id)
@@ -257,10 +283,6 @@ class BatchApplier:
 
     async def _apply_articles(self, by_article: dict[str, _ArticleBatch]) -> list[ApplyReply]:
         """One round trip, one fenced EVALSHA per article chunk; replies merged per article."""
-        if self.guard is not None:
-            # Checked on every attempt: a retry must never apply onto a Redis that lost
-            # the fences under us (it would fence off the events before this batch).
-            await self.guard()
         calls: list[tuple[tuple[str, str], tuple[int, str]]] = []
         chunks: list[int] = []
         step = MAX_EVENTS_PER_CALL
@@ -326,10 +348,17 @@ class BatchApplier:
         ]
         await asyncio.gather(*sends)
 
-    async def _finish(self, report: BatchReport, trends: dict[str, list[str | int]]) -> None:
-        """Positions first (the applies are done), then trending, then one notification."""
-        if self.guard is not None:
-            await self.guard()  # positions must not land on a Redis that lost the applies
+    async def _finish(
+        self, report: BatchReport, trends: dict[str, list[str | int]], articles: Iterable[str]
+    ) -> None:
+        """Positions first (the applies are done), then trending, then one notification.
+
+        With track_epoch, the positions are written by a script that first checks the epoch
+        marker, in the same step: if Redis lost its data since the last batch, this batch's
+        applies may have landed on the emptied Redis, where their fences would hide every
+        earlier event from the replay. Such a batch's articles are deleted (only this member
+        writes them) and RedisLostData makes the member replay its partitions.
+        """
         positions = {position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()}
         trend_calls: list[tuple[tuple[str], tuple[str | int, ...]]] = []
         if self.side_effects:
@@ -342,21 +371,36 @@ class BatchApplier:
         try:
             if isinstance(self.redis, RedisCluster):
                 # Its pipelines refuse scripts: the same steps, one after another.
-                await self.redis.mset(positions)
-                await evalsha_many(self.redis, self._trend.sha, trend_calls)
+                written = await self.redis.execute_command(*self._positions_command(positions))
+                if written:
+                    await evalsha_many(self.redis, self._trend.sha, trend_calls)
+                    if notify:
+                        await self.redis.publish(CHANGES_CHANNEL, notify)
+            else:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.execute_command(*self._positions_command(positions))
+                for keys, args in trend_calls:
+                    pipe.evalsha(self._trend.sha, len(keys), *keys, *args)
                 if notify:
-                    await self.redis.publish(CHANGES_CHANNEL, notify)
-                return
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.mset(positions)
-            for keys, args in trend_calls:
-                pipe.evalsha(self._trend.sha, len(keys), *keys, *args)
-            if notify:
-                pipe.publish(CHANGES_CHANNEL, notify)
-            await pipe.execute()
+                    pipe.publish(CHANGES_CHANNEL, notify)
+                written = (await pipe.execute())[0]
         except NoScriptError:
+            await self.redis.script_load(self._positions.script)
             await self.redis.script_load(self._trend.script)
             raise
+        if not written:
+            lost = [key for a in articles for key in (counts_key(a), readers_key(a))]
+            if lost:
+                await self.redis.delete(*lost)
+            await self.check_epoch()
+            raise RedisLostData("the epoch marker changed while the batch was applied")
+
+    def _positions_command(self, positions: dict[str, int]) -> tuple[str | int | bytes, ...]:
+        """MSET of the positions or, when tracking the epoch, the script checking it first."""
+        if not self.track_epoch or self.epoch is None:
+            return ("MSET", *(item for pair in positions.items() for item in pair))
+        keys = (epoch_key(self.topic), *positions)
+        return ("EVALSHA", self._positions.sha, len(keys), *keys, self.epoch, *positions.values())
 
     async def retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         """Retry `op` with backoff until it succeeds, never skipping ahead; give up on stop."""
@@ -410,8 +454,6 @@ class Aggregator:
         # before was read from positions those seeks replaced, so it is dropped.
         self.generation = 0
         self.applier: BatchApplier | None = None
-        # The Redis epoch this member has seen; a different one means Redis lost data.
-        self.epoch: bytes | str | None = None
 
     async def start(self) -> None:
         """Start the producer (dead letters, correctives) and join the consumer group."""
@@ -425,10 +467,10 @@ class Aggregator:
             partitions=self.settings.partitions,
             reactions=frozenset(self.settings.types),
             stop=self.stop_requested,
-            guard=self.check_epoch,
+            track_epoch=True,
         )
         await self.applier.load_scripts()
-        await self.applier.retry(self.check_epoch, "epoch")
+        await self.applier.retry(self.applier.check_epoch, "epoch")
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.group_id,
@@ -450,21 +492,6 @@ class Aggregator:
         if self.producer is not None:
             producer, self.producer = self.producer, None
             await producer.stop()
-
-    async def check_epoch(self) -> None:
-        """Raise RedisLostData when the Redis epoch marker is not the one seen before.
-
-        The marker is created once per Redis data set; a wiped Redis has none (the first
-        member to notice creates a new one, and every member sees a change).
-        """
-        key = epoch_key(self.settings.topic)
-        current = await self.redis.get(key)
-        if current is None:
-            await self.redis.set(key, uuid.uuid4().hex, nx=True)
-            current = await self.redis.get(key)
-        seen, self.epoch = self.epoch, current
-        if seen is not None and current != seen:
-            raise RedisLostData(f"epoch {seen!r} became {current!r}")
 
     async def replay_after_loss(self, reason: RedisLostData) -> None:
         """Replay every assigned partition from the start; fences skip what survived."""
@@ -521,29 +548,57 @@ class Aggregator:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in flight is finished and committed.
 
-        Two stages overlap: while batch N is in Redis (an awaited pipeline), batch N+1 is
-        fetched and decoded. Batches still reach Redis one at a time, in order.
+        Two stages overlap: while batch N is in Redis, batch N+1 is fetched and decoded in
+        small chunks, yielding between them so that N's round trips go on; N+1 grows until N
+        is done (or it is full). Batches still reach Redis one at a time, in order.
         """
         assert self.applier is not None
         watch = asyncio.create_task(self._forward_stop(stop))
         in_flight: asyncio.Task[bool] | None = None
         try:
             while not stop.is_set():
-                batch = await self.consumer.getmany(
-                    timeout_ms=200, max_records=self.settings.max_batch
-                )
-                generation = self.generation
-                decoded = self.applier.decode(batch) if batch else None
+                decoded, generation = await self._next_batch(in_flight)
                 if in_flight is not None:
                     finished, in_flight = await in_flight, None
                     if not finished:
                         return
                 if decoded is not None:
                     in_flight = asyncio.create_task(self.apply_batch(decoded, generation))
+                    await asyncio.sleep(0)  # let it send its first round trip
             if in_flight is not None:
                 await in_flight
         finally:
             watch.cancel()
+
+    async def _next_batch(
+        self, in_flight: asyncio.Task[bool] | None
+    ) -> tuple[DecodedBatch | None, int]:
+        """Fetch and decode records until the batch in flight is done or this one is full."""
+        assert self.applier is not None
+        decoded: DecodedBatch | None = None
+        generation = self.generation
+        limit = self.settings.max_batch
+        while True:
+            busy = in_flight is not None and not in_flight.done()
+            records = await self.consumer.getmany(
+                timeout_ms=0 if busy or decoded is not None else 200,
+                max_records=min(FETCH_CHUNK, limit - (decoded.size if decoded else 0)),
+            )
+            if generation != self.generation:
+                # A rebalance seeked the partitions to their Redis positions: what was
+                # decoded so far comes again from there.
+                decoded, generation = None, self.generation
+            if records:
+                decoded = self.applier.decode(records, into=decoded)
+                if decoded.size >= limit:
+                    return decoded, generation
+            busy = in_flight is not None and not in_flight.done()
+            if not busy and (decoded is not None or not records):
+                return decoded, generation
+            if records:
+                await asyncio.sleep(0)  # getmany may not yield while records are buffered
+            elif in_flight is not None:
+                await asyncio.wait([in_flight])
 
     async def _forward_stop(self, stop: asyncio.Event) -> None:
         await stop.wait()

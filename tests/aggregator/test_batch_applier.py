@@ -1,25 +1,43 @@
-"""BatchApplier on a real Redis with hand-made records: articles bigger than one Lua call."""
+"""BatchApplier on a real Redis with hand-made records: articles bigger than one Lua call,
+and a Redis wiped between two batches."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
-from services.aggregator.consumer import BatchApplier
+from services.aggregator.consumer import BatchApplier, RedisLostData
 from shared.events import ReactionEvent, partition_for
-from shared.tallies import MAX_EVENTS_PER_CALL, position_key
+from shared.tallies import MAX_EVENTS_PER_CALL, epoch_key, position_key, readers_key
 from tests.aggregator.conftest import counts
 
 PARTITIONS = 4
 
 
-def records(topic: str, events: list[ReactionEvent], partition: int) -> list[ConsumerRecord]:
+def new_applier(redis: Redis, topic: str, *, track_epoch: bool = False) -> BatchApplier:
+    return BatchApplier(
+        redis,
+        None,
+        topic=topic,
+        dlq_topic=f"{topic}.dlq",
+        partitions=PARTITIONS,
+        reactions=frozenset({"love", "wow"}),
+        stop=asyncio.Event(),
+        side_effects=False,
+        track_epoch=track_epoch,
+    )
+
+
+def records(
+    topic: str, events: list[ReactionEvent], partition: int, first: int = 0
+) -> list[ConsumerRecord]:
     return [
         ConsumerRecord(topic, partition, offset, 0, 0, e.key(), e.encode(), None, 0, 0, ())
-        for offset, e in enumerate(events)
+        for offset, e in enumerate(events, start=first)
     ]
 
 
@@ -32,16 +50,7 @@ async def test_an_article_spanning_several_calls_is_counted_once(redis: Redis) -
     # Then everyone moves to "wow", and the first 50 clear theirs.
     events += [ReactionEvent.new("set", article, f"u{i}", "wow") for i in range(n)]
     events += [ReactionEvent.new("clear", article, f"u{i}") for i in range(50)]
-    applier = BatchApplier(
-        redis,
-        None,
-        topic=topic,
-        dlq_topic=f"{topic}.dlq",
-        partitions=PARTITIONS,
-        reactions=frozenset({"love", "wow"}),
-        stop=asyncio.Event(),
-        side_effects=False,
-    )
+    applier = new_applier(redis, topic)
     await applier.load_scripts()
     tp = TopicPartition(topic, partition)
     batch = {tp: records(topic, events, partition)}
@@ -56,3 +65,34 @@ async def test_an_article_spanning_several_calls_is_counted_once(redis: Redis) -
     assert again.outcomes["duplicate"] == len(events)
     assert again.changed == []
     assert await counts(redis, article) == {"wow": n - 50}
+
+
+async def test_a_batch_applied_onto_a_wiped_redis_records_no_position(redis: Redis) -> None:
+    topic = "applier-epoch-test"
+    article = "story"
+    partition = partition_for(article, PARTITIONS)
+    tp = TopicPartition(topic, partition)
+    applier = new_applier(redis, topic, track_epoch=True)
+    await applier.load_scripts()
+    await applier.check_epoch()
+    first = [ReactionEvent.new("set", article, f"u{i}", "love") for i in range(10)]
+    await applier.apply({tp: records(topic, first, partition)})
+    epoch = await redis.get(epoch_key(topic))
+
+    # Redis loses everything between two batches, on a connection that stays up (FLUSHALL),
+    # and so the next batch's applies land on the empty Redis: their fences would hide the
+    # first ten events from the replay, unless the batch is taken back.
+    await redis.flushall()
+    await applier.load_scripts()
+    second = [ReactionEvent.new("set", article, f"v{i}", "wow") for i in range(5)]
+    with pytest.raises(RedisLostData):
+        await applier.apply({tp: records(topic, second, partition, first=10)})
+    assert await redis.get(position_key(topic, partition)) is None
+    assert await counts(redis, article) == {}
+    assert await redis.exists(readers_key(article)) == 0
+    assert await redis.get(epoch_key(topic)) not in (None, epoch)
+
+    # The replay from the start (what the member does next) ends in the exact counts.
+    await applier.apply({tp: records(topic, first + second, partition)})
+    assert await counts(redis, article) == {"love": 10, "wow": 5}
+    assert await redis.get(position_key(topic, partition)) == "15"
