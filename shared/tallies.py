@@ -129,11 +129,12 @@ def trend_script(redis: Redis) -> AsyncScript:
     return _script(redis, "trend_add")
 
 
-def apply_event_line(
-    offset: int, op: str, user_id: str, reaction: str, client_ts: int | None
-) -> str:
-    """One event as the apply script reads it (op "s" or "c"; ids never contain tabs)."""
-    return f"{offset}\t{op}\t{user_id}\t{reaction}\t{'' if client_ts is None else client_ts}\n"
+def apply_event_line(offset: int, user_id: str, reaction: str | None, client_ts: int | None) -> str:
+    """One event as the apply script reads it: a set, or a clear when `reaction` is None.
+
+    (Ids and reaction names never contain tabs or newlines: their patterns forbid them.)
+    """
+    return f"{offset}\t{user_id}\t{reaction or ''}\t{'' if client_ts is None else client_ts}\n"
 
 
 @dataclass(slots=True)

@@ -31,19 +31,17 @@ async def load(redis_url: str, workload: Workload) -> int:
     apply = apply_script(redis)
     try:
         await redis.flushdb()
-        by_article: dict[str, list[tuple[int, str, str, str]]] = defaultdict(list)
+        by_article: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
         for offset, event in enumerate(generate(workload)):
-            by_article[event.article_id].append(
-                (offset, "s" if event.op == "set" else "c", event.user_id, event.reaction or "")
-            )
+            by_article[event.article_id].append((offset, event.user_id, event.reaction))
         pipe = redis.pipeline(transaction=False)
         queued = 0
         for article_id, events in by_article.items():
             keys = [counts_key(article_id), readers_key(article_id)]
             for start in range(0, len(events), MAX_EVENTS_PER_CALL):
                 lines = "".join(
-                    apply_event_line(offset, op, user, reaction, None)
-                    for offset, op, user, reaction in events[start : start + MAX_EVENTS_PER_CALL]
+                    apply_event_line(offset, user, reaction, None)
+                    for offset, user, reaction in events[start : start + MAX_EVENTS_PER_CALL]
                 )
                 await apply(keys=keys, args=[0, lines], client=pipe)
                 queued += 1

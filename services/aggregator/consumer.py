@@ -8,9 +8,13 @@ the `rebuild` command. Order inside one batch, and why:
 2. one non-transactional pipeline with one fenced Lua call per article chunk — the fence
    makes a retry of a half-applied pipeline, a replay or a zombie consumer harmless;
 3. corrective records for stale events, acknowledged by Kafka before the position moves;
-4. one more pipeline: resume positions (only now, so they never run ahead of the applies),
+4. one more pipeline: resume positions (only now, so they never run ahead of the applies,
+   and only if the Redis epoch marker is unchanged, so never onto an emptied Redis),
    trending deltas and one PUBLISH of the changed article ids;
 5. the Kafka commit (for lag tooling; Redis positions decide where to resume).
+
+The live loop overlaps batches: N+1 is fetched and decoded while N is in Redis, and N's
+steps 4-5 run while N+1's events are applied (see `Aggregator.run`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -62,7 +66,7 @@ Batch = dict[TopicPartition, list[ConsumerRecord]]
 ALL: Final = "all"
 # Records decoded at a time while a batch is in Redis: small enough that the event loop
 # returns to that batch's round trips often, large enough to amortise getmany.
-FETCH_CHUNK: Final = 2_000
+FETCH_CHUNK: Final = 500
 
 
 class RedisLostData(Exception):
@@ -87,6 +91,9 @@ class BatchReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
     correctives: int = 0
+    # For the finishing step: every article applied to, and the trending deltas.
+    articles: list[str] = field(default_factory=list)
+    trends: dict[str, list[str | int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,12 +139,11 @@ class BatchApplier:
         reactions: frozenset[str],
         stop: asyncio.Event,
         side_effects: bool = True,
-        track_epoch: bool = False,
     ) -> None:
         self.redis = redis
-        # With track_epoch, positions are written only while Redis holds the data set the
-        # batch was applied to (see `check_epoch`); `rebuild` starts from nothing anyway.
-        self.track_epoch = track_epoch
+        # The Redis epoch marker seen by `check_epoch`, which the live aggregator calls at
+        # start: from then on positions are written only under that epoch. (`rebuild` does
+        # not call it: it starts from nothing anyway.)
         self.epoch: bytes | str | None = None
         self.producer = producer
         self.topic = topic
@@ -180,8 +186,14 @@ class BatchApplier:
 
     async def apply_decoded(self, decoded: DecodedBatch) -> BatchReport:
         """Apply a decoded batch and record its positions."""
+        report = await self.apply_events(decoded)
+        await self.finish(report, self.epoch)
+        return report
+
+    async def apply_events(self, decoded: DecodedBatch) -> BatchReport:
+        """Steps 1-3 of a batch: dead letters, the fenced applies, correctives."""
         started = time.perf_counter()
-        report = BatchReport(decoded.positions)
+        report = BatchReport(decoded.positions, articles=list(decoded.by_article))
         by_article, dead = decoded.by_article, decoded.dead
         if dead:
             await self.retry(lambda: self._dead_letter(dead), "dead_letter")
@@ -209,10 +221,10 @@ class BatchApplier:
                 )
                 correctives.append((article.partition, event))
         report.outcomes = outcomes
+        report.trends = trends
         if correctives and self.side_effects:
             await self.retry(lambda: self._append_correctives(correctives), "corrective")
             report.correctives = len(correctives)
-        await self.retry(lambda: self._finish(report, trends, by_article), "finish")
 
         applied_at = time.time()
         for article in by_article.values():
@@ -225,6 +237,20 @@ class BatchApplier:
         metrics.BATCH_SIZE.observe(decoded.size)
         metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
         return report
+
+    async def finish(self, report: BatchReport, epoch: bytes | str | None) -> None:
+        """Step 4 of a batch: positions (under `epoch`, when given), trending, notification."""
+        await self.retry(lambda: self._finish(report, epoch), "finish")
+
+    async def forget(self, articles: list[str]) -> None:
+        """Delete articles applied to a Redis that lost its data: the replay rebuilds them.
+
+        Their fences would otherwise hide every earlier event from that replay. Only the
+        member owning an article's partition writes its keys, so nothing else is lost.
+        """
+        keys = [key for a in articles for key in (counts_key(a), readers_key(a))]
+        for start in range(0, len(keys), 1000):
+            await self.redis.delete(*keys[start : start + 1000])
 
     def decode(self, batch: Batch, into: DecodedBatch | None = None) -> DecodedBatch:
         """Group valid events by article as apply-script lines; collect the invalid records.
@@ -240,7 +266,7 @@ class BatchApplier:
                 try:
                     # Fields, not a ReactionEvent: building one per event costs as much as
                     # the validation, and only the apply line is needed.
-                    _, op, article_id, user_id, reaction, ts, client_ts = decode_fields(
+                    _, _, article_id, user_id, reaction, ts, client_ts = decode_fields(
                         record.value, reactions
                     )
                 except InvalidEvent as exc:
@@ -258,15 +284,7 @@ class BatchApplier:
                 elif article.partition != tp.partition:
                     dead.append((record, InvalidEvent("wrong_partition", article_id)))
                     continue
-                article.lines.append(
-                    apply_event_line(
-                        record.offset,
-                        "s" if op == "set" else "c",
-                        user_id,
-                        reaction or "",
-                        client_ts,
-                    )
-                )
+                article.lines.append(apply_event_line(record.offset, user_id, reaction, client_ts))
         for tp, records in batch.items():
             if records:
                 into.positions[tp] = records[-1].offset + 1
@@ -348,16 +366,13 @@ class BatchApplier:
         ]
         await asyncio.gather(*sends)
 
-    async def _finish(
-        self, report: BatchReport, trends: dict[str, list[str | int]], articles: Iterable[str]
-    ) -> None:
+    async def _finish(self, report: BatchReport, epoch: bytes | str | None) -> None:
         """Positions first (the applies are done), then trending, then one notification.
 
-        With track_epoch, the positions are written by a script that first checks the epoch
-        marker, in the same step: if Redis lost its data since the last batch, this batch's
-        applies may have landed on the emptied Redis, where their fences would hide every
-        earlier event from the replay. Such a batch's articles are deleted (only this member
-        writes them) and RedisLostData makes the member replay its partitions.
+        Under an epoch, the positions are written by a script that first checks the epoch
+        marker, in the same step: if Redis lost its data since the batch was fetched, its
+        applies may have landed on the emptied Redis. Then its articles are forgotten and
+        RedisLostData makes the member replay its partitions.
         """
         positions = {position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()}
         trend_calls: list[tuple[tuple[str], tuple[str | int, ...]]] = []
@@ -365,20 +380,22 @@ class BatchApplier:
             minute = int(time.time()) // TREND_BUCKET_SECONDS
             trend_calls = [
                 ((trend_key(reaction, minute),), (TREND_TTL_SECONDS, *pairs))
-                for reaction, pairs in trends.items()
+                for reaction, pairs in report.trends.items()
             ]
         notify = orjson.dumps(report.changed) if self.side_effects and report.changed else None
         try:
             if isinstance(self.redis, RedisCluster):
                 # Its pipelines refuse scripts: the same steps, one after another.
-                written = await self.redis.execute_command(*self._positions_command(positions))
+                written = await self.redis.execute_command(
+                    *self._positions_command(positions, epoch)
+                )
                 if written:
                     await evalsha_many(self.redis, self._trend.sha, trend_calls)
                     if notify:
                         await self.redis.publish(CHANGES_CHANNEL, notify)
             else:
                 pipe = self.redis.pipeline(transaction=False)
-                pipe.execute_command(*self._positions_command(positions))
+                pipe.execute_command(*self._positions_command(positions, epoch))
                 for keys, args in trend_calls:
                     pipe.evalsha(self._trend.sha, len(keys), *keys, *args)
                 if notify:
@@ -389,18 +406,18 @@ class BatchApplier:
             await self.redis.script_load(self._trend.script)
             raise
         if not written:
-            lost = [key for a in articles for key in (counts_key(a), readers_key(a))]
-            if lost:
-                await self.redis.delete(*lost)
+            await self.forget(report.articles)
             await self.check_epoch()
-            raise RedisLostData("the epoch marker changed while the batch was applied")
+            raise RedisLostData(f"the epoch marker is no longer {epoch!r}")
 
-    def _positions_command(self, positions: dict[str, int]) -> tuple[str | int | bytes, ...]:
-        """MSET of the positions or, when tracking the epoch, the script checking it first."""
-        if not self.track_epoch or self.epoch is None:
+    def _positions_command(
+        self, positions: dict[str, int], epoch: bytes | str | None
+    ) -> tuple[str | int | bytes, ...]:
+        """MSET of the positions or, under an epoch, the script that checks it first."""
+        if epoch is None:
             return ("MSET", *(item for pair in positions.items() for item in pair))
         keys = (epoch_key(self.topic), *positions)
-        return ("EVALSHA", self._positions.sha, len(keys), *keys, self.epoch, *positions.values())
+        return ("EVALSHA", self._positions.sha, len(keys), *keys, epoch, *positions.values())
 
     async def retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         """Retry `op` with backoff until it succeeds, never skipping ahead; give up on stop."""
@@ -433,6 +450,9 @@ class ResumeFromRedis(ConsumerRebalanceListener):  # type: ignore[misc]
         # in flight is applied and committed (or abandoned) before anyone else gets its
         # partitions.
         async with self.aggregator.batch_lock:
+            # The last batch's positions and commit too. (Had it found Redis emptied, the
+            # next owners replay: they find no position but a committed offset.)
+            await self.aggregator.settle_tail(replay=False)
             self.aggregator.generation += 1
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
@@ -454,6 +474,8 @@ class Aggregator:
         # before was read from positions those seeks replaced, so it is dropped.
         self.generation = 0
         self.applier: BatchApplier | None = None
+        # The last batch's step 4 and commit, running while the next batch is applied.
+        self.tail: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the producer (dead letters, correctives) and join the consumer group."""
@@ -467,7 +489,6 @@ class Aggregator:
             partitions=self.settings.partitions,
             reactions=frozenset(self.settings.types),
             stop=self.stop_requested,
-            track_epoch=True,
         )
         await self.applier.load_scripts()
         await self.applier.retry(self.applier.check_epoch, "epoch")
@@ -548,35 +569,46 @@ class Aggregator:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in flight is finished and committed.
 
-        Two stages overlap: while batch N is in Redis, batch N+1 is fetched and decoded in
-        small chunks, yielding between them so that N's round trips go on; N+1 grows until N
-        is done (or it is full). Batches still reach Redis one at a time, in order.
+        Three stages overlap. While batch N's events are in Redis, batch N+1 is fetched and
+        decoded in small chunks, yielding between them so that N's round trips go on; N+1
+        grows until N is done (or it is full). Batch N's positions, trending and Kafka
+        commit (`tail`) then run while N+1's events are applied; N+1's positions wait for
+        N's. The applies themselves reach Redis one batch at a time, in order.
         """
         assert self.applier is not None
         watch = asyncio.create_task(self._forward_stop(stop))
         in_flight: asyncio.Task[bool] | None = None
         try:
             while not stop.is_set():
-                decoded, generation = await self._next_batch(in_flight)
+                decoded, generation, epoch = await self._next_batch(in_flight)
                 if in_flight is not None:
                     finished, in_flight = await in_flight, None
                     if not finished:
                         return
                 if decoded is not None:
-                    in_flight = asyncio.create_task(self.apply_batch(decoded, generation))
+                    batch = self.apply_batch(decoded, generation, epoch)
+                    in_flight = asyncio.create_task(batch)
                     await asyncio.sleep(0)  # let it send its first round trip
+                elif self.tail is not None:
+                    async with self.batch_lock:  # idle: collect the last batch's outcome
+                        await self.settle_tail()
             if in_flight is not None:
                 await in_flight
         finally:
             watch.cancel()
+            async with self.batch_lock:
+                await self.settle_tail(replay=False)
 
     async def _next_batch(
         self, in_flight: asyncio.Task[bool] | None
-    ) -> tuple[DecodedBatch | None, int]:
-        """Fetch and decode records until the batch in flight is done or this one is full."""
+    ) -> tuple[DecodedBatch | None, int, bytes | str | None]:
+        """Fetch and decode records until the batch in flight is done or this one is full.
+
+        Also returns the generation and the Redis epoch the records were fetched under.
+        """
         assert self.applier is not None
         decoded: DecodedBatch | None = None
-        generation = self.generation
+        generation, epoch = self.generation, self.applier.epoch
         limit = self.settings.max_batch
         while True:
             busy = in_flight is not None and not in_flight.done()
@@ -587,14 +619,14 @@ class Aggregator:
             if generation != self.generation:
                 # A rebalance seeked the partitions to their Redis positions: what was
                 # decoded so far comes again from there.
-                decoded, generation = None, self.generation
+                decoded, generation, epoch = None, self.generation, self.applier.epoch
             if records:
                 decoded = self.applier.decode(records, into=decoded)
                 if decoded.size >= limit:
-                    return decoded, generation
+                    return decoded, generation, epoch
             busy = in_flight is not None and not in_flight.done()
             if not busy and (decoded is not None or not records):
-                return decoded, generation
+                return decoded, generation, epoch
             if records:
                 await asyncio.sleep(0)  # getmany may not yield while records are buffered
             elif in_flight is not None:
@@ -604,14 +636,17 @@ class Aggregator:
         await stop.wait()
         self.stop_requested.set()
 
-    async def apply_batch(self, decoded: DecodedBatch, generation: int) -> bool:
-        """Apply and commit one decoded batch; False when it was abandoned for shutdown."""
+    async def apply_batch(
+        self, decoded: DecodedBatch, generation: int, epoch: bytes | str | None
+    ) -> bool:
+        """Apply one decoded batch and start its tail; False when abandoned for shutdown."""
         assert self.applier is not None
         async with self.batch_lock:
-            if generation != self.generation:
+            if generation != self.generation or epoch != self.applier.epoch:
                 # Partitions were (re)assigned and seeked to their Redis positions since
-                # this batch was fetched: its records come again from there. Applying it
-                # now would be harmless for counts (fences) but repeat its dead letters.
+                # this batch was fetched (or a replay began): its records come again from
+                # there. Applying it now would be harmless for counts (fences) but repeat
+                # its dead letters.
                 log.info("batch_dropped_after_rebalance", records=decoded.size)
                 return True
             # A rebalance may have taken partitions since getmany; their new owner reads
@@ -620,19 +655,49 @@ class Aggregator:
             if not decoded.positions:
                 return True
             try:
-                report = await self.applier.apply_decoded(decoded)
+                report = await self.applier.apply_events(decoded)
             except BatchAbandoned as exc:
                 log.info("batch_abandoned_for_shutdown", step=str(exc))
                 return False
-            except RedisLostData as exc:
-                await self.replay_after_loss(exc)
+            # This batch's positions may only follow the previous batch's.
+            if not await self.settle_tail():
+                return False
+            if epoch != self.applier.epoch:
+                # The previous batch found Redis emptied (and began the replay) while this
+                # one was applied, perhaps onto the emptied Redis.
+                applier = self.applier
+                await applier.retry(lambda: applier.forget(report.articles), "forget")
                 return True
-            await self._commit(report.positions)
-            for tp, position in report.positions.items():
-                highwater = self.consumer.highwater(tp)
-                if highwater is not None:
-                    metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+            self.tail = asyncio.create_task(self._finish_batch(report, epoch))
             return True
+
+    async def settle_tail(self, *, replay: bool = True) -> bool:
+        """Wait for the last batch's tail; False when it was abandoned for shutdown.
+
+        Called with the batch lock held. A tail that found Redis emptied starts the replay
+        (unless the partitions are being given up).
+        """
+        tail, self.tail = self.tail, None
+        if tail is None:
+            return True
+        try:
+            await tail
+        except BatchAbandoned as exc:
+            log.info("batch_abandoned_for_shutdown", step=str(exc))
+            return False
+        except RedisLostData as exc:
+            if replay:
+                await self.replay_after_loss(exc)
+        return True
+
+    async def _finish_batch(self, report: BatchReport, epoch: bytes | str | None) -> None:
+        assert self.applier is not None
+        await self.applier.finish(report, epoch)
+        await self._commit(report.positions)
+        for tp, position in report.positions.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
 
     async def _commit(self, positions: dict[TopicPartition, int]) -> None:
         try:

@@ -2,8 +2,8 @@
 -- Apply one chunk of one article's events, in partition order, exactly once.
 -- KEYS[1] counts hash  {reaction -> count, "@fence" -> "partition:offset"}
 -- KEYS[2] readers hash {user -> "reaction" | "reaction|client_ts" | "|client_ts"}
--- ARGV[1] partition; ARGV[2] the events, one line each: offset TAB op ("s"/"c") TAB user TAB
--- reaction TAB client_ts ("" = none) NEWLINE. (One argument, not five per event: encoding
+-- ARGV[1] partition; ARGV[2] the events, one line each: offset TAB user TAB reaction ("" = a
+-- clear) TAB client_ts ("" = none) NEWLINE. (One argument, not four per event: encoding
 -- thousands of arguments costs the client more than the whole script costs Redis.)
 -- Returns one string of three lines: "applied TAB noop TAB duplicate TAB stale",
 -- "reaction TAB delta ..." and "user TAB reaction TAB client_ts ...".
@@ -17,8 +17,12 @@
 -- delayed client event (or a corrective emitted before it) cannot undo it. The stored
 -- client_ts therefore never decreases, which is what makes a rebuild from any compaction of
 -- the log end in the same state as the live view.
+--
+-- This runs for every event Redis applies, so it is written for the Lua interpreter: events
+-- in parallel arrays rather than a table each, no helper functions, one HMGET and one HSET.
 local counts, readers = KEYS[1], KEYS[2]
 local partition = ARGV[1]
+local find, sub, tonumber = string.find, string.sub, tonumber
 
 -- The fence: events at or below the last applied offset of this partition were applied before
 -- (a replay after a crash, or a zombie consumer after a rebalance) and are skipped.
@@ -29,94 +33,88 @@ if fence then
   if p == partition then last = tonumber(o) end
 end
 
-local applied, noop, duplicate, stale = 0, 0, 0, 0
-local delta, order = {}, {}
-local restate, restate_order = {}, {}
-local top = nil
-
--- Count changes are summed here and written once per reaction at the end of the chunk.
-local function bump(reaction, by)
-  if delta[reaction] == nil then
-    delta[reaction] = 0
-    order[#order + 1] = reaction
-  end
-  delta[reaction] = delta[reaction] + by
-end
-
-local function parse(value)
-  if not value then return '', nil end
-  local sep = string.find(value, '|', 1, true)
-  if not sep then return value, nil end
-  return string.sub(value, 1, sep - 1), tonumber(string.sub(value, sep + 1))
-end
-
-local function needs_corrective(user)
-  if not restate[user] then
-    restate[user] = true
-    restate_order[#restate_order + 1] = user
-  end
-end
-
--- Readers are read with one HMGET and written back with one HSET and one HDEL: per-event
--- redis.call()s would cost more than the rules themselves.
-local events, users, state, dirty, dirty_order = {}, {}, {}, {}, {}
-for offset_s, op, user, reaction, cts in string.gmatch(ARGV[2], '(%d+)\t(%a)\t([^\t]+)\t([^\t]*)\t(%d*)\n') do
-  events[#events + 1] = {offset_s, op, user, reaction, cts}
+local offsets, users, reactions, stamps = {}, {}, {}, {}
+local n = 0
+local state, distinct = {}, {}
+for offset, user, reaction, cts in string.gmatch(ARGV[2], '(%d+)\t([^\t]+)\t([^\t]*)\t(%d*)\n') do
+  n = n + 1
+  offsets[n], users[n], reactions[n], stamps[n] = offset, user, reaction, cts
   if state[user] == nil then
     state[user] = false
-    users[#users + 1] = user
+    distinct[#distinct + 1] = user
   end
 end
-if #users > 0 then
-  local values = redis.call('HMGET', readers, unpack(users))
-  for i, user in ipairs(users) do state[user] = values[i] end
+if n > 0 then
+  local values = redis.call('HMGET', readers, unpack(distinct))
+  for i = 1, #distinct do state[distinct[i]] = values[i] end
 end
 
-local function store(user, value)
-  state[user] = value
-  if not dirty[user] then
-    dirty[user] = true
-    dirty_order[#dirty_order + 1] = user
+local applied, noop, duplicate, stale = 0, 0, 0, 0
+local delta, order = {}, {}          -- net count change per reaction, in first-seen order
+local dirty, dirty_order = {}, {}    -- readers whose stored value changed
+local restate, restate_order = {}, {} -- readers to restate in a corrective
+local top = nil
+
+for i = 1, n do
+  local user, target, cts = users[i], reactions[i], stamps[i]
+  local value = state[user]
+  local current, cur_ts = '', nil
+  if value then
+    local sep = find(value, '|', 1, true)
+    if sep then
+      current, cur_ts = sub(value, 1, sep - 1), tonumber(sub(value, sep + 1))
+    else
+      current = value
+    end
   end
-end
-
-for _, e in ipairs(events) do
-  local offset_s, op, user, reaction, cts = e[1], e[2], e[3], e[4], e[5]
-  local offset = tonumber(offset_s)
   local ts = nil
   if cts ~= '' then ts = tonumber(cts) end
-  local cur_reaction, cur_ts = parse(state[user])
   local older = ts ~= nil and cur_ts ~= nil and ts < cur_ts
-  if offset <= last then
+  if tonumber(offsets[i]) <= last then
     duplicate = duplicate + 1
     -- A stale event replayed after a crash may have lost its corrective (the crash came
     -- between this apply and the corrective's acknowledgement): restate again; it is a no-op.
-    if older then needs_corrective(user) end
+    if older and not restate[user] then
+      restate[user] = true
+      restate_order[#restate_order + 1] = user
+    end
   else
-    top = offset_s
+    top = offsets[i]
     if older then
       stale = stale + 1
-      needs_corrective(user)
+      if not restate[user] then
+        restate[user] = true
+        restate_order[#restate_order + 1] = user
+      end
     else
-      local new_ts = cts
-      if ts == nil and cur_ts ~= nil then new_ts = string.format('%d', cur_ts + 1) end
-      local target = ''
-      if op == 's' then target = reaction end
-      if target ~= cur_reaction then
-        if cur_reaction ~= '' then bump(cur_reaction, -1) end
-        if target ~= '' then bump(target, 1) end
+      if ts == nil and cur_ts ~= nil then
+        ts = cur_ts + 1
+        cts = string.format('%d', ts)
+      end
+      local new = value
+      if target ~= current then
+        if current ~= '' then
+          local d = delta[current]
+          if d == nil then order[#order + 1] = current; d = 0 end
+          delta[current] = d - 1
+        end
+        if target ~= '' then
+          local d = delta[target]
+          if d == nil then order[#order + 1] = target; d = 0 end
+          delta[target] = d + 1
+        end
         applied = applied + 1
+        if cts ~= '' then new = target .. '|' .. cts elseif target ~= '' then new = target else new = false end
       else
         noop = noop + 1
+        if ts ~= cur_ts then new = target .. '|' .. cts end
       end
-      if new_ts == '' then
-        if target == '' then
-          if state[user] then store(user, false) end
-        elseif target ~= cur_reaction then
-          store(user, target)
+      if new ~= value then
+        state[user] = new
+        if not dirty[user] then
+          dirty[user] = true
+          dirty_order[#dirty_order + 1] = user
         end
-      elseif target ~= cur_reaction or tonumber(new_ts) ~= cur_ts then
-        store(user, target .. '|' .. new_ts)
       end
     end
   end
@@ -143,12 +141,12 @@ local deltas = {}
 for _, reaction in ipairs(order) do
   local by = delta[reaction]
   if by ~= 0 then
-    local n = redis.call('HINCRBY', counts, reaction, by)
-    if n <= 0 then
+    local total = redis.call('HINCRBY', counts, reaction, by)
+    if total <= 0 then
       -- Never negative (a safeguard: a decrement always follows an increment for that
       -- reader), and a zero count is dropped rather than stored.
       redis.call('HDEL', counts, reaction)
-      by = by - n
+      by = by - total
     end
     if by ~= 0 then
       deltas[#deltas + 1] = reaction
@@ -160,10 +158,10 @@ end
 local corrective = {}
 for _, user in ipairs(restate_order) do
   local value = state[user]
-  local reaction = parse(value)
+  local sep = find(value, '|', 1, true)
   corrective[#corrective + 1] = user
-  corrective[#corrective + 1] = reaction
-  corrective[#corrective + 1] = string.sub(value, string.find(value, '|', 1, true) + 1)
+  corrective[#corrective + 1] = sub(value, 1, sep - 1)
+  corrective[#corrective + 1] = sub(value, sep + 1)
 end
 return string.format('%d\t%d\t%d\t%d\n', applied, noop, duplicate, stale)
   .. table.concat(deltas, '\t') .. '\n' .. table.concat(corrective, '\t')

@@ -18,7 +18,7 @@ from tests.aggregator.conftest import counts
 PARTITIONS = 4
 
 
-def new_applier(redis: Redis, topic: str, *, track_epoch: bool = False) -> BatchApplier:
+def new_applier(redis: Redis, topic: str) -> BatchApplier:
     return BatchApplier(
         redis,
         None,
@@ -28,7 +28,6 @@ def new_applier(redis: Redis, topic: str, *, track_epoch: bool = False) -> Batch
         reactions=frozenset({"love", "wow"}),
         stop=asyncio.Event(),
         side_effects=False,
-        track_epoch=track_epoch,
     )
 
 
@@ -72,7 +71,7 @@ async def test_a_batch_applied_onto_a_wiped_redis_records_no_position(redis: Red
     article = "story"
     partition = partition_for(article, PARTITIONS)
     tp = TopicPartition(topic, partition)
-    applier = new_applier(redis, topic, track_epoch=True)
+    applier = new_applier(redis, topic)
     await applier.load_scripts()
     await applier.check_epoch()
     first = [ReactionEvent.new("set", article, f"u{i}", "love") for i in range(10)]

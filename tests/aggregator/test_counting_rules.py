@@ -108,7 +108,10 @@ class Harness:
         self.position[partition] = max(self.position[partition], end)
 
     def call(self, article: str, partition: int, events: list[Event]) -> str:
-        payload = "".join(apply_event_line(*event) for event in events)
+        payload = "".join(
+            apply_event_line(offset, user, reaction if op == "s" else None, ts)
+            for offset, op, user, reaction, ts in events
+        )
         reply: str = self.script(
             keys=[counts_key(article), readers_key(article)], args=[partition, payload]
         )

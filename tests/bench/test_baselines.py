@@ -16,7 +16,7 @@ VOTES = [("u1", "love"), ("u2", "like"), ("u1", "wow"), ("u3", "love"), ("u2", "
 async def test_per_event_lua_moves_votes_like_the_apply_script(redis: Redis) -> None:
     apply = apply_script(redis)
     lines = "".join(
-        apply_event_line(offset, "s", user, reaction, None)
+        apply_event_line(offset, user, reaction, None)
         for offset, (user, reaction) in enumerate(VOTES)
     )
     await apply(keys=[counts_key("real"), readers_key("real")], args=[0, lines])

@@ -138,9 +138,8 @@ async def test_model_matches_the_real_apply_script(
         lines = "".join(
             apply_event_line(
                 i,
-                "s" if reaction_events[i].op == "set" else "c",
                 reaction_events[i].user_id,
-                reaction_events[i].reaction or "",
+                reaction_events[i].reaction,
                 reaction_events[i].client_ts,
             )
             for i in chunk
