@@ -31,6 +31,8 @@ from shared.kafka import ensure_topics
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import position_key
 
+DEFAULT_MAX_BATCH: int = AggregatorSettings.model_fields["max_batch"].default
+
 
 def backlog(events: int, articles: int, seed: int = 1) -> list[tuple[str, str, bytes]]:
     """(article, user, value) records: Zipf-skewed articles, 20% changes and clears."""
@@ -104,7 +106,7 @@ async def drain_async(
     topic: str,
     *,
     partitions: int = 12,
-    max_batch: int = 20_000,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> tuple[int, float]:
     """Run one aggregator on an emptied Redis until it has applied the whole topic.
 
@@ -150,7 +152,12 @@ async def drain_async(
 
 
 def drain(
-    bootstrap: str, redis_url: str, topic: str, *, partitions: int = 12, max_batch: int = 20_000
+    bootstrap: str,
+    redis_url: str,
+    topic: str,
+    *,
+    partitions: int = 12,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> float:
     """Events per second one aggregator applies while draining `topic` (already produced)."""
     records, seconds = asyncio.run(
@@ -165,7 +172,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--articles", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=12)
-    parser.add_argument("--max-batch", type=int, default=20_000)
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
     parser.add_argument("--bootstrap", help="an existing Kafka (default: start one)")
     parser.add_argument("--redis", help="an existing, disposable Redis URL (it is flushed)")
     args = parser.parse_args()

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, cast
 
+import hiredis
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 FENCE_FIELD: Final = "@fence"
 CHANGES_CHANNEL: Final = "rx:changed"
@@ -89,10 +91,9 @@ async def evalsha_many(
     in the order given: an article's chunks must apply in offset order.
     """
     if not isinstance(redis, RedisCluster):
-        pipe = redis.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        return list(await pipe.execute())
+        return await run_pipelined(
+            redis, [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls]
+        )
     replies: list[Any] = [None] * len(calls)
     by_key: dict[str, list[int]] = {}
     for i, (keys, _) in enumerate(calls):
@@ -106,6 +107,38 @@ async def evalsha_many(
                 replies[i] = await redis.evalsha(sha, len(keys), *keys, *args)
 
     await asyncio.gather(*(in_order(indexes) for indexes in by_key.values()))
+    return replies
+
+
+async def run_pipelined(
+    redis: Redis, commands: Sequence[tuple[str | int | bytes, ...]]
+) -> list[Any]:
+    """A non-transactional pipeline of `commands`, packed by hiredis; the replies in order.
+
+    What redis-py's own pipeline does, minus its pure-Python encoder: packing thousands of
+    EVALSHA calls cost the aggregator more CPU than decoding the events. Raises the first
+    error reply after reading every reply, as a pipeline does.
+    """
+    packed = b"".join(hiredis.pack_command(cast(Any, command)) for command in commands)
+    pool = redis.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await connection.send_packed_command(packed, check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        # The replies left unread would be taken for the next command's.
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
     return replies
 
 

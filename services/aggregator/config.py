@@ -16,7 +16,12 @@ class AggregatorSettings(CommonSettings):
     )
     group_id: str = Field("reactions-aggregator", description="Kafka consumer group id.")
     max_batch: int = Field(
-        20_000, ge=1, le=100_000, description="Most records taken from Kafka per batch."
+        100_000,
+        ge=1,
+        le=500_000,
+        description="Most records applied in one batch. A batch grows past what one fetch "
+        "returns only while Redis is still busy with the previous one, so under light load "
+        "batches stay small; draining a backlog, bigger batches mean fewer Lua calls.",
     )
     session_timeout_ms: int = Field(
         10_000, ge=1000, le=300_000, description="Consumer group session timeout."

@@ -55,6 +55,7 @@ from shared.tallies import (
     position_key,
     positions_script,
     readers_key,
+    run_pipelined,
     trend_key,
     trend_script,
 )
@@ -394,13 +395,13 @@ class BatchApplier:
                     if notify:
                         await self.redis.publish(CHANGES_CHANNEL, notify)
             else:
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.execute_command(*self._positions_command(positions, epoch))
-                for keys, args in trend_calls:
-                    pipe.evalsha(self._trend.sha, len(keys), *keys, *args)
+                commands = [
+                    self._positions_command(positions, epoch),
+                    *(("EVALSHA", self._trend.sha, len(k), *k, *a) for k, a in trend_calls),
+                ]
                 if notify:
-                    pipe.publish(CHANGES_CHANNEL, notify)
-                written = (await pipe.execute())[0]
+                    commands.append(("PUBLISH", CHANGES_CHANNEL, notify))
+                written = (await run_pipelined(self.redis, commands))[0]
         except NoScriptError:
             await self.redis.script_load(self._positions.script)
             await self.redis.script_load(self._trend.script)
