@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any, Final, cast
 
 import hiredis
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
@@ -73,7 +73,19 @@ def connect_redis(url: str, *, cluster: bool = False, **options: Any) -> Redis:
     """
     if cluster:
         return cast(Redis, RedisCluster.from_url(url, **options))
-    return Redis.from_url(url, **options)
+    # A pool that makes a burst wait for a connection: redis-py's default pool fails every
+    # command beyond its 100th concurrent one, which a reader under a spike of GETs and SSE
+    # pushes reaches at once.
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=CONNECTION_WAIT_S, **options
+    )
+    return Redis.from_pool(pool)
+
+
+# Connections per process to one Redis, and how long a command waits for one (then fails
+# like any other Redis error: the reader answers 503).
+MAX_CONNECTIONS: Final = 200
+CONNECTION_WAIT_S: Final = 5.0
 
 
 # On Redis Cluster, how many script calls are in flight at once (its pipelines refuse scripts).

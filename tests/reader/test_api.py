@@ -357,3 +357,16 @@ async def test_a_cache_hit_costs_no_redis_read(http: httpx.AsyncClient, redis: R
     hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
     assert hits + misses == 100
     assert calls == misses  # every miss is one Redis read, a hit is none
+
+
+async def test_a_burst_of_reads_waits_for_redis_connections_instead_of_failing(
+    reader: Service,
+) -> None:
+    # More concurrent reads of uncached articles than the Redis pool has connections
+    # (a page of comment widgets opening at once): each waits for a connection.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=reader.url, timeout=30, limits=limits) as client:
+        responses = await asyncio.gather(
+            *(client.get(f"/v1/articles/burst-{i}/reactions") for i in range(400))
+        )
+    assert [r.status_code for r in responses] == [200] * 400
