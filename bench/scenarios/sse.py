@@ -75,6 +75,11 @@ def run(ctx: Context) -> None:
             return
         runs: list[dict[str, Any]] = []
         for r in range(ctx.sizes.rounds):
+            if r:
+                # A fresh reader per round: its memory growth per client is only meaningful
+                # from a process that has not held (and kept the arenas of) clients before.
+                stack.stop_part(reader)
+                reader = stack.start_service("reader")
             value = measure(
                 reader.url,
                 ingest.url,
