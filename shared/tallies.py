@@ -104,7 +104,7 @@ async def evalsha_many(
     """
     if not isinstance(redis, RedisCluster):
         return await run_pipelined(
-            redis, [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls]
+            redis, [evalsha_command(sha, keys, args) for keys, args in calls]
         )
     replies: list[Any] = [None] * len(calls)
     by_key: dict[str, list[int]] = {}
@@ -120,6 +120,13 @@ async def evalsha_many(
 
     await asyncio.gather(*(in_order(indexes) for indexes in by_key.values()))
     return replies
+
+
+def evalsha_command(
+    sha: str, keys: Sequence[str], args: Sequence[str | int | bytes]
+) -> tuple[str | int | bytes, ...]:
+    """The arguments of one EVALSHA call, for `run_pipelined`."""
+    return ("EVALSHA", sha, len(keys), *keys, *args)
 
 
 async def run_pipelined(

@@ -50,6 +50,7 @@ from shared.tallies import (
     apply_script,
     counts_key,
     epoch_key,
+    evalsha_command,
     evalsha_many,
     parse_apply_reply,
     position_key,
@@ -397,7 +398,7 @@ class BatchApplier:
             else:
                 commands = [
                     self._positions_command(positions, epoch),
-                    *(("EVALSHA", self._trend.sha, len(k), *k, *a) for k, a in trend_calls),
+                    *(evalsha_command(self._trend.sha, k, a) for k, a in trend_calls),
                 ]
                 if notify:
                     commands.append(("PUBLISH", CHANGES_CHANNEL, notify))
@@ -418,7 +419,7 @@ class BatchApplier:
         if epoch is None:
             return ("MSET", *(item for pair in positions.items() for item in pair))
         keys = (epoch_key(self.topic), *positions)
-        return ("EVALSHA", self._positions.sha, len(keys), *keys, epoch, *positions.values())
+        return evalsha_command(self._positions.sha, keys, (epoch, *positions.values()))
 
     async def retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         """Retry `op` with backoff until it succeeds, never skipping ahead; give up on stop."""

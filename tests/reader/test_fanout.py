@@ -16,6 +16,12 @@ def coalesced() -> float:
     return SSE_COALESCED._value.get()
 
 
+async def subscribers(redis: Redis) -> int:
+    """How many connections listen on the change channel."""
+    counts = await redis.pubsub_numsub("rx:changed")
+    return int(counts[0][1])
+
+
 async def test_mailbox_keeps_only_the_latest_tally() -> None:
     mailbox = Mailbox()
     before = coalesced()
@@ -93,15 +99,11 @@ async def test_subscription_lives_only_while_clients_are_connected(redis: Redis)
     render = Renderer()
     feed = ChangeFeed(redis, cache, render, interval=0.25)
 
-    async def subscribers() -> int:
-        counts = await redis.pubsub_numsub("rx:changed")
-        return int(counts[0][1])
-
     mailbox = feed.add("a1")
     await feed.wait_subscribed(10)
-    await eventually(subscribers, lambda n: n == 1, what="one subscription")
+    await eventually(lambda: subscribers(redis), lambda n: n == 1, what="one subscription")
     second = feed.add("a2")
-    assert await subscribers() == 1  # one per process, not per client
+    assert await subscribers(redis) == 1  # one per process, not per client
     await redis.publish("rx:changed", '["a1","zz"]')
     assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:0"
     await redis.publish("rx:changed", "not json")  # ignored, the feed keeps going
@@ -109,7 +111,7 @@ async def test_subscription_lives_only_while_clients_are_connected(redis: Redis)
     assert await asyncio.wait_for(second.take(), 30) == b"a2:0"
     feed.remove("a1", mailbox)
     feed.remove("a2", second)
-    await eventually(subscribers, lambda n: n == 0, what="the subscription to end")
+    await eventually(lambda: subscribers(redis), lambda n: n == 0, what="the subscription to end")
     await feed.close()
 
 
@@ -118,18 +120,16 @@ async def test_a_lost_subscription_is_restored_and_clients_resynced(redis: Redis
     render = Renderer()
     feed = ChangeFeed(redis, cache, render, interval=0.25)
 
-    async def subscribers() -> int:
-        counts = await redis.pubsub_numsub("rx:changed")
-        return int(counts[0][1])
-
     mailbox = feed.add("a1")
     try:
-        await eventually(subscribers, lambda n: n == 1, what="the subscription")
+        await eventually(lambda: subscribers(redis), lambda n: n == 1, what="the subscription")
         render.version = 1
         # Changes published while the connection is down are lost; the feed must resync.
         await redis.client_kill_filter(_type="pubsub")
         assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:1"
-        await eventually(subscribers, lambda n: n == 1, what="the subscription to return")
+        await eventually(
+            lambda: subscribers(redis), lambda n: n == 1, what="the subscription to return"
+        )
         render.version = 2
         await redis.publish("rx:changed", '["a1"]')
         assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:2"
