@@ -1,12 +1,21 @@
-"""What every HTTP service shares: the error shape, the handlers and the ops endpoints."""
+"""What every HTTP service shares: the error shape and its handlers, CORS in that shape,
+and the ops endpoints."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.logs import get_logger
@@ -27,6 +36,19 @@ _STATUS_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, for programs (`code`) and people (`message`)."""
+
+    code: str = Field(examples=["invalid_article_id"])
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the HTTP contract."""
+
+    error: ErrorDetail
 
 
 class ApiError(Exception):
@@ -53,6 +75,17 @@ def error_response(
     return ORJSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
+
+
+class ContractCors(CORSMiddleware):
+    """Starlette's CORS, with refused preflights answered in the contract's error shape."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code == 200:
+            return response
+        reason = bytes(response.body).decode(errors="replace")
+        return error_response(400, "cors_rejected", f"{reason}.", {"Vary": "Origin"})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -96,6 +129,29 @@ def describe_validation_errors(errors: object) -> str:
 
 
 ReadyCheck = Callable[[Request], Awaitable[dict[str, bool]]]
+# A readiness probe waits at most this long for a dependency: an orchestrator's probe has
+# its own timeout, and a hung dependency must read as "not ready", not as a hung probe.
+PROBE_TIMEOUT_S: Final = 1.0
+
+
+async def redis_reachable(redis: Redis) -> bool:
+    """True when Redis answers PING within the probe timeout."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            return bool(await redis.ping())
+    except (TimeoutError, RedisError, OSError):
+        return False
+
+
+async def kafka_reachable(client: Any) -> bool:
+    """True when an aiokafka client (`producer.client`, `consumer._client`) gets the
+    cluster's metadata within the probe timeout."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            await client.fetch_all_metadata()
+    except (TimeoutError, KafkaError, OSError):
+        return False
+    return True
 
 
 def ops_router(ready_check: ReadyCheck) -> APIRouter:

@@ -49,10 +49,6 @@ class ReactionSet:
     def __contains__(self, reaction_id: object) -> bool:
         return reaction_id in self._known
 
-    def zero_counts(self) -> dict[str, int]:
-        """A tally with every configured type at zero, in display order."""
-        return dict.fromkeys(self.ids, 0)
-
     @classmethod
     def load(cls, ids: list[str], config_file: Path | None = None) -> ReactionSet:
         """Build the set from the configured ids, with labels and emoji from a YAML/JSON file.

@@ -52,3 +52,14 @@ class CommonSettings(BaseSettings):
     def reaction_set(self) -> ReactionSet:
         """The validated reaction types with their labels and emoji."""
         return ReactionSet.load(list(self.types), self.config_file)
+
+
+class HttpServiceSettings(CommonSettings):
+    """What both HTTP services (ingest and reader) add: the CORS allow-list."""
+
+    allowed_origins: str = Field("*", description="CORS allow-list, comma-separated.")
+
+    @property
+    def origins(self) -> list[str]:
+        """The CORS allow-list as a list."""
+        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]

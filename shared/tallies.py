@@ -65,6 +65,11 @@ def position_pattern(topic: str) -> str:
 ARTICLE_KEY_PATTERNS: Final = ("rx:{*}:n", "rx:{*}:u")
 
 
+def parse_counts(row: Sequence[Any]) -> tuple[int, ...]:
+    """Counts as HMGET returns them (None for a type never counted), zero-filled, never negative."""
+    return tuple(max(int(v), 0) if v is not None else 0 for v in row)
+
+
 def connect_redis(url: str, *, cluster: bool = False, **options: Any) -> Redis:
     """A Redis client for `url`, or a Redis Cluster client seeded by it.
 

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import orjson
 from aiokafka.errors import (
@@ -20,8 +20,7 @@ from aiokafka.errors import (
     ProducerFenced,
     UnknownProducerId,
 )
-from fastapi import FastAPI, Path, Request
-from fastapi.middleware.cors import CORSMiddleware
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram, multiprocess
 from pydantic import BaseModel
@@ -30,22 +29,19 @@ from starlette.requests import ClientDisconnect
 
 from services.ingest.config import IngestSettings
 from services.ingest.ratelimit import RateLimits
-from shared.events import (
-    ARTICLE_ID_MESSAGE,
-    ARTICLE_ID_PATTERN,
-    MAX_CLIENT_TS,
-    USER_ID_MESSAGE,
-    USER_ID_PATTERN,
-    ReactionEvent,
-    partition_for,
-    valid_article_id,
-    valid_client_ts,
-    valid_user_id,
+from shared.events import MAX_CLIENT_TS, ReactionEvent, partition_for, valid_client_ts
+from shared.http import (
+    ApiError,
+    ContractCors,
+    ErrorBody,
+    install_error_handlers,
+    kafka_reachable,
+    ops_router,
 )
-from shared.http import ApiError, error_response, install_error_handlers, ops_router
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import configure_logging, get_logger
 from shared.metrics import RequestMetrics
+from shared.params import ArticleIdPath, UserIdPath, check_article_id, check_user_id
 from shared.reactions import ReactionSet
 
 log = get_logger(__name__)
@@ -249,17 +245,6 @@ class Publisher:
         return producer
 
 
-def _check_ids(article_id: str, user_id: str) -> None:
-    if not valid_article_id(article_id):
-        raise ApiError(
-            422,
-            "invalid_article_id",
-            ARTICLE_ID_MESSAGE,
-        )
-    if not valid_user_id(user_id):
-        raise ApiError(422, "invalid_user_id", USER_ID_MESSAGE)
-
-
 def _too_large() -> ApiError:
     return ApiError(413, "body_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
 
@@ -319,19 +304,6 @@ class Accepted(BaseModel):
     event_id: str
 
 
-class ErrorDetail(BaseModel):
-    """What went wrong, for programs (`code`) and people (`message`)."""
-
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """Every error answer of the HTTP contract."""
-
-    error: ErrorDetail
-
-
 _RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before retrying.",
@@ -351,24 +323,6 @@ _BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": f"The body is over {MAX_BODY_BYTES} bytes."},
     415: {"model": ErrorBody, "description": "The body is not application/json."},
 }
-
-ArticleId = Annotated[
-    str, Path(description="The article.", json_schema_extra={"pattern": ARTICLE_ID_PATTERN})
-]
-UserId = Annotated[
-    str, Path(description="The reader.", json_schema_extra={"pattern": USER_ID_PATTERN})
-]
-
-
-class _Cors(CORSMiddleware):
-    """Starlette's CORS, with refused preflights answered in the contract's error shape."""
-
-    def preflight_response(self, request_headers: Headers) -> Response:
-        response = super().preflight_response(request_headers)
-        if response.status_code == 200:
-            return response
-        reason = bytes(response.body).decode(errors="replace")
-        return error_response(400, "cors_rejected", f"{reason}.", {"Vary": "Origin"})
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
@@ -408,7 +362,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(
-        _Cors,
+        ContractCors,
         allow_origins=settings.origins,
         allow_methods=["PUT", "DELETE"],
         allow_headers=["Content-Type"],
@@ -419,14 +373,8 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     async def ready(request: Request) -> dict[str, bool]:
         publisher: Publisher = request.app.state.publisher
-        if not publisher.healthy():
-            return {"kafka": False}
-        try:
-            async with asyncio.timeout(1.0):
-                await publisher.producer.client.fetch_all_metadata()
-        except (TimeoutError, KafkaError, OSError):
-            return {"kafka": False}
-        return {"kafka": True}
+        healthy = publisher.healthy() and await kafka_reachable(publisher.producer.client)
+        return {"kafka": healthy}
 
     app.include_router(ops_router(ready))
 
@@ -434,7 +382,8 @@ def create_app(settings: IngestSettings) -> FastAPI:
         """Rate limits (per client IP, then per reader) and id checks, before any work."""
         limits: RateLimits = request.app.state.limits
         await limits.check("ip", limits.per_ip, limits.client_hash(request.scope))
-        _check_ids(article_id, user_id)
+        check_article_id(article_id)
+        check_user_id(user_id)
         await limits.check("reader", limits.per_reader, user_id)
 
     async def accept(request: Request, event: ReactionEvent) -> Response:
@@ -471,7 +420,9 @@ def create_app(settings: IngestSettings) -> FastAPI:
             }
         },
     )
-    async def set_reaction(article_id: ArticleId, user_id: UserId, request: Request) -> Response:
+    async def set_reaction(
+        article_id: ArticleIdPath, user_id: UserIdPath, request: Request
+    ) -> Response:
         """Set (or move) the reader's reaction on the article."""
         await admit(request, article_id, user_id)
         reaction, client_ts = _parse_set(await _read_body(request), reactions)
@@ -483,7 +434,9 @@ def create_app(settings: IngestSettings) -> FastAPI:
         status_code=202,
         responses=_WRITE_RESPONSES,
     )
-    async def clear_reaction(article_id: ArticleId, user_id: UserId, request: Request) -> Response:
+    async def clear_reaction(
+        article_id: ArticleIdPath, user_id: UserIdPath, request: Request
+    ) -> Response:
         """Clear the reader's reaction on the article (a no-op when none is set)."""
         await admit(request, article_id, user_id)
         return await accept(request, ReactionEvent.new("clear", article_id, user_id))

@@ -9,12 +9,12 @@ from limits import parse
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from shared.settings import CommonSettings
+from shared.settings import HttpServiceSettings
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class IngestSettings(CommonSettings):
+class IngestSettings(HttpServiceSettings):
     """Settings of the write path."""
 
     host: str = Field("127.0.0.1", description="Interface the ingest service binds.")
@@ -24,7 +24,6 @@ class IngestSettings(CommonSettings):
         2.0, gt=0, le=30, description="Longest wait for Kafka's ack before answering 503."
     )
     linger_ms: int = Field(2, ge=0, le=100, description="Producer linger for batching.")
-    allowed_origins: str = Field("*", description="CORS allow-list, comma-separated.")
     rate_limit_ip: str = Field(
         "600/minute", description="Writes allowed per client IP (limits notation)."
     )
@@ -64,8 +63,3 @@ class IngestSettings(CommonSettings):
                 if cidr.strip()
             )
         return value
-
-    @property
-    def origins(self) -> list[str]:
-        """The CORS allow-list as a list."""
-        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]

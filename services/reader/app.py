@@ -13,8 +13,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Final, Literal
 
 import orjson
-from fastapi import FastAPI, Path, Query, Request
-from fastapi.middleware.cors import CORSMiddleware
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import ORJSONResponse, Response
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
@@ -26,18 +25,25 @@ from services.reader.cache import Counts, TallyCache
 from services.reader.config import ReaderSettings
 from services.reader.live import SSE_MESSAGES, ChangeFeed, Mailbox
 from services.reader.trending import MAX_LIMIT, Trending
-from shared.events import (
-    ARTICLE_ID_MESSAGE,
-    ARTICLE_ID_PATTERN,
-    USER_ID_MESSAGE,
-    USER_ID_PATTERN,
-    valid_article_id,
-    valid_user_id,
+from shared.events import ARTICLE_ID_MESSAGE, valid_article_id
+from shared.http import (
+    ApiError,
+    ContractCors,
+    ErrorBody,
+    install_error_handlers,
+    ops_router,
+    redis_reachable,
 )
-from shared.http import ApiError, install_error_handlers, ops_router
 from shared.metrics import RequestMetrics
+from shared.params import ArticleIdPath, UserIdQuery, check_article_id, check_user_id
 from shared.reactions import ReactionSet
-from shared.tallies import connect_redis, counts_key, parse_reader_state, readers_key
+from shared.tallies import (
+    connect_redis,
+    counts_key,
+    parse_counts,
+    parse_reader_state,
+    readers_key,
+)
 
 STATIC_DIR: Final = FilePath(__file__).parent / "static"
 MAX_BULK_IDS: Final = 100
@@ -51,17 +57,6 @@ WIDGET_CACHE: Final = "public, max-age=300"
 SSE_INTERVAL_S: Final = 0.25
 # A client whose socket accepts nothing for this long is dropped.
 SSE_SEND_TIMEOUT_S: Final = 30.0
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(examples=["invalid_article_id"])
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """The one error shape of every service."""
-
-    error: ErrorDetail
 
 
 class TallyBody(BaseModel):
@@ -110,20 +105,6 @@ ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     422: {"model": ErrorBody, "description": "Invalid identifier or parameter."},
     503: {"model": ErrorBody, "description": "Redis unavailable; retry (see Retry-After)."},
 }
-ArticleId = Annotated[
-    str,
-    Path(
-        description="1-128 characters of A-Z a-z 0-9 . _ : ~ -",
-        json_schema_extra={"pattern": ARTICLE_ID_PATTERN},
-    ),
-]
-UserId = Annotated[
-    str | None,
-    Query(
-        description="The reader (1-64 characters of A-Z a-z 0-9 . _ ~ -); adds `mine`.",
-        json_schema_extra={"pattern": USER_ID_PATTERN},
-    ),
-]
 
 
 @contextmanager
@@ -138,18 +119,6 @@ def redis_unavailable_as_503() -> Iterator[None]:
             "Tallies are unavailable right now; please retry shortly.",
             {"Retry-After": "1", "Cache-Control": "no-store"},
         ) from exc
-
-
-def check_article_id(article_id: str) -> None:
-    """422 unless the id is valid as on ingest."""
-    if not valid_article_id(article_id):
-        raise ApiError(422, "invalid_article_id", ARTICLE_ID_MESSAGE)
-
-
-def check_user_id(user_id: str | None) -> None:
-    """422 unless the id is absent or valid as on ingest."""
-    if user_id is not None and not valid_user_id(user_id):
-        raise ApiError(422, "invalid_user_id", USER_ID_MESSAGE)
 
 
 def parse_bulk_ids(raw: str) -> list[str]:
@@ -228,7 +197,7 @@ class TallyStore:
             for article_id in article_ids:
                 pipe.hmget(counts_key(article_id), fields)
             rows = await pipe.execute()
-        return [tuple(max(int(v), 0) if v is not None else 0 for v in row) for row in rows]
+        return [parse_counts(row) for row in rows]
 
     async def snapshot(
         self, article_ids: Sequence[str], user_id: str
@@ -248,7 +217,7 @@ class TallyStore:
         counts: list[Counts] = []
         mines: list[str | None] = []
         for row, raw in zip(replies[::2], replies[1::2], strict=True):
-            counts.append(tuple(max(int(v), 0) if v is not None else 0 for v in row))
+            counts.append(parse_counts(row))
             state = parse_reader_state(raw)
             mines.append(state.reaction or None if state else None)
         return counts, mines
@@ -319,8 +288,8 @@ def create_app(settings: ReaderSettings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=[o.strip() for o in settings.allowed_origins.split(",") if o.strip()],
+        ContractCors,
+        allow_origins=settings.origins,
         allow_methods=["GET"],
         allow_credentials=False,
         expose_headers=["ETag"],
@@ -329,11 +298,7 @@ def create_app(settings: ReaderSettings) -> FastAPI:
     app.add_middleware(RequestMetrics)
 
     async def ready(request: Request) -> dict[str, bool]:
-        try:
-            async with asyncio.timeout(1.0):
-                return {"redis": bool(await request.app.state.redis.ping())}
-        except (TimeoutError, RedisError, OSError):
-            return {"redis": False}
+        return {"redis": await redis_reachable(request.app.state.redis)}
 
     app.include_router(ops_router(ready))
 
@@ -343,7 +308,7 @@ def create_app(settings: ReaderSettings) -> FastAPI:
         responses={200: {"model": TallyBody}, 304: {"description": "Not modified."}, **ERRORS},
     )
     async def get_tally(
-        article_id: ArticleId, request: Request, user_id: UserId = None
+        article_id: ArticleIdPath, request: Request, user_id: UserIdQuery = None
     ) -> Response:
         """The zero-filled tally of one article, and the reader's own choice with user_id."""
         check_article_id(article_id)
@@ -363,7 +328,7 @@ def create_app(settings: ReaderSettings) -> FastAPI:
         ids: Annotated[
             str, Query(description="Up to 100 article ids, comma-separated; duplicates ignored.")
         ],
-        user_id: UserId = None,
+        user_id: UserIdQuery = None,
     ) -> Response:
         """Tallies of up to 100 articles (a front page) in one Redis round trip."""
         article_ids = parse_bulk_ids(ids)
@@ -387,7 +352,7 @@ def create_app(settings: ReaderSettings) -> FastAPI:
             **ERRORS,
         },
     )
-    async def stream_tally(article_id: ArticleId, request: Request) -> Response:
+    async def stream_tally(article_id: ArticleIdPath, request: Request) -> Response:
         """Live tallies of one article over Server-Sent Events."""
         check_article_id(article_id)
         feed: ChangeFeed = request.app.state.feed

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import CommonSettings
+from shared.settings import HttpServiceSettings
 
 
-class ReaderSettings(CommonSettings):
+class ReaderSettings(HttpServiceSettings):
     """Settings of the read path."""
 
     host: str = Field("127.0.0.1", description="Interface the reader service binds.")
     reader_port: int = Field(8001, ge=1, le=65535, description="Reader HTTP port.")
     ingest_port: int = Field(8000, ge=1, le=65535, description="Ingest HTTP port.")
-    allowed_origins: str = Field("*", description="CORS allow-list, comma-separated.")
     public_ingest_url: str | None = Field(
         None,
         description="Ingest base URL the demo page gives the widget; unset: the demo's own "

@@ -293,6 +293,23 @@ async def test_redis_down_gives_503_in_the_error_shape(start_service: ServiceFac
         assert (await http.get("/readyz")).status_code == 503
 
 
+async def test_cors_preflights(start_service: ServiceFactory) -> None:
+    allowed = "https://news.example"
+    reader = start_service("reader", env={"REACTIONS_ALLOWED_ORIGINS": allowed})
+    async with httpx.AsyncClient(base_url=reader.url, timeout=10) as http:
+        url = "/v1/reactions?ids=a,b"
+        granted = await http.options(
+            url, headers={"origin": allowed, "access-control-request-method": "GET"}
+        )
+        assert granted.status_code == 200, granted.text
+        assert granted.headers["access-control-allow-origin"] == allowed
+        refused = await http.options(
+            url, headers={"origin": "https://evil.example", "access-control-request-method": "GET"}
+        )
+        assert_error(refused, 400, "cors_rejected")
+        assert "access-control-allow-origin" not in refused.headers
+
+
 async def test_bulk_etag_gives_304(http: httpx.AsyncClient, redis: Redis) -> None:
     await redis.hset(counts_key("p1"), "funny", 2)
     first = await http.get("/v1/reactions", params={"ids": "p1,p2"})
