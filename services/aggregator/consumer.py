@@ -37,28 +37,30 @@ from redis.exceptions import NoScriptError, RedisError
 
 from services.aggregator import metrics
 from services.aggregator.config import AggregatorSettings
+from services.aggregator.scripts import (
+    MAX_EVENTS_PER_CALL,
+    ApplyReply,
+    apply_event_line,
+    apply_script,
+    evalsha_command,
+    evalsha_many,
+    parse_apply_reply,
+    positions_script,
+    run_pipelined,
+    trend_script,
+)
 from shared.events import InvalidEvent, ReactionEvent, decode_fields, partition_for, record_key
 from shared.kafka import new_producer
 from shared.logs import get_logger
 from shared.tallies import (
     CHANGES_CHANNEL,
-    MAX_EVENTS_PER_CALL,
     TREND_BUCKET_SECONDS,
     TREND_TTL_SECONDS,
-    ApplyReply,
-    apply_event_line,
-    apply_script,
     counts_key,
     epoch_key,
-    evalsha_command,
-    evalsha_many,
-    parse_apply_reply,
     position_key,
-    positions_script,
     readers_key,
-    run_pipelined,
     trend_key,
-    trend_script,
 )
 
 log = get_logger(__name__)

@@ -11,8 +11,9 @@ from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
 from services.aggregator.consumer import BatchApplier, RedisLostData
+from services.aggregator.scripts import MAX_EVENTS_PER_CALL
 from shared.events import ReactionEvent, partition_for
-from shared.tallies import MAX_EVENTS_PER_CALL, epoch_key, position_key, readers_key
+from shared.tallies import epoch_key, position_key, readers_key
 from tests.aggregator.conftest import counts
 
 PARTITIONS = 4
