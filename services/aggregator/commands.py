@@ -11,8 +11,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 from tqdm import tqdm
 
+from services.aggregator.applier import REBUILD, BatchApplier
 from services.aggregator.config import AggregatorSettings
-from services.aggregator.consumer import BatchApplier
 from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_user_id
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import get_logger
@@ -97,7 +97,7 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
             partitions=settings.partitions,
             reactions=frozenset(settings.types),
             stop=asyncio.Event(),
-            side_effects=False,
+            mode=REBUILD,
         )
         await applier.load_scripts()
         starts = await consumer.beginning_offsets(list(ends))

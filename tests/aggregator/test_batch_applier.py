@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
-from services.aggregator.consumer import BatchApplier, RedisLostData
+from services.aggregator.applier import REBUILD, BatchApplier, RedisLostData
 from services.aggregator.scripts import MAX_EVENTS_PER_CALL
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import epoch_key, position_key, readers_key
@@ -28,7 +28,7 @@ def new_applier(redis: Redis, topic: str) -> BatchApplier:
         partitions=PARTITIONS,
         reactions=frozenset({"love", "wow"}),
         stop=asyncio.Event(),
-        side_effects=False,
+        mode=REBUILD,
     )
 
 
