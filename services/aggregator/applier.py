@@ -15,8 +15,8 @@ command. Order inside one batch, and why:
    trending deltas and one PUBLISH of the changed article ids;
 5. the Kafka commit (for lag tooling; Redis positions decide where to resume).
 
-Every Redis and Kafka step is retried until it succeeds (`BatchApplier.retry`). The live
-loop overlaps batches: N+1 is fetched and decoded while N is in Redis, and N's steps 4-5 run
+Every Redis and Kafka step goes through the one retry policy (`retry.py`). The live loop
+overlaps batches: N+1 is fetched and decoded while N is in Redis, and N's steps 4-5 run
 while N+1's events are applied (see `Aggregator.run`).
 """
 
@@ -26,19 +26,27 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from functools import partial
+from typing import Any, Final
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from services.aggregator import metrics
 from services.aggregator.decode import ArticleBatch, Batch, DecodedBatch, Decoder
+from services.aggregator.retry import (
+    APPLY,
+    CORRECTIVE,
+    DEAD_LETTER,
+    FINISH,
+    SCRIPT_LOAD,
+    BatchContext,
+    RetryPolicy,
+)
 from services.aggregator.scripts import (
     MAX_EVENTS_PER_CALL,
     ApplyReply,
@@ -65,7 +73,6 @@ from shared.tallies import (
 
 log = get_logger(__name__)
 
-T = TypeVar("T")
 ALL: Final = "all"
 
 
@@ -73,14 +80,6 @@ class RedisLostData(Exception):
     """The Redis epoch marker vanished or changed under a running aggregator: Redis was
     wiped or replaced (restarted without its AOF, flushed, failed over to an empty node).
     Every assigned partition must be replayed; the batch in hand is dropped."""
-
-
-class BatchAbandoned(Exception):
-    """Shutdown was requested while a batch waited on Redis or Kafka.
-
-    Nothing after the failed step was recorded (no position, no commit), so the batch is
-    read again by whoever owns the partition next; the fences make that safe.
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +111,7 @@ class BatchReport:
     """What one applied batch did; positions are the next offsets to read per partition."""
 
     positions: dict[TopicPartition, int]
+    context: BatchContext
     outcomes: dict[str, int] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
     correctives: int = 0
@@ -132,7 +132,7 @@ class BatchApplier:
         dlq_topic: str,
         partitions: int,
         reactions: frozenset[str],
-        stop: asyncio.Event,
+        retry: RetryPolicy,
         mode: ApplyMode,
     ) -> None:
         if mode.produces and producer is None:
@@ -145,7 +145,7 @@ class BatchApplier:
         self.producer = producer
         self.topic = topic
         self.dlq_topic = dlq_topic
-        self.stop = stop
+        self.retry = retry
         self.mode = mode
         self.decoder = Decoder(reactions, partitions)
         self._apply = apply_script(redis)
@@ -154,9 +154,10 @@ class BatchApplier:
 
     async def load_scripts(self) -> None:
         """Load the Lua scripts so the pipelines can call them by SHA."""
-        await self.retry(lambda: self.redis.script_load(self._apply.script), "script_load")
-        await self.retry(lambda: self.redis.script_load(self._trend.script), "script_load")
-        await self.retry(lambda: self.redis.script_load(self._positions.script), "script_load")
+        context = BatchContext(self.topic)
+        for script in (self._apply, self._trend, self._positions):
+            load = partial(self.redis.script_load, script.script)
+            await self.retry.run(load, SCRIPT_LOAD, context)
 
     async def check_epoch(self) -> None:
         """Raise RedisLostData when the Redis epoch marker is not the one seen before.
@@ -190,15 +191,16 @@ class BatchApplier:
     async def apply_events(self, decoded: DecodedBatch) -> BatchReport:
         """Steps 1-3 of a batch: dead letters, the fenced applies, correctives."""
         started = time.perf_counter()
-        report = BatchReport(decoded.positions, articles=list(decoded.by_article))
+        context = decoded.context(self.topic)
+        report = BatchReport(decoded.positions, context, articles=list(decoded.by_article))
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
-            await self.retry(lambda: self._dead_letter(dead), "dead_letter")
-        replies = await self.retry(lambda: self._apply_articles(by_article), "apply")
+            await self.retry.run(lambda: self._dead_letter(dead), DEAD_LETTER, context)
+        replies = await self.retry.run(lambda: self._apply_articles(by_article), APPLY, context)
         correctives = _fold_replies(report, by_article, replies)
         report.outcomes["dead_lettered"] = len(dead)
         if correctives and self.mode.correctives:
-            await self.retry(lambda: self._append_correctives(correctives), "corrective")
+            await self.retry.run(lambda: self._append_correctives(correctives), CORRECTIVE, context)
             report.correctives = len(correctives)
 
         applied_at = time.time()
@@ -215,7 +217,7 @@ class BatchApplier:
 
     async def finish(self, report: BatchReport, epoch: bytes | str | None) -> None:
         """Step 4 of a batch: positions (under `epoch`, when given), trending, notification."""
-        await self.retry(lambda: self._finish(report, epoch), "finish")
+        await self.retry.run(lambda: self._finish(report, epoch), FINISH, report.context)
 
     async def forget(self, articles: list[str]) -> None:
         """Delete articles applied to a Redis that lost its data: the replay rebuilds them.
@@ -346,20 +348,6 @@ class BatchApplier:
             return ("MSET", *(item for pair in positions.items() for item in pair))
         keys = (epoch_key(self.topic), *positions)
         return evalsha_command(self._positions.sha, keys, (epoch, *positions.values()))
-
-    async def retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
-        """Retry `op` with backoff until it succeeds, never skipping ahead; give up on stop."""
-        delay = 0.05
-        while True:
-            try:
-                return await op()
-            except (RedisError, KafkaError, OSError) as exc:
-                metrics.REDIS_RETRIES.inc()
-                log.warning("retry", step=what, error=repr(exc), retry_in_s=delay)
-            if self.stop.is_set():
-                raise BatchAbandoned(what)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
 
 def _fold_replies(

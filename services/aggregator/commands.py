@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from services.aggregator.applier import REBUILD, BatchApplier
 from services.aggregator.config import AggregatorSettings
+from services.aggregator.retry import RetryPolicy
 from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_user_id
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import get_logger
@@ -96,7 +97,7 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
             dlq_topic=settings.dlq_topic,
             partitions=settings.partitions,
             reactions=frozenset(settings.types),
-            stop=asyncio.Event(),
+            retry=RetryPolicy(asyncio.Event()),
             mode=REBUILD,
         )
         await applier.load_scripts()

@@ -3,7 +3,7 @@ position, fetches batches and hands them to the applier (`applier.py`, where the
 of a batch reads top to bottom), commits, and shuts down cleanly.
 
 The member knows the group (assignments, rebalances, generations) and the order of batches;
-the applier knows records, scripts and fences, and retries the steps that call Redis or Kafka.
+the applier knows records, scripts and fences. Both retry through `retry.py`.
 """
 
 from __future__ import annotations
@@ -13,19 +13,22 @@ from functools import partial
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
 from services.aggregator import metrics
-from services.aggregator.applier import (
-    LIVE,
-    BatchAbandoned,
-    BatchApplier,
-    BatchReport,
-    RedisLostData,
-)
+from services.aggregator.applier import LIVE, BatchApplier, BatchReport, RedisLostData
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.decode import DecodedBatch
+from services.aggregator.retry import (
+    EPOCH,
+    FORGET,
+    POSITION,
+    BatchAbandoned,
+    BatchContext,
+    RetryPolicy,
+    error_fields,
+)
 from shared.kafka import new_producer
 from shared.logs import get_logger
 from shared.tallies import position_key
@@ -71,6 +74,7 @@ class Aggregator:
         self.redis = redis
         self.consumer: Any = None
         self.stop_requested = asyncio.Event()
+        self.retry = RetryPolicy(self.stop_requested)
         # The producer of dead letters and correctives: built here, unstarted, so that the
         # applier holds it from the first; `start` and `stop` run it.
         self.producer: Any = new_producer(settings.kafka_bootstrap, linger_ms=5)
@@ -81,7 +85,7 @@ class Aggregator:
             dlq_topic=settings.dlq_topic,
             partitions=settings.partitions,
             reactions=frozenset(settings.types),
-            stop=self.stop_requested,
+            retry=self.retry,
             mode=LIVE,
         )
         self.batch_lock = asyncio.Lock()
@@ -95,7 +99,7 @@ class Aggregator:
         """Start the producer (dead letters, correctives) and join the consumer group."""
         await self.producer.start()
         await self.applier.load_scripts()
-        await self.applier.retry(self.applier.check_epoch, "epoch")
+        await self.retry.run(self.applier.check_epoch, EPOCH, BatchContext(self.settings.topic))
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.group_id,
@@ -149,7 +153,8 @@ class Aggregator:
 
     async def _seek_to_resume_position(self, tp: TopicPartition) -> None:
         key = position_key(tp.topic, tp.partition)
-        position = await self.applier.retry(partial(self.redis.get, key), "position")
+        context = BatchContext(tp.topic, (tp.partition,))
+        position = await self.retry.run(partial(self.redis.get, key), POSITION, context)
         if position is not None:
             self.consumer.seek(tp, int(position))
             return
@@ -254,7 +259,7 @@ class Aggregator:
             try:
                 report = await self.applier.apply_events(decoded)
             except BatchAbandoned as exc:
-                log.info("batch_abandoned_for_shutdown", step=str(exc))
+                exc.log()
                 return False
             # This batch's positions may only follow the previous batch's.
             if not await self.settle_tail():
@@ -263,7 +268,7 @@ class Aggregator:
                 # The previous batch found Redis emptied (and began the replay) while this
                 # one was applied, perhaps onto the emptied Redis.
                 forget = partial(self.applier.forget, report.articles)
-                await self.applier.retry(forget, "forget")
+                await self.retry.run(forget, FORGET, report.context)
                 return True
             self.tail = asyncio.create_task(self._finish_batch(report, epoch))
             return True
@@ -280,7 +285,7 @@ class Aggregator:
         try:
             await tail
         except BatchAbandoned as exc:
-            log.info("batch_abandoned_for_shutdown", step=str(exc))
+            exc.log()
             return False
         except RedisLostData as exc:
             if replay:
@@ -289,22 +294,17 @@ class Aggregator:
 
     async def _finish_batch(self, report: BatchReport, epoch: bytes | str | None) -> None:
         await self.applier.finish(report, epoch)
-        await self._commit(report.positions)
+        await self._commit(report)
         for tp, position in report.positions.items():
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
 
-    async def _commit(self, positions: dict[TopicPartition, int]) -> None:
+    async def _commit(self, report: BatchReport) -> None:
         try:
-            await self.consumer.commit(positions)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group rebalanced under us. Nothing is lost or doubled: the Redis
-            # positions are the truth and the next owner resumes from them.
-            log.warning(
-                "commit_failed",
-                error=repr(exc),
-                partitions={tp.partition: p for tp, p in positions.items()},
-            )
+            await self.consumer.commit(report.positions)
         except KafkaError as exc:
-            log.warning("commit_failed", error=repr(exc))
+            # Not retried: the Redis positions, not Kafka's offsets, are the truth and the
+            # next owner resumes from them. (Mostly CommitFailedError or IllegalStateError:
+            # the group rebalanced under us.)
+            log.warning("commit_failed", **error_fields(exc), **report.context.fields())

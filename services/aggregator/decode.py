@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from services.aggregator.retry import BatchContext
 from services.aggregator.scripts import apply_event_line
 from shared.events import InvalidEvent, decode_fields, partition_for
 
@@ -32,6 +33,7 @@ class DecodedBatch:
     by_article: dict[str, ArticleBatch]
     dead: list[tuple[ConsumerRecord, InvalidEvent]]
     size: int
+    first: dict[TopicPartition, int] = field(default_factory=dict)  # for log lines
 
     def only(self, owned: set[TopicPartition]) -> DecodedBatch:
         """The part of the batch on partitions this member still owns."""
@@ -43,6 +45,13 @@ class DecodedBatch:
             {a: b for a, b in self.by_article.items() if b.partition in partitions},
             [(r, e) for r, e in self.dead if r.partition in partitions],
             self.size,
+            {tp: n for tp, n in self.first.items() if tp in owned},
+        )
+
+    def context(self, topic: str) -> BatchContext:
+        """Topic, partitions and offset ranges of the batch, for its log lines."""
+        return BatchContext.of_ranges(
+            topic, {tp.partition: (self.first[tp], n - 1) for tp, n in self.positions.items()}
         )
 
 
@@ -89,6 +98,7 @@ class Decoder:
                 article.lines.append(apply_event_line(record.offset, user_id, reaction, client_ts))
         for tp, records in batch.items():
             if records:
+                into.first.setdefault(tp, records[0].offset)
                 into.positions[tp] = records[-1].offset + 1
                 into.size += len(records)
         return into

@@ -11,6 +11,7 @@ from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
 from services.aggregator.applier import REBUILD, BatchApplier, RedisLostData
+from services.aggregator.retry import RetryPolicy
 from services.aggregator.scripts import MAX_EVENTS_PER_CALL
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import epoch_key, position_key, readers_key
@@ -27,7 +28,7 @@ def new_applier(redis: Redis, topic: str) -> BatchApplier:
         dlq_topic=f"{topic}.dlq",
         partitions=PARTITIONS,
         reactions=frozenset({"love", "wow"}),
-        stop=asyncio.Event(),
+        retry=RetryPolicy(asyncio.Event()),
         mode=REBUILD,
     )
 
