@@ -125,15 +125,7 @@ EventFields = tuple[str, Op, str, str, str | None, int, int | None]
 def decode_fields(raw: bytes | None, known_reactions: frozenset[str] | None = None) -> EventFields:
     """`decode_event` without building the event: (event_id, op, article_id, user_id,
     reaction, ts, client_ts), for the aggregator's hot path."""
-    if raw is None:
-        raise InvalidEvent("tombstone", "record has no value")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent("bad_json", str(exc)) from None
-    if type(body) is not dict:
-        raise InvalidEvent("bad_json", "value is not a JSON object")
-    get = body.get
+    get = _json_object(raw).get
     if get("v") != SCHEMA_VERSION:
         raise InvalidEvent("unknown_version", f"v={get('v')!r}")
     event_id = get("event_id")
@@ -163,6 +155,19 @@ def decode_fields(raw: bytes | None, known_reactions: frozenset[str] | None = No
     if op == "clear":
         return event_id, "clear", article_id, user_id, None, ts, client_ts
     raise InvalidEvent("bad_op", f"op={op!r}")
+
+
+def _json_object(raw: bytes | None) -> dict[str, object]:
+    """The record value as a JSON object, or InvalidEvent (a tombstone, bad JSON)."""
+    if raw is None:
+        raise InvalidEvent("tombstone", "record has no value")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("bad_json", str(exc)) from None
+    if type(body) is not dict:
+        raise InvalidEvent("bad_json", "value is not a JSON object")
+    return body
 
 
 def murmur2(data: bytes) -> int:

@@ -13,13 +13,8 @@ from redis.asyncio import Redis
 from bench.backlog import Workload, generate
 from bench.context import Context
 from bench.stats import Figure, Row, Target, paired_ratios
-from shared.tallies import (
-    MAX_EVENTS_PER_CALL,
-    apply_event_line,
-    apply_script,
-    counts_key,
-    readers_key,
-)
+from services.aggregator.scripts import MAX_EVENTS_PER_CALL, apply_event_line, apply_script
+from shared.tallies import counts_key, readers_key
 
 MEMORY_DB = 2
 SAMPLE_ARTICLES = 2000

@@ -11,8 +11,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 from tqdm import tqdm
 
+from services.aggregator.applier import REBUILD, BatchApplier
 from services.aggregator.config import AggregatorSettings
-from services.aggregator.consumer import BatchApplier
+from services.aggregator.retry import RetryPolicy
 from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_user_id
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import get_logger
@@ -96,8 +97,8 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
             dlq_topic=settings.dlq_topic,
             partitions=settings.partitions,
             reactions=frozenset(settings.types),
-            stop=asyncio.Event(),
-            side_effects=False,
+            retry=RetryPolicy(asyncio.Event()),
+            mode=REBUILD,
         )
         await applier.load_scripts()
         starts = await consumer.beginning_offsets(list(ends))

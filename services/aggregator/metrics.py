@@ -22,8 +22,9 @@ BATCH_SIZE: Final = Histogram(
 )
 APPLY_SECONDS: Final = Histogram(
     "reactions_aggregator_apply_seconds",
-    "Time to apply one batch to Redis: decode, Lua calls, dead letters and correctives, "
-    "positions, trending and notification.",
+    "Time of one batch's apply step: its dead letters, its fenced Lua applies and its "
+    "corrective records, retries included. Not decoding, nor the positions, trending and "
+    "notification written after it.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 END_TO_END_SECONDS: Final = Histogram(
@@ -42,10 +43,14 @@ REPLAYS: Final = Counter(
     "Partitions replayed from the earliest offset because Redis lost the resume position "
     "while Kafka still had a committed offset for the group.",
 )
-REDIS_RETRIES: Final = Counter(
-    "reactions_aggregator_redis_retries_total",
-    "Redis (or Kafka produce) operations retried after an error; the same batch is retried.",
+RETRIES: Final = Counter(
+    "reactions_aggregator_retries_total",
+    "Steps retried after an error, by the dependency that failed (redis or kafka); the same "
+    "batch is retried, never skipped.",
+    ["dependency"],
 )
+for _dependency in ("redis", "kafka"):
+    RETRIES.labels(_dependency)
 CORRECTIVES: Final = Counter(
     "reactions_aggregator_corrective_records_total",
     "Corrective records appended to the topic to restate a reader's state after a stale event.",

@@ -10,9 +10,11 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
-from services.aggregator.consumer import BatchApplier, RedisLostData
+from services.aggregator.applier import REBUILD, BatchApplier, RedisLostData
+from services.aggregator.retry import RetryPolicy
+from services.aggregator.scripts import MAX_EVENTS_PER_CALL
 from shared.events import ReactionEvent, partition_for
-from shared.tallies import MAX_EVENTS_PER_CALL, epoch_key, position_key, readers_key
+from shared.tallies import epoch_key, position_key, readers_key
 from tests.aggregator.conftest import counts
 
 PARTITIONS = 4
@@ -26,8 +28,8 @@ def new_applier(redis: Redis, topic: str) -> BatchApplier:
         dlq_topic=f"{topic}.dlq",
         partitions=PARTITIONS,
         reactions=frozenset({"love", "wow"}),
-        stop=asyncio.Event(),
-        side_effects=False,
+        retry=RetryPolicy(asyncio.Event()),
+        mode=REBUILD,
     )
 
 

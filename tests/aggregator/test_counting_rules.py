@@ -20,13 +20,8 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from deploy.stack import RedisServer
-from shared.tallies import (
-    FENCE_FIELD,
-    apply_event_line,
-    counts_key,
-    parse_apply_reply,
-    readers_key,
-)
+from services.aggregator.scripts import apply_event_line, parse_apply_reply
+from shared.tallies import FENCE_FIELD, counts_key, readers_key
 from tests.aggregator.model import ArticleModel, Event
 
 ARTICLES = ("a0", "a1", "a2", "a3")

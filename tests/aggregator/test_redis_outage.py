@@ -41,11 +41,13 @@ async def test_a_redis_outage_retries_the_same_batch(
         await asyncio.to_thread(own_redis.stop)  # a clean stop: the AOF keeps everything
         for i in range(60):
             await send("set", f"a{i % 6}", f"u{i}", "wow")  # every reader moves
+        retries = "reactions_aggregator_retries_total"
         await eventually(
-            lambda: metric(aggregator.url, "reactions_aggregator_redis_retries_total"),
+            lambda: metric(aggregator.url, retries, {"dependency": "redis"}),
             lambda n: n > 0,
-            what="retries while Redis is down",
+            what="Redis retries while Redis is down",
         )
+        assert await metric(aggregator.url, retries, {"dependency": "kafka"}) == 0
         await asyncio.to_thread(own_redis.start)
         await redis.aclose()
         redis = Redis.from_url(own_redis.url, decode_responses=True)

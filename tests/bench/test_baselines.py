@@ -7,7 +7,8 @@ from importlib import resources
 from redis.asyncio import Redis
 
 from bench.wrk import run_wrk
-from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
+from services.aggregator.scripts import apply_event_line, apply_script
+from shared.tallies import counts_key, readers_key
 from tests.conftest import ServiceFactory
 
 VOTES = [("u1", "love"), ("u2", "like"), ("u1", "wow"), ("u3", "love"), ("u2", "love")]

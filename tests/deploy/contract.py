@@ -14,49 +14,71 @@ class ContractMetric(NamedTuple):
     kind: str  # counter | gauge | histogram
     service: str  # ingest | aggregator | reader | http (every HTTP service)
     meaning: str
+    labels: tuple[str, ...] = ()  # the label names of its series (histograms add `le`)
 
 
 CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
     "reactions_http_requests_total": ContractMetric(
-        "counter", "http", "HTTP requests answered, by route template, method and status."
+        "counter",
+        "http",
+        "HTTP requests answered, by route template, method and status.",
+        ("route", "method", "status"),
     ),
     "reactions_http_request_duration_seconds": ContractMetric(
-        "histogram", "http", "Time from request start to response start, by route template."
+        "histogram",
+        "http",
+        "Time from request start to response start, by route template.",
+        ("route",),
     ),
     "reactions_ingest_publish_seconds": ContractMetric(
         "histogram", "ingest", "Time from produce to Kafka's acknowledgement (acks=all)."
     ),
     "reactions_ingest_kafka_errors_total": ContractMetric(
-        "counter", "ingest", "Kafka trouble by kind: publishes answered 503, producer recreations."
+        "counter",
+        "ingest",
+        "Kafka trouble by kind: publishes answered 503, producer recreations.",
+        ("kind",),
     ),
     "reactions_ingest_rate_limited_total": ContractMetric(
-        "counter", "ingest", "Writes refused with 429, by scope (ip or reader)."
+        "counter", "ingest", "Writes refused with 429, by scope (ip or reader).", ("scope",)
     ),
     "reactions_ingest_events_total": ContractMetric(
-        "counter", "ingest", "Events accepted (acknowledged by Kafka), by op (set or clear)."
+        "counter",
+        "ingest",
+        "Events accepted (acknowledged by Kafka), by op (set or clear).",
+        ("op",),
     ),
     "reactions_aggregator_events_total": ContractMetric(
         "counter",
         "aggregator",
         "Events consumed, by outcome: applied, noop, duplicate, stale, dead_lettered.",
+        ("outcome",),
     ),
     "reactions_aggregator_batch_size": ContractMetric(
         "histogram", "aggregator", "Events per batch taken from Kafka."
     ),
     "reactions_aggregator_apply_seconds": ContractMetric(
-        "histogram", "aggregator", "Time of one fenced Lua apply in Redis."
+        "histogram",
+        "aggregator",
+        "Time of a batch's dead letters, fenced Lua applies and correctives (not positions).",
     ),
     "reactions_aggregator_end_to_end_seconds": ContractMetric(
         "histogram", "aggregator", "From the event's server timestamp to applied in Redis."
     ),
     "reactions_aggregator_consumer_lag": ContractMetric(
-        "gauge", "aggregator", "Records not yet consumed (highwater minus position), by partition."
+        "gauge",
+        "aggregator",
+        "Records not yet consumed (highwater minus position), by partition.",
+        ("partition",),
     ),
     "reactions_aggregator_replays_total": ContractMetric(
         "counter", "aggregator", "Partition replays from the earliest offset started."
     ),
-    "reactions_aggregator_redis_retries_total": ContractMetric(
-        "counter", "aggregator", "Redis calls retried after an error (same batch, never skipped)."
+    "reactions_aggregator_retries_total": ContractMetric(
+        "counter",
+        "aggregator",
+        "Steps retried after an error, by dependency (same batch, never skipped).",
+        ("dependency",),
     ),
     "reactions_aggregator_corrective_records_total": ContractMetric(
         "counter", "aggregator", "Corrective records appended after ignoring a stale event."
@@ -65,7 +87,10 @@ CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
         "gauge", "aggregator", "Redis used_memory from INFO memory."
     ),
     "reactions_reader_cache_total": ContractMetric(
-        "counter", "reader", "Tally lookups, by result (hit or miss) of the short-lived cache."
+        "counter",
+        "reader",
+        "Tally lookups, by result (hit or miss) of the short-lived cache.",
+        ("result",),
     ),
     "reactions_reader_sse_clients": ContractMetric(
         "gauge", "reader", "Open SSE streams on this process."

@@ -118,18 +118,45 @@ def test_every_contract_metric_is_exported(running_stack: RunningStack) -> None:
     assert not missing, f"contract metrics exported by no service: {missing}"
 
 
+def test_exported_series_carry_the_contract_labels(running_stack: RunningStack) -> None:
+    """Every sample of a contract family has exactly the labels the contract names."""
+    wrong: dict[str, list[str]] = {}
+    for name in SERVICE_NAMES:
+        for family in text_string_to_metric_families(running_stack.metrics_text(name)):
+            declared = family.name + "_total" if family.type == "counter" else family.name
+            metric = CONTRACT_METRICS.get(declared)
+            if metric is None:
+                continue
+            for sample in family.samples:
+                labels = set(sample.labels) - {"le"}
+                if labels != set(metric.labels):
+                    wrong[sample.name] = sorted(labels)
+    assert not wrong, f"labels other than the contract's: {wrong}"
+
+
+def label_values(running_stack: RunningStack, counter: str, label: str) -> set[str | None]:
+    """The values of `label` on the aggregator's series of `counter` (a `_total` name)."""
+    families = text_string_to_metric_families(running_stack.metrics_text("aggregator"))
+    return {
+        sample.labels.get(label)
+        for family in families
+        if family.name == counter.removesuffix("_total")
+        for sample in family.samples
+        if sample.name == counter
+    }
+
+
 def test_alerted_outcome_series_exist_before_their_first_event(
     running_stack: RunningStack,
 ) -> None:
     """increase() cannot see a counter's first event when its series is born at 1, so the
     dead-letter alert needs every outcome's series created at 0 when the aggregator starts."""
-    families = text_string_to_metric_families(running_stack.metrics_text("aggregator"))
-    outcomes = {
-        sample.labels.get("outcome")
-        for family in families
-        if family.name == "reactions_aggregator_events"
-        for sample in family.samples
-        if sample.name == "reactions_aggregator_events_total"
-    }
+    outcomes = label_values(running_stack, "reactions_aggregator_events_total", "outcome")
     expected = {"applied", "noop", "duplicate", "stale", "dead_lettered"}
     assert expected <= outcomes, f"no series yet for outcomes: {sorted(expected - outcomes)}"
+
+
+def test_retry_series_exist_before_the_first_retry(running_stack: RunningStack) -> None:
+    """The same for the retries the dashboard shows by dependency."""
+    dependencies = label_values(running_stack, "reactions_aggregator_retries_total", "dependency")
+    assert dependencies == {"redis", "kafka"}

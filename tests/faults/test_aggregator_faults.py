@@ -62,12 +62,19 @@ async def test_aggregator_killed_mid_batch_recounts_nothing(rig: Rig) -> None:
         beyond = await pause_mid_batch(rig, aggregator)
         aggregator.kill()
         killed_at = time.monotonic()
+        # The kill must land mid-batch: the articles caught applied beyond their stored
+        # positions are still so once the process is gone (had it run on between the look
+        # at Redis and the SIGKILL, it could have stored the positions meanwhile).
+        left = await applied_beyond_position(rig.redis, rig.topic, PARTITIONS)
+        assert set(beyond) <= set(left), (
+            f"the kill landed after the batch's positions were stored: {sorted(beyond)} "
+            f"were applied beyond their positions, only {sorted(left)} are left"
+        )
         await wait_for_outcomes(traffic, 200, since=killed_at)
         restarted = await rig.launch("aggregator")
         await wait_for_outcomes(traffic, 200, since=time.monotonic())
     report = await rig.oracle(traffic.outcomes)
     assert report.accepted > 1900
-    assert beyond, "the kill landed after a batch was applied but before its positions"
     # The restart replayed the batch from the stored positions; the fences skipped it.
     duplicates = await metric_value(
         restarted.url, "reactions_aggregator_events_total", {"outcome": "duplicate"}

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from deploy.stack import RedisServer
+from services.aggregator.scripts import apply_event_line, apply_script
 from shared.events import ReactionEvent, partition_for
-from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
+from shared.tallies import counts_key, readers_key
 from tests.faults.conftest import Rig
 from tests.faults.harness import (
     Outcome,

@@ -1,0 +1,380 @@
+"""A batch's way into Redis: decode → group by article → one fenced Lua call per article →
+positions, trending, notify. The Kafka commit that ends it is the member's (`consumer.py`).
+
+`BatchApplier` is the hot path, shared by the live consumer-group member and the `rebuild`
+command. Order inside one batch, and why:
+
+1. decode every record and group the events by article (`decode.py`); undecodable ones go
+   to the dead-letter topic (acknowledged before the position moves past them, so none is
+   lost);
+2. one non-transactional pipeline with one fenced Lua call per article chunk — the fence
+   makes a retry of a half-applied pipeline, a replay or a zombie consumer harmless;
+3. corrective records for stale events, acknowledged by Kafka before the position moves;
+4. one more pipeline: resume positions (only now, so they never run ahead of the applies,
+   and only if the Redis epoch marker is unchanged, so never onto an emptied Redis),
+   trending deltas and one PUBLISH of the changed article ids;
+5. the Kafka commit (for lag tooling; Redis positions decide where to resume).
+
+Every Redis and Kafka step goes through the one retry policy (`retry.py`). The live loop
+overlaps batches: N+1 is fetched and decoded while N is in Redis, and N's steps 4-5 run
+while N+1's events are applied (see `Aggregator.run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final
+
+import orjson
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import NoScriptError
+
+from services.aggregator import metrics
+from services.aggregator.decode import ArticleBatch, Batch, DecodedBatch, Decoder
+from services.aggregator.retry import (
+    APPLY,
+    CORRECTIVE,
+    DEAD_LETTER,
+    FINISH,
+    SCRIPT_LOAD,
+    BatchContext,
+    RetryPolicy,
+)
+from services.aggregator.scripts import (
+    MAX_EVENTS_PER_CALL,
+    ApplyReply,
+    apply_script,
+    evalsha_command,
+    evalsha_many,
+    parse_apply_reply,
+    positions_script,
+    run_pipelined,
+    trend_script,
+)
+from shared.events import InvalidEvent, ReactionEvent, record_key
+from shared.logs import get_logger
+from shared.tallies import (
+    CHANGES_CHANNEL,
+    TREND_BUCKET_SECONDS,
+    TREND_TTL_SECONDS,
+    counts_key,
+    epoch_key,
+    position_key,
+    readers_key,
+    trend_key,
+)
+
+log = get_logger(__name__)
+
+ALL: Final = "all"
+
+
+class RedisLostData(Exception):
+    """The Redis epoch marker vanished or changed under a running aggregator: Redis was
+    wiped or replaced (restarted without its AOF, flushed, failed over to an empty node).
+    Every assigned partition must be replayed; the batch in hand is dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyMode:
+    """What applying a batch writes besides the counts, the fences and the positions."""
+
+    dead_letters: bool  # invalid records to the dead-letter topic
+    correctives: bool  # corrective records to the topic after stale events
+    trending: bool  # the batch's net deltas to the per-minute trending buckets
+    notifications: bool  # one PUBLISH of the articles whose counts changed
+
+    @property
+    def produces(self) -> bool:
+        """True when the mode writes to Kafka, so the applier needs a producer."""
+        return self.dead_letters or self.correctives
+
+
+# The consumer-group member: everything.
+LIVE: Final = ApplyMode(dead_letters=True, correctives=True, trending=True, notifications=True)
+# `rebuild` replays a log whose dead letters and correctives were written live, and whose
+# history is not news: counts, fences and positions only.
+REBUILD: Final = ApplyMode(
+    dead_letters=False, correctives=False, trending=False, notifications=False
+)
+
+
+@dataclass
+class BatchReport:
+    """What one applied batch did; positions are the next offsets to read per partition."""
+
+    positions: dict[TopicPartition, int]
+    context: BatchContext
+    outcomes: dict[str, int] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+    correctives: int = 0
+    # For the finishing step: every article applied to, and the trending deltas.
+    articles: list[str] = field(default_factory=list)
+    trends: dict[str, list[str | int]] = field(default_factory=dict)
+
+
+class BatchApplier:
+    """Applies batches of records to the Redis view; used by the live loop and by `rebuild`."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        producer: Any,  # None when the mode produces nothing
+        *,
+        topic: str,
+        dlq_topic: str,
+        partitions: int,
+        reactions: frozenset[str],
+        retry: RetryPolicy,
+        mode: ApplyMode,
+    ) -> None:
+        if mode.produces and producer is None:
+            raise ValueError("dead letters and correctives need a Kafka producer")
+        self.redis = redis
+        # The Redis epoch marker seen by `check_epoch`, which the live aggregator calls at
+        # start: from then on positions are written only under that epoch. (`rebuild` does
+        # not call it: it starts from nothing anyway.)
+        self.epoch: bytes | str | None = None
+        self.producer = producer
+        self.topic = topic
+        self.dlq_topic = dlq_topic
+        self.retry = retry
+        self.mode = mode
+        self.decoder = Decoder(reactions, partitions)
+        self._apply = apply_script(redis)
+        self._trend = trend_script(redis)
+        self._positions = positions_script(redis)
+
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts so the pipelines can call them by SHA."""
+        context = BatchContext(self.topic)
+        for script in (self._apply, self._trend, self._positions):
+            load = partial(self.redis.script_load, script.script)
+            await self.retry.run(load, SCRIPT_LOAD, context)
+
+    async def check_epoch(self) -> None:
+        """Raise RedisLostData when the Redis epoch marker is not the one seen before.
+
+        The marker is created once per Redis data set; a wiped Redis has none (the first
+        member to notice creates a new one, and every member sees a change).
+        """
+        key = epoch_key(self.topic)
+        current = await self.redis.get(key)
+        if current is None:
+            await self.redis.set(key, uuid.uuid4().hex, nx=True)
+            current = await self.redis.get(key)
+        seen, self.epoch = self.epoch, current
+        if seen is not None and current != seen:
+            raise RedisLostData(f"epoch {seen!r} became {current!r}")
+
+    def decode(self, batch: Batch, into: DecodedBatch | None = None) -> DecodedBatch:
+        """Step 1: group the batch's events by article; `into` is extended when given."""
+        return self.decoder.decode(batch, into)
+
+    async def apply(self, batch: Batch) -> BatchReport:
+        """Decode and apply one batch (each partition's records in offset order)."""
+        return await self.apply_decoded(self.decode(batch))
+
+    async def apply_decoded(self, decoded: DecodedBatch) -> BatchReport:
+        """Apply a decoded batch and record its positions."""
+        report = await self.apply_events(decoded)
+        await self.finish(report, self.epoch)
+        return report
+
+    async def apply_events(self, decoded: DecodedBatch) -> BatchReport:
+        """Steps 1-3 of a batch: dead letters, the fenced applies, correctives."""
+        started = time.perf_counter()
+        context = decoded.context(self.topic)
+        report = BatchReport(decoded.positions, context, articles=list(decoded.by_article))
+        by_article, dead = decoded.by_article, decoded.dead
+        if dead and self.mode.dead_letters:
+            await self.retry.run(lambda: self._dead_letter(dead), DEAD_LETTER, context)
+        replies = await self.retry.run(lambda: self._apply_articles(by_article), APPLY, context)
+        correctives = _fold_replies(report, by_article, replies)
+        report.outcomes["dead_lettered"] = len(dead)
+        if correctives and self.mode.correctives:
+            await self.retry.run(lambda: self._append_correctives(correctives), CORRECTIVE, context)
+            report.correctives = len(correctives)
+
+        applied_at = time.time()
+        for article in by_article.values():
+            metrics.END_TO_END_SECONDS.observe(max(0.0, applied_at - article.oldest_ts / 1000))
+        for outcome, n in report.outcomes.items():
+            if n:
+                metrics.EVENTS.labels(outcome).inc(n)
+        if report.correctives:
+            metrics.CORRECTIVES.inc(report.correctives)
+        metrics.BATCH_SIZE.observe(decoded.size)
+        metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
+        return report
+
+    async def finish(self, report: BatchReport, epoch: bytes | str | None) -> None:
+        """Step 4 of a batch: positions (under `epoch`, when given), trending, notification."""
+        await self.retry.run(lambda: self._finish(report, epoch), FINISH, report.context)
+
+    async def forget(self, articles: list[str]) -> None:
+        """Delete articles applied to a Redis that lost its data: the replay rebuilds them.
+
+        Their fences would otherwise hide every earlier event from that replay. Only the
+        member owning an article's partition writes its keys, so nothing else is lost.
+        """
+        keys = [key for a in articles for key in (counts_key(a), readers_key(a))]
+        for start in range(0, len(keys), 1000):
+            await self.redis.delete(*keys[start : start + 1000])
+
+    async def _apply_articles(self, by_article: dict[str, ArticleBatch]) -> list[ApplyReply]:
+        """One round trip, one fenced EVALSHA per article chunk; replies merged per article."""
+        calls: list[tuple[tuple[str, str], tuple[int, str]]] = []
+        chunks: list[int] = []
+        step = MAX_EVENTS_PER_CALL
+        for article_id, article in by_article.items():
+            keys = (counts_key(article_id), readers_key(article_id))
+            lines = article.lines
+            for start in range(0, len(lines), step):
+                calls.append((keys, (article.partition, "".join(lines[start : start + step]))))
+            chunks.append((len(lines) + step - 1) // step)
+        try:
+            replies = await evalsha_many(self.redis, self._apply.sha, calls)
+        except NoScriptError:
+            await self.redis.script_load(self._apply.script)  # Redis restarted empty
+            raise
+        merged: list[ApplyReply] = []
+        i = 0
+        for n in chunks:
+            first = parse_apply_reply(replies[i])
+            for extra in replies[i + 1 : i + n]:
+                first.merge(parse_apply_reply(extra))
+            merged.append(first)
+            i += n
+        return merged
+
+    async def _dead_letter(self, dead: list[tuple[ConsumerRecord, InvalidEvent]]) -> None:
+        sends = []
+        for record, exc in dead:
+            log.warning(
+                "dead_letter",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=exc.reason,
+                detail=exc.detail[:200],
+            )
+            headers = [
+                *(record.headers or ()),
+                ("reason", exc.reason.encode()),
+                ("detail", exc.detail[:1000].encode()),
+                ("source_topic", record.topic.encode()),
+                ("source_partition", str(record.partition).encode()),
+                ("source_offset", str(record.offset).encode()),
+            ]
+            sends.append(
+                await self.producer.send(
+                    self.dlq_topic, record.value, key=record.key, headers=headers
+                )
+            )
+        await asyncio.gather(*sends)
+
+    async def _append_correctives(self, correctives: list[tuple[int, ReactionEvent]]) -> None:
+        sends = [
+            await self.producer.send(
+                self.topic,
+                event.encode(),
+                key=record_key(event.article_id, event.user_id),
+                partition=partition,
+                headers=[("origin", b"corrective")],
+            )
+            for partition, event in correctives
+        ]
+        await asyncio.gather(*sends)
+
+    async def _finish(self, report: BatchReport, epoch: bytes | str | None) -> None:
+        """Positions first (the applies are done), then trending, then one notification.
+
+        Under an epoch, the positions are written by a script that first checks the epoch
+        marker, in the same step: if Redis lost its data since the batch was fetched, its
+        applies may have landed on the emptied Redis. Then its articles are forgotten and
+        RedisLostData makes the member replay its partitions.
+        """
+        positions = {position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()}
+        trend_calls: list[tuple[tuple[str], tuple[str | int, ...]]] = []
+        if self.mode.trending:
+            minute = int(time.time()) // TREND_BUCKET_SECONDS
+            trend_calls = [
+                ((trend_key(reaction, minute),), (TREND_TTL_SECONDS, *pairs))
+                for reaction, pairs in report.trends.items()
+            ]
+        notify = (
+            orjson.dumps(report.changed) if self.mode.notifications and report.changed else None
+        )
+        try:
+            if isinstance(self.redis, RedisCluster):
+                # Its pipelines refuse scripts: the same steps, one after another.
+                written = await self.redis.execute_command(
+                    *self._positions_command(positions, epoch)
+                )
+                if written:
+                    await evalsha_many(self.redis, self._trend.sha, trend_calls)
+                    if notify:
+                        await self.redis.publish(CHANGES_CHANNEL, notify)
+            else:
+                commands = [
+                    self._positions_command(positions, epoch),
+                    *(evalsha_command(self._trend.sha, k, a) for k, a in trend_calls),
+                ]
+                if notify:
+                    commands.append(("PUBLISH", CHANGES_CHANNEL, notify))
+                written = (await run_pipelined(self.redis, commands))[0]
+        except NoScriptError:
+            await self.redis.script_load(self._positions.script)
+            await self.redis.script_load(self._trend.script)
+            raise
+        if not written:
+            await self.forget(report.articles)
+            await self.check_epoch()
+            raise RedisLostData(f"the epoch marker is no longer {epoch!r}")
+
+    def _positions_command(
+        self, positions: dict[str, int], epoch: bytes | str | None
+    ) -> tuple[str | int | bytes, ...]:
+        """MSET of the positions or, under an epoch, the script that checks it first."""
+        if epoch is None:
+            return ("MSET", *(item for pair in positions.items() for item in pair))
+        keys = (epoch_key(self.topic), *positions)
+        return evalsha_command(self._positions.sha, keys, (epoch, *positions.values()))
+
+
+def _fold_replies(
+    report: BatchReport, by_article: dict[str, ArticleBatch], replies: list[ApplyReply]
+) -> list[tuple[int, ReactionEvent]]:
+    """Add the apply replies to `report` (outcomes, changed articles, trending deltas);
+    return the corrective events they ask for, with their partitions."""
+    outcomes = dict.fromkeys(("applied", "noop", "duplicate", "stale"), 0)
+    trends: dict[str, list[str | int]] = defaultdict(list)
+    correctives: list[tuple[int, ReactionEvent]] = []
+    for (article_id, article), reply in zip(by_article.items(), replies, strict=True):
+        outcomes["applied"] += reply.applied
+        outcomes["noop"] += reply.noop
+        outcomes["duplicate"] += reply.duplicate
+        outcomes["stale"] += reply.stale
+        if reply.deltas:
+            report.changed.append(article_id)
+            for reaction, delta in reply.deltas.items():
+                trends[reaction] += (article_id, delta)
+            net = sum(reply.deltas.values())
+            if net:
+                trends[ALL] += (article_id, net)
+        for user, reaction, ts in reply.correctives:
+            event = ReactionEvent.new(
+                "set" if reaction else "clear", article_id, user, reaction or None, ts
+            )
+            correctives.append((article.partition, event))
+    report.outcomes = outcomes
+    report.trends = trends
+    return correctives

@@ -1,0 +1,160 @@
+"""How the aggregator calls Redis: its Lua scripts (`shared/lua/`), their arguments and
+replies, and the pipelines that carry many calls in one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final, cast
+
+import hiredis
+from redis.asyncio import Redis, RedisCluster
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+# Events per apply call: bounded, because a Lua script blocks Redis while it runs and
+# cannot be killed once it has written.
+MAX_EVENTS_PER_CALL: Final = 500
+# On Redis Cluster, how many script calls are in flight at once (its pipelines refuse scripts).
+CLUSTER_SCRIPT_CONCURRENCY: Final = 64  # well under the client pool (100 per node)
+
+
+def _script(redis: Redis, name: str) -> AsyncScript:
+    source = resources.files("shared").joinpath(f"lua/{name}.lua").read_text()
+    return redis.register_script(source)
+
+
+def apply_script(redis: Redis) -> AsyncScript:
+    """The fenced batch-apply script, registered on `redis` (EVALSHA with EVAL fallback)."""
+    return _script(redis, "apply_batch")
+
+
+def positions_script(redis: Redis) -> AsyncScript:
+    """The script writing resume positions only under an unchanged epoch marker."""
+    return _script(redis, "positions")
+
+
+def trend_script(redis: Redis) -> AsyncScript:
+    """The script adding one batch's net deltas of one reaction to a minute bucket."""
+    return _script(redis, "trend_add")
+
+
+def apply_event_line(offset: int, user_id: str, reaction: str | None, client_ts: int | None) -> str:
+    """One event as the apply script reads it: a set, or a clear when `reaction` is None.
+
+    (Ids and reaction names never contain tabs or newlines: their patterns forbid them.)
+    """
+    return f"{offset}\t{user_id}\t{reaction or ''}\t{'' if client_ts is None else client_ts}\n"
+
+
+@dataclass(slots=True)
+class ApplyReply:
+    """What one apply call did: outcome counts, net count deltas, readers to restate."""
+
+    applied: int
+    noop: int
+    duplicate: int
+    stale: int
+    deltas: dict[str, int]
+    correctives: list[tuple[str, str, int]]
+
+    def merge(self, other: ApplyReply) -> None:
+        """Fold in the reply of the article's next chunk."""
+        self.applied += other.applied
+        self.noop += other.noop
+        self.duplicate += other.duplicate
+        self.stale += other.stale
+        for reaction, delta in other.deltas.items():
+            self.deltas[reaction] = self.deltas.get(reaction, 0) + delta
+        self.deltas = {r: d for r, d in self.deltas.items() if d}
+        done = {user for user, _, _ in other.correctives}
+        kept = [c for c in self.correctives if c[0] not in done]
+        self.correctives = kept + other.correctives
+
+
+def parse_apply_reply(raw: bytes | str) -> ApplyReply:
+    """Decode the apply script's reply (three tab-separated lines)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    outcome, deltas, corrective = text.split("\n")
+    applied, noop, duplicate, stale = (int(n) for n in outcome.split("\t"))
+    d = deltas.split("\t") if deltas else []
+    c = corrective.split("\t") if corrective else []
+    return ApplyReply(
+        applied,
+        noop,
+        duplicate,
+        stale,
+        {d[i]: int(d[i + 1]) for i in range(0, len(d), 2)},
+        [(c[i], c[i + 1], int(c[i + 2])) for i in range(0, len(c), 3)],
+    )
+
+
+async def evalsha_many(
+    redis: Redis, sha: str, calls: Sequence[tuple[Sequence[str], Sequence[str | int]]]
+) -> list[Any]:
+    """Run many EVALSHA calls in one round trip; their replies in order.
+
+    On Redis, one non-transactional pipeline, which runs the calls in the order given. Redis
+    Cluster refuses scripts in pipelines, so there the calls go concurrently (the client sends
+    each to its slot's node) except that calls on the same first key run one after another,
+    in the order given: an article's chunks must apply in offset order.
+    """
+    if not isinstance(redis, RedisCluster):
+        return await run_pipelined(
+            redis, [evalsha_command(sha, keys, args) for keys, args in calls]
+        )
+    replies: list[Any] = [None] * len(calls)
+    by_key: dict[str, list[int]] = {}
+    for i, (keys, _) in enumerate(calls):
+        by_key.setdefault(keys[0], []).append(i)
+    slots = asyncio.Semaphore(CLUSTER_SCRIPT_CONCURRENCY)
+
+    async def in_order(indexes: list[int]) -> None:
+        async with slots:
+            for i in indexes:
+                keys, args = calls[i]
+                replies[i] = await redis.evalsha(sha, len(keys), *keys, *args)
+
+    await asyncio.gather(*(in_order(indexes) for indexes in by_key.values()))
+    return replies
+
+
+def evalsha_command(
+    sha: str, keys: Sequence[str], args: Sequence[str | int | bytes]
+) -> tuple[str | int | bytes, ...]:
+    """The arguments of one EVALSHA call, for `run_pipelined`."""
+    return ("EVALSHA", sha, len(keys), *keys, *args)
+
+
+async def run_pipelined(
+    redis: Redis, commands: Sequence[tuple[str | int | bytes, ...]]
+) -> list[Any]:
+    """A non-transactional pipeline of `commands`, packed by hiredis; the replies in order.
+
+    What redis-py's own pipeline does, minus its pure-Python encoder: packing thousands of
+    EVALSHA calls cost the aggregator more CPU than decoding the events. Raises the first
+    error reply after reading every reply, as a pipeline does.
+    """
+    packed = b"".join(hiredis.pack_command(cast(Any, command)) for command in commands)
+    pool = redis.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await connection.send_packed_command(packed, check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        # The replies left unread would be taken for the next command's.
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
