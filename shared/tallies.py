@@ -8,6 +8,7 @@ Cluster. How the aggregator calls the scripts lives with it (`services/aggregato
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
