@@ -262,7 +262,7 @@ async def test_config_openapi_widget_and_demo(http: httpx.AsyncClient) -> None:
 
 
 def test_widget_is_under_8_kb_gzipped() -> None:
-    from services.reader.app import STATIC_DIR
+    from services.reader.assets import STATIC_DIR
 
     size = len(gzip.compress((STATIC_DIR / "widget.js").read_bytes(), 9))
     assert size < 8 * 1024, f"widget.js is {size} bytes gzipped"
