@@ -25,6 +25,7 @@ from services.reader.trending import WINDOW_MINUTES
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import counts_key, readers_key, trend_key
 from tests.conftest import ServiceFactory
+from tests.support import eventually
 
 ZEROS = dict.fromkeys(DEFAULT_TYPES, 0)
 
@@ -276,16 +277,15 @@ async def test_redis_down_gives_503_in_the_error_shape(start_service: ServiceFac
     )
     async with httpx.AsyncClient(base_url=reader.url, timeout=10) as http:
 
-        async def get() -> httpx.Response | None:
+        async def listening() -> bool:
             try:
-                return await http.get("/v1/articles/a1/reactions")
+                await http.get("/healthz")
             except httpx.TransportError:
-                return None
+                return False
+            return True
 
-        from tests.support import eventually
-
-        response = await eventually(get, lambda r: r is not None, what="the reader to listen")
-        assert response is not None
+        await eventually(listening, bool, what="the reader to listen")
+        response = await http.get("/v1/articles/a1/reactions")
         assert_error(response, 503, "redis_unavailable")
         assert response.headers["retry-after"] == "1"
         assert_error(await http.get("/v1/reactions?ids=a,b"), 503, "redis_unavailable")
