@@ -57,10 +57,6 @@ class TallyCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(self, article_id: str) -> Counts:
-        """The counts of one article."""
-        return (await self.get_many([article_id]))[0]
-
     async def get_many(self, article_ids: Sequence[str]) -> list[Counts]:
         """The counts of each article (ids must be distinct), missing ones in one read."""
         now = self._clock()

@@ -49,13 +49,13 @@ async def test_hits_within_ttl_and_reloads_after() -> None:
     cache = cache_for(store, clock)
     store.values["a"] = 1
     hits, misses = lookups("hit"), lookups("miss")
-    assert await cache.get("a") == (1,)
+    assert await cache.get_many(["a"]) == [(1,)]
     store.values["a"] = 2
     clock.now += 0.49
-    assert await cache.get("a") == (1,)  # within the staleness bound
+    assert await cache.get_many(["a"]) == [(1,)]  # within the staleness bound
     assert (lookups("hit") - hits, lookups("miss") - misses) == (1, 1)
     clock.now += 0.02
-    assert await cache.get("a") == (2,)  # never older than the ttl
+    assert await cache.get_many(["a"]) == [(2,)]  # never older than the ttl
     assert len(store.calls) == 2
 
 
@@ -63,30 +63,30 @@ async def test_invalidate_drops_an_entry() -> None:
     store, clock = Store(), Clock()
     cache = cache_for(store, clock)
     store.values["a"] = 1
-    await cache.get("a")
+    await cache.get_many(["a"])
     store.values["a"] = 5
     cache.invalidate(["a", "unknown"])
-    assert await cache.get("a") == (5,)
+    assert await cache.get_many(["a"]) == [(5,)]
 
 
 async def test_size_is_bounded_least_recently_used_first() -> None:
     store, clock = Store(), Clock()
     cache = cache_for(store, clock, entries=3)
     await cache.get_many(["a", "b", "c"])
-    await cache.get("a")  # a is now the most recent
-    await cache.get("d")
+    await cache.get_many(["a"])  # a is now the most recent
+    await cache.get_many(["d"])
     assert len(cache) == 3
     store.calls.clear()
     await cache.get_many(["a", "c", "d"])
     assert store.calls == []
-    await cache.get("b")  # b was evicted
+    await cache.get_many(["b"])  # b was evicted
     assert store.calls == [["b"]]
 
 
 async def test_misses_are_read_in_one_call() -> None:
     store, clock = Store(), Clock()
     cache = cache_for(store, clock)
-    await cache.get("b")
+    await cache.get_many(["b"])
     store.calls.clear()
     assert await cache.get_many(["a", "b", "c"]) == [(0,), (0,), (0,)]
     assert store.calls == [["a", "c"]]
@@ -97,10 +97,10 @@ async def test_concurrent_misses_share_one_read() -> None:
     store.gate = asyncio.Event()
     store.values["a"] = 7
     cache = cache_for(store, clock)
-    readers = [asyncio.create_task(cache.get("a")) for _ in range(50)]
+    readers = [asyncio.create_task(cache.get_many(["a"])) for _ in range(50)]
     await asyncio.sleep(0)
     store.gate.set()
-    assert await asyncio.gather(*readers) == [(7,)] * 50
+    assert await asyncio.gather(*readers) == [[(7,)]] * 50
     assert store.calls == [["a"]]
 
 
@@ -109,13 +109,13 @@ async def test_a_read_invalidated_in_flight_is_answered_but_not_kept() -> None:
     store.gate = asyncio.Event()
     store.values["a"] = 1
     cache = cache_for(store, clock)
-    first = asyncio.create_task(cache.get("a"))
+    first = asyncio.create_task(cache.get_many(["a"]))
     await asyncio.sleep(0)
     cache.invalidate(["a"])  # the change landed after the read began
     store.gate.set()
-    assert await first == (1,)
+    assert await first == [(1,)]
     store.values["a"] = 2
-    assert await cache.get("a") == (2,)
+    assert await cache.get_many(["a"]) == [(2,)]
     assert len(store.calls) == 2
 
 
@@ -124,20 +124,20 @@ async def test_errors_reach_every_waiter_and_are_not_cached() -> None:
     store.gate = asyncio.Event()
     store.fail = True
     cache = cache_for(store, clock)
-    readers = [asyncio.create_task(cache.get("a")) for _ in range(3)]
+    readers = [asyncio.create_task(cache.get_many(["a"])) for _ in range(3)]
     await asyncio.sleep(0)
     store.gate.set()
     results = await asyncio.gather(*readers, return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
     store.fail = False
     store.values["a"] = 3
-    assert await cache.get("a") == (3,)
+    assert await cache.get_many(["a"]) == [(3,)]
 
 
 @pytest.mark.parametrize("ttl", [0.0])
 async def test_zero_ttl_disables_caching(ttl: float) -> None:
     store, clock = Store(), Clock()
     cache = cache_for(store, clock, ttl=ttl)
-    await cache.get("a")
-    await cache.get("a")
+    await cache.get_many(["a"])
+    await cache.get_many(["a"])
     assert len(store.calls) == 2

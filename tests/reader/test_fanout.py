@@ -88,9 +88,9 @@ async def test_changes_invalidate_the_cache(redis: Redis) -> None:
 
     cache = TallyCache(load, ttl=0.5, max_entries=10)
     feed = ChangeFeed(redis, cache, Renderer(), interval=0.25)
-    assert await cache.get("a") == (1,)
+    assert await cache.get_many(["a"]) == [(1,)]
     feed.on_changed(["a"])
-    assert await cache.get("a") == (2,)
+    assert await cache.get_many(["a"]) == [(2,)]
     await feed.close()
 
 
