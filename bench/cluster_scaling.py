@@ -20,7 +20,10 @@ from pathlib import Path
 from redis.cluster import RedisCluster
 
 from bench.backlog import Workload, produce
-from deploy.stack import KafkaCluster, RedisClusterNodes, Service, free_cluster_port, free_port
+from deploy.local.kafka import KafkaCluster
+from deploy.local.process import free_port
+from deploy.local.redis import RedisClusterNodes, free_cluster_port
+from deploy.local.services import Service
 from shared.kafka import ensure_topics
 from shared.tallies import position_key
 

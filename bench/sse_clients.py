@@ -25,7 +25,9 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
-from deploy.stack import RedisServer, Service, free_port
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import Service
 from shared.tallies import CHANGES_CHANNEL, counts_key
 
 

@@ -11,7 +11,10 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from deploy.stack import KafkaBroker, RedisServer, Service, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import Service
 
 # Extra environment for the services under test. When ingest gains per-IP or per-reader
 # rate limits, put the variables that lift them here: a load generator on loopback is one

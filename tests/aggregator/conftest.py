@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker
+from deploy.local.kafka import KafkaBroker
 from shared.events import ReactionEvent, partition_for
 from shared.kafka import ensure_topics, new_producer
 from shared.tallies import FENCE_FIELD, counts_key, position_key

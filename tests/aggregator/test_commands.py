@@ -10,7 +10,7 @@ import sys
 
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker
+from deploy.local.kafka import KafkaBroker
 from shared.tallies import readers_key
 from tests.aggregator.conftest import Send, all_counts, counts, read_topic, settled
 from tests.conftest import ServiceFactory

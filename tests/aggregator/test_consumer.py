@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker
+from deploy.local.kafka import KafkaBroker
 from shared.events import decode_event, partition_for
 from shared.tallies import CHANGES_CHANNEL, TREND_TTL_SECONDS, position_key, trend_key
 from tests.aggregator.conftest import (

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 
-from deploy.stack import RedisServer
+from deploy.local.redis import RedisServer
 from shared.tallies import (
     FENCE_FIELD,
     apply_event_line,

@@ -14,7 +14,10 @@ import httpx
 import pytest
 import yaml
 
-from deploy.stack import ROOT, SERVICE_NAMES, KafkaBroker, RedisServer, Service, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import ROOT, free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import SERVICE_NAMES, Service
 from tests.support import wait_until
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"

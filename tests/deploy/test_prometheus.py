@@ -15,7 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from deploy.stack import SERVICE_NAMES, Process, free_port
+from deploy.local.process import Process, free_port
+from deploy.local.services import SERVICE_NAMES
 from tests.deploy.conftest import (
     GRAFANA_DIR,
     PROMETHEUS_DIR,

@@ -16,7 +16,10 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from deploy.stack import KafkaBroker, RedisServer, Service, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import Service
 from tests.conftest import ServiceFactory
 from tests.faults.harness import OracleReport, Outcome, assert_oracle
 

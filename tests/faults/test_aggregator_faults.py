@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from deploy.stack import Service
+from deploy.local.services import Service
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import position_key
 from tests.faults.conftest import PARTITIONS, Rig

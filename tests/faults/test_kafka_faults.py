@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from deploy.stack import KafkaBroker, wait_for
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import wait_for
 from shared.events import InvalidEvent, ReactionEvent, decode_event
 from tests.faults.conftest import PARTITIONS, Rig
 from tests.faults.harness import (

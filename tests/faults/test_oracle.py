@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from deploy.stack import RedisServer
+from deploy.local.redis import RedisServer
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
 from tests.faults.conftest import Rig

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from deploy.stack import KafkaBroker, Service, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.services import Service
 
 # High enough that contract tests never meet the rate limits; abuse tests set their own.
 UNLIMITED = {

@@ -10,7 +10,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker, RedisServer, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
 from services.ingest.ratelimit import client_ip
 from tests.ingest.conftest import IngestFactory, read_topic
 

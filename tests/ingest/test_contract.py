@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from deploy.stack import Service
+from deploy.local.services import Service
 from tests.ingest.conftest import read_topic
 from tests.support import eventually
 

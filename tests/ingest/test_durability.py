@@ -15,7 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from deploy.stack import KafkaBroker, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
 from services.ingest.app import create_app, producer_is_broken
 from services.ingest.config import IngestSettings
 from tests.ingest.conftest import IngestFactory, read_topic

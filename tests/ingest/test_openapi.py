@@ -13,7 +13,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
-from deploy.stack import KafkaBroker, Service
+from deploy.local.kafka import KafkaBroker
+from deploy.local.services import Service
 from tests.ingest.conftest import start_ingest
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from deploy.stack import KAFKA_LIB, KafkaBroker, Service
+from deploy.local.kafka import KAFKA_LIB, KafkaBroker
+from deploy.local.services import Service
 from shared.events import murmur2, partition_for
 from tests.ingest.conftest import read_topic
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from deploy.stack import ROOT, KafkaBroker, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import ROOT, free_port
 from tests.ingest.conftest import IngestFactory
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from deploy.stack import Service
+from deploy.local.services import Service
 from services.reader.trending import WINDOW_MINUTES
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import counts_key, readers_key, trend_key
@@ -269,7 +269,7 @@ def test_widget_is_under_8_kb_gzipped() -> None:
 
 
 async def test_redis_down_gives_503_in_the_error_shape(start_service: ServiceFactory) -> None:
-    from deploy.stack import free_port
+    from deploy.local.process import free_port
 
     reader = start_service(
         "reader", env={"REACTIONS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, wait=False

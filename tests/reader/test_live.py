@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
-from deploy.stack import Service
+from deploy.local.services import Service
 from tests.conftest import ServiceFactory
 from tests.support import eventually
 

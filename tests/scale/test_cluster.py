@@ -13,7 +13,9 @@ import httpx
 import pytest
 from redis.asyncio import RedisCluster
 
-from deploy.stack import ClusterPorts, ClusterStack, free_port, redis_cli
+from deploy.local.process import free_port
+from deploy.local.redis import redis_cli
+from deploy.local.stack import ClusterPorts, ClusterStack
 from tests.faults.harness import Outcome, Traffic, assert_oracle, wait_for_outcomes
 from tests.support import eventually
 
