@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
-from deploy.local.services import Service
+from deploy.local.services import Service, service_env
 from shared.tallies import CHANGES_CHANNEL, counts_key
 
 
@@ -255,13 +255,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sse-bench-") as tmp:
         redis = RedisServer(Path(tmp) / "redis", free_port())
         redis.start()
-        port = free_port()
-        env = {
-            "REACTIONS_REDIS_URL": redis.url,
-            "REACTIONS_READER_PORT": str(port),
-            "REACTIONS_LOG_LEVEL": "WARNING",
-        }
-        reader = Service("reader", port, env, Path(tmp) / "logs")
+        env = service_env(redis_url=redis.url, overrides={"REACTIONS_LOG_LEVEL": "WARNING"})
+        reader = Service("reader", free_port(), env, Path(tmp) / "logs")
         try:
             reader.start()
             pid = reader.process.pid()

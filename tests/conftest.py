@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
-from deploy.local.services import Service
+from deploy.local.services import Service, service_env
 
 
 @pytest.fixture(scope="session")
@@ -52,13 +52,9 @@ def topic() -> str:
 @pytest.fixture
 def stack_env(kafka: KafkaBroker, redis_server: RedisServer, topic: str) -> dict[str, str]:
     """The REACTIONS_ environment pointing the services at this session's Kafka and Redis."""
-    return {
-        "REACTIONS_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "REACTIONS_REDIS_URL": redis_server.url,
-        "REACTIONS_TOPIC": topic,
-        "REACTIONS_PARTITIONS": "4",
-        "REACTIONS_GROUP_ID": f"agg-{topic}",
-    }
+    return service_env(
+        kafka_bootstrap=kafka.bootstrap, redis_url=redis_server.url, topic=topic, partitions=4
+    )
 
 
 ServiceFactory = Callable[..., Service]
@@ -70,9 +66,8 @@ def start_service(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Service
     started: list[Service] = []
 
     def start(name: str, *, env: dict[str, str] | None = None, wait: bool = True) -> Service:
-        port = free_port()
-        service_env = {**stack_env, f"REACTIONS_{name.upper()}_PORT": str(port), **(env or {})}
-        service = Service(name, port, service_env, tmp_path / "logs" / f"{name}-{len(started)}")
+        log_dir = tmp_path / "logs" / f"{name}-{len(started)}"
+        service = Service(name, free_port(), {**stack_env, **(env or {})}, log_dir)
         started.append(service)
         if wait:
             service.start()

@@ -8,19 +8,20 @@ whatever part is not running and returns; `down` stops everything (safe to run t
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
 
 from deploy.local.process import StackError
-from deploy.local.stack import STATE_DIR, ClusterPorts, ClusterStack, Stack, StackConfig
+from deploy.local.stack import ClusterPorts, ClusterStack, LocalSettings, Stack, StackConfig
 
 
 def cluster_main(command: str) -> int:
     """`up-cluster` / `down-cluster` for the scaled-out local stack."""
-    base = int(os.environ.get("REACTIONS_CLUSTER_BASE_PORT", 19000))
-    stack = ClusterStack(STATE_DIR / "cluster", ClusterPorts.from_base(base))
+    local = LocalSettings()
+    stack = ClusterStack(
+        local.stack_dir / "cluster", ClusterPorts.from_base(local.cluster_base_port)
+    )
     out = sys.stdout.write
     if command == "down-cluster":
         stack.down()
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command.endswith("-cluster"):
         return cluster_main(args.command)
-    stack = Stack(StackConfig.from_env())
+    stack = Stack(StackConfig.from_settings())
     out = sys.stdout.write
     if args.command == "down":
         stack.down()

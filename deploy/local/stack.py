@@ -3,23 +3,38 @@ node (`make up`) or scaled out (`make up-cluster`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from deploy.local.kafka import KafkaBroker, KafkaCluster
 from deploy.local.process import ROOT, Process, free_port
 from deploy.local.redis import RedisClusterNodes, RedisServer, free_cluster_port
-from deploy.local.services import SERVICE_NAMES, Service
+from deploy.local.services import SERVICE_NAMES, Service, configured_ports, service_env
+from shared.settings import CommonSettings
 
-STATE_DIR = Path(os.environ.get("REACTIONS_STACK_DIR", ROOT / ".run"))
+
+class LocalSettings(BaseSettings):
+    """What only the local stack reads from the environment (prefix REACTIONS_)."""
+
+    model_config = SettingsConfigDict(env_prefix="REACTIONS_", extra="ignore", frozen=True)
+
+    stack_dir: Path = Field(ROOT / ".run", description="Logs and data of the local stack.")
+    kafka_controller_port: int | None = Field(
+        None, ge=1, le=65535, description="The KRaft controller port; unset: Kafka's + 1."
+    )
+    cluster_base_port: int = Field(
+        19000, ge=2001, le=55000, description="Where the scaled-out stack's fixed ports start."
+    )
 
 
 @dataclass
 class StackConfig:
-    """Ports of the local stack, from the same REACTIONS_ variables the services read."""
+    """Ports and data directory of the local stack."""
 
     kafka_port: int
     controller_port: int
@@ -28,20 +43,18 @@ class StackConfig:
     state_dir: Path
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
-        bootstrap = env.get("REACTIONS_KAFKA_BOOTSTRAP", "localhost:9092").split(",")[0]
-        kafka_port = int(bootstrap.rsplit(":", 1)[1])
-        redis_url = urlparse(env.get("REACTIONS_REDIS_URL", "redis://localhost:6379/0"))
+    def from_settings(cls, local: LocalSettings | None = None) -> StackConfig:
+        """The ports the services' own settings read (REACTIONS_ variables, same defaults),
+        so the stack listens where the services will connect."""
+        local = local or LocalSettings()
+        common = CommonSettings()
+        kafka_port = int(common.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
         return cls(
             kafka_port=kafka_port,
-            controller_port=int(env.get("REACTIONS_KAFKA_CONTROLLER_PORT", kafka_port + 1)),
-            redis_port=redis_url.port or 6379,
-            service_ports={
-                "ingest": int(env.get("REACTIONS_INGEST_PORT", 8000)),
-                "reader": int(env.get("REACTIONS_READER_PORT", 8001)),
-                "aggregator": int(env.get("REACTIONS_AGGREGATOR_PORT", 8002)),
-            },
-            state_dir=STATE_DIR,
+            controller_port=local.kafka_controller_port or kafka_port + 1,
+            redis_port=urlparse(common.redis_url).port or 6379,
+            service_ports=configured_ports(),
+            state_dir=local.stack_dir,
         )
 
 
@@ -54,11 +67,11 @@ class Stack:
             config.state_dir / "kafka", config.kafka_port, config.controller_port
         )
         self.redis = RedisServer(config.state_dir / "redis", config.redis_port)
-        env = {
-            "REACTIONS_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
-            "REACTIONS_REDIS_URL": self.redis.url,
-            **{f"REACTIONS_{n.upper()}_PORT": str(p) for n, p in config.service_ports.items()},
-        }
+        env = service_env(
+            kafka_bootstrap=self.kafka.bootstrap,
+            redis_url=self.redis.url,
+            ingest_port=config.service_ports["ingest"],
+        )
         self.services = {
             name: Service(name, config.service_ports[name], env, config.state_dir / "logs")
             for name in SERVICE_NAMES
@@ -155,20 +168,18 @@ class ClusterStack:
         self.state_dir = state_dir
         self.kafka = KafkaCluster(state_dir / "kafka", ports.kafka)
         self.redis = RedisClusterNodes(state_dir / "redis", ports.redis, replicas=1)
-        self.env = {
-            "REACTIONS_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
-            "REACTIONS_REDIS_URL": self.redis.url,
-            "REACTIONS_REDIS_CLUSTER": "true",
-            "REACTIONS_REPLICATION_FACTOR": "3",
-            "REACTIONS_PARTITIONS": str(partitions),
-            **(env or {}),
-        }
+        self.env = service_env(
+            kafka_bootstrap=self.kafka.bootstrap,
+            redis_url=self.redis.url,
+            partitions=partitions,
+            cluster=True,
+            overrides=env,
+        )
         self.services: list[Service] = []
-        for name in ("ingest", "aggregator", "reader"):
+        for name in SERVICE_NAMES:
             for i, port in enumerate(getattr(ports, name)):
-                env = {**self.env, f"REACTIONS_{name.upper()}_PORT": str(port)}
                 self.services.append(
-                    Service(name, port, env, state_dir / "logs" / f"{name}-{i + 1}")
+                    Service(name, port, self.env, state_dir / "logs" / f"{name}-{i + 1}")
                 )
 
     def service(self, name: str) -> list[Service]:
@@ -177,9 +188,8 @@ class ClusterStack:
 
     def add_service(self, name: str, port: int) -> Service:
         """One more instance of a service (not started), with the cluster's environment."""
-        env = {**self.env, f"REACTIONS_{name.upper()}_PORT": str(port)}
         n = len(self.service(name)) + 1
-        service = Service(name, port, env, self.state_dir / "logs" / f"{name}-{n}")
+        service = Service(name, port, self.env, self.state_dir / "logs" / f"{name}-{n}")
         self.services.append(service)
         return service
 

@@ -17,7 +17,7 @@ import yaml
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import ROOT, free_port
 from deploy.local.redis import RedisServer
-from deploy.local.services import SERVICE_NAMES, Service
+from deploy.local.services import SERVICE_NAMES, Service, service_env
 from tests.support import wait_until
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -78,21 +78,14 @@ def running_stack(
 ) -> Iterator[RunningStack]:
     """ingest, aggregator and reader as real processes, with a few reactions applied."""
     topic = f"reactions-{uuid.uuid4().hex[:12]}"
-    env = {
-        "REACTIONS_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "REACTIONS_REDIS_URL": redis_server.url,
-        "REACTIONS_TOPIC": topic,
-        "REACTIONS_PARTITIONS": "4",
-        "REACTIONS_GROUP_ID": f"agg-{topic}",
-    }
+    env = service_env(
+        kafka_bootstrap=kafka.bootstrap, redis_url=redis_server.url, topic=topic, partitions=4
+    )
     logs = tmp_path_factory.mktemp("deploy-stack")
     services: dict[str, Service] = {}
     try:
         for name in SERVICE_NAMES:
-            port = free_port()
-            services[name] = Service(
-                name, port, {**env, f"REACTIONS_{name.upper()}_PORT": str(port)}, logs
-            )
+            services[name] = Service(name, free_port(), env, logs)
             services[name].start()
         drive_traffic(services)
         yield RunningStack(services)

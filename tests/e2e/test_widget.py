@@ -25,7 +25,7 @@ from playwright.sync_api import (
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
-from deploy.local.services import Service
+from deploy.local.services import Service, service_env
 from tests.support import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -54,15 +54,14 @@ def stack(
     """Ingest, aggregator and reader on free ports, shared by this module's tests."""
     topic = f"widget-{uuid.uuid4().hex[:10]}"
     ports = {name: free_port() for name in ("ingest", "aggregator", "reader")}
-    env = {
-        "REACTIONS_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "REACTIONS_REDIS_URL": redis_server.url,
-        "REACTIONS_TOPIC": topic,
-        "REACTIONS_PARTITIONS": "4",
-        "REACTIONS_GROUP_ID": f"agg-{topic}",
-        "REACTIONS_PUBLIC_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
-        **{f"REACTIONS_{n.upper()}_PORT": str(p) for n, p in ports.items()},
-    }
+    env = service_env(
+        kafka_bootstrap=kafka.bootstrap,
+        redis_url=redis_server.url,
+        topic=topic,
+        partitions=4,
+        ingest_port=ports["ingest"],
+        overrides={"REACTIONS_PUBLIC_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}"},
+    )
     logs = tmp_path_factory.mktemp("widget-stack")
     services = {name: Service(name, port, env, logs / name) for name, port in ports.items()}
     try:

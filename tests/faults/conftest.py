@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
-from deploy.local.services import Service
+from deploy.local.services import UNLIMITED_RATES, Service, service_env
 from tests.conftest import ServiceFactory
 from tests.faults.harness import OracleReport, Outcome, assert_oracle
 
@@ -43,13 +43,16 @@ def stack_env(stack_env: dict[str, str], fault_redis: RedisServer) -> dict[str, 
     """The services' environment, pointed at this test's Redis, with a short session timeout."""
     return {
         **stack_env,
-        "REACTIONS_REDIS_URL": fault_redis.url,
-        "REACTIONS_PARTITIONS": str(PARTITIONS),
-        "REACTIONS_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
-        # All traffic comes from one IP and a few hundred readers: lift ingest's rate limits,
-        # which are not what these tests are about.
-        "REACTIONS_RATE_LIMIT_IP": "1000000/second",
-        "REACTIONS_RATE_LIMIT_READER": "1000000/second",
+        **service_env(
+            redis_url=fault_redis.url,
+            partitions=PARTITIONS,
+            overrides={
+                "REACTIONS_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+                # All traffic comes from one IP and a few hundred readers: lift ingest's
+                # rate limits, which are not what these tests are about.
+                **UNLIMITED_RATES,
+            },
+        ),
     }
 
 
@@ -119,5 +122,5 @@ def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
 async def kafka_rig(own_kafka: KafkaBroker, rig: Rig) -> Rig:
     """The rig on a broker of the test's own (started first, so it stops after the services)."""
     rig.bootstrap = own_kafka.bootstrap
-    rig.env = {"REACTIONS_KAFKA_BOOTSTRAP": own_kafka.bootstrap}
+    rig.env = service_env(kafka_bootstrap=own_kafka.bootstrap)
     return rig

@@ -13,13 +13,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
-from deploy.local.services import Service
-
-# High enough that contract tests never meet the rate limits; abuse tests set their own.
-UNLIMITED = {
-    "REACTIONS_RATE_LIMIT_IP": "100000/second",
-    "REACTIONS_RATE_LIMIT_READER": "100000/second",
-}
+from deploy.local.services import UNLIMITED_RATES, Service, service_env
 
 
 def start_ingest(
@@ -34,16 +28,18 @@ def start_ingest(
     It is appended to `started` before it is waited for, so a teardown can stop it even
     when it never became ready.
     """
-    port = free_port()
-    service_env = {
-        "REACTIONS_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "REACTIONS_TOPIC": topic,
-        "REACTIONS_PARTITIONS": "4",
-        "REACTIONS_INGEST_PORT": str(port),
-        **UNLIMITED,
-        **(env or {}),
-    }
-    service = Service("ingest", port, service_env, log_dir)
+    # Contract tests never meet the rate limits; abuse tests set their own in `env`.
+    service = Service(
+        "ingest",
+        free_port(),
+        service_env(
+            kafka_bootstrap=kafka_bootstrap,
+            topic=topic,
+            partitions=4,
+            overrides={**UNLIMITED_RATES, **(env or {})},
+        ),
+        log_dir,
+    )
     if started is not None:
         started.append(service)
     service.start()

@@ -15,6 +15,7 @@ from redis.asyncio import RedisCluster
 
 from deploy.local.process import free_port
 from deploy.local.redis import redis_cli
+from deploy.local.services import UNLIMITED_RATES
 from deploy.local.stack import ClusterPorts, ClusterStack
 from tests.faults.harness import Outcome, Traffic, assert_oracle, wait_for_outcomes
 from tests.support import eventually
@@ -23,8 +24,7 @@ TOPIC = "reactions"
 ENV = {
     "REACTIONS_TOPIC": TOPIC,
     "REACTIONS_SESSION_TIMEOUT_MS": "6000",
-    "REACTIONS_RATE_LIMIT_IP": "1000000/second",
-    "REACTIONS_RATE_LIMIT_READER": "1000000/second",
+    **UNLIMITED_RATES,
 }
 
 
