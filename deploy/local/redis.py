@@ -95,6 +95,7 @@ class RedisClusterNodes:
     `redis-cli --cluster create` from real redis-server processes."""
 
     def __init__(self, data_dir: Path, ports: list[int], replicas: int = 1) -> None:
+        self.data_dir = data_dir
         self.replicas = replicas
         self.nodes = [RedisServer(data_dir / f"redis-{port}", port, cluster=True) for port in ports]
 
@@ -103,12 +104,36 @@ class RedisClusterNodes:
         return self.nodes[0].url
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start the nodes that are not running and create the cluster if it is not formed."""
+        """Start the nodes that are not running and create the cluster if they form none.
+
+        Each node keeps its view of the cluster in its nodes.conf, so nodes started again
+        after a stop find each other and form the same cluster: wait for it, since
+        `redis-cli --cluster create` refuses nodes that already know a cluster.
+        """
         for node in self.nodes:
             if node.process.pid() is None:
                 node.start()
-        if self.healthy():
-            return
+        if not self.formed():
+            self._create(timeout)
+            what = "the Redis Cluster to report cluster_state:ok"
+        else:
+            what = (
+                "the Redis Cluster to form again from its nodes' nodes.conf "
+                f"(if it cannot, remove {self.data_dir} to create it afresh)"
+            )
+        wait_for(self.healthy, timeout, what, 0.2)
+
+    def formed(self) -> bool:
+        """True when a node already belongs to a cluster: it knows other nodes or has slots."""
+        for node in self.nodes:
+            info = cluster_info(node.port)
+            if int(info.get("cluster_known_nodes", 1)) > 1:
+                return True
+            if int(info.get("cluster_slots_assigned", 0)) > 0:
+                return True
+        return False
+
+    def _create(self, timeout: float) -> None:
         result = subprocess.run(
             [
                 shutil.which("redis-cli") or "redis-cli",
@@ -125,13 +150,10 @@ class RedisClusterNodes:
         )
         if result.returncode != 0:
             raise StackError(f"redis-cli --cluster create failed:\n{result.stdout}{result.stderr}")
-        wait_for(self.healthy, timeout, "the Redis Cluster to report cluster_state:ok", 0.2)
 
     def healthy(self) -> bool:
         """True when every node reports cluster_state:ok."""
-        return all(
-            "cluster_state:ok" in redis_cli(node.port, "CLUSTER", "INFO") for node in self.nodes
-        )
+        return all(cluster_info(node.port).get("cluster_state") == "ok" for node in self.nodes)
 
     def masters(self) -> list[RedisServer]:
         """The nodes that are masters right now."""
@@ -162,3 +184,9 @@ def redis_cli(port: int, *args: str) -> str:
     except subprocess.TimeoutExpired:
         return ""
     return result.stdout
+
+
+def cluster_info(port: int) -> dict[str, str]:
+    """CLUSTER INFO of a loopback node as a dict (empty when it does not answer)."""
+    lines = redis_cli(port, "CLUSTER", "INFO").splitlines()
+    return dict(line.strip().split(":", 1) for line in lines if ":" in line)
