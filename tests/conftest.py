@@ -4,7 +4,7 @@ started here and stopped at the end; the services run as real processes per test
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
+from tests.support import ServiceFactory
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +56,6 @@ def stack_env(kafka: KafkaBroker, redis_server: RedisServer, topic: str) -> dict
     return service_env(
         kafka_bootstrap=kafka.bootstrap, redis_url=redis_server.url, topic=topic, partitions=4
     )
-
-
-ServiceFactory = Callable[..., Service]
 
 
 @pytest.fixture

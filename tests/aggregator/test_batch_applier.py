@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from services.aggregator.consumer import BatchApplier, RedisLostData
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import MAX_EVENTS_PER_CALL, epoch_key, position_key, readers_key
-from tests.aggregator.conftest import counts
+from tests.aggregator.view import counts
 
 PARTITIONS = 4
 

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from bench.wrk import run_wrk
 from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
-from tests.conftest import ServiceFactory
+from tests.support import ServiceFactory
 
 VOTES = [("u1", "love"), ("u2", "like"), ("u1", "wow"), ("u3", "love"), ("u2", "love")]
 

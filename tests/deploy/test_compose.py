@@ -14,7 +14,7 @@ import pytest
 
 from deploy.local.process import ROOT
 from deploy.local.services import SERVICE_NAMES
-from tests.deploy.conftest import GRAFANA_DIR, PROMETHEUS_DIR, load_yaml
+from tests.deploy.files import GRAFANA_DIR, PROMETHEUS_DIR, load_yaml
 from tests.deploy.settings_env import default, env_names
 
 

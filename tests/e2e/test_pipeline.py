@@ -6,8 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ServiceFactory
-from tests.support import eventually
+from tests.support import ServiceFactory, eventually
 
 
 async def test_reactions_flow_from_put_to_get(start_service: ServiceFactory) -> None:

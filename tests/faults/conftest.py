@@ -4,9 +4,7 @@ session's unless the test needs one of its own to kill."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -19,14 +17,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
-from deploy.local.services import UNLIMITED_RATES, Service, service_env
-from tests.conftest import ServiceFactory
-from tests.faults.harness import OracleReport, Outcome, assert_oracle
-
-PARTITIONS = 4
-# The broker's group.min.session.timeout.ms is 6 s; the lowest timeout keeps zombie and
-# crash tests short (a dead member leaves the group after this long).
-SESSION_TIMEOUT_MS = 6000
+from deploy.local.services import UNLIMITED_RATES, service_env
+from tests.faults.rig import PARTITIONS, SESSION_TIMEOUT_MS, Rig
+from tests.support import ServiceFactory
 
 
 @pytest.fixture
@@ -54,35 +47,6 @@ def stack_env(stack_env: dict[str, str], fault_redis: RedisServer) -> dict[str, 
             },
         ),
     }
-
-
-@dataclass
-class Rig:
-    """One test's stack: where Kafka and Redis are, and how to start services against them."""
-
-    bootstrap: str
-    topic: str
-    group: str
-    redis_server: RedisServer
-    redis: Redis
-    start_service: ServiceFactory
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self, name: str, *, wait: bool = True, **env: str) -> Service:
-        """Start `python -m services.<name>` against this rig's Kafka and Redis."""
-        return self.start_service(name, env={**self.env, **env}, wait=wait)
-
-    async def launch(self, name: str, **env: str) -> Service:
-        """`start` in a thread, so traffic keeps flowing while the service boots."""
-        return await asyncio.to_thread(self.start, name, **env)
-
-    async def oracle(
-        self, outcomes: list[Outcome], *, direct_event_ids: tuple[str, ...] = ()
-    ) -> OracleReport:
-        """Wait for the aggregator to catch up, then check the oracle."""
-        return await assert_oracle(
-            self.redis, self.bootstrap, self.topic, outcomes, direct_event_ids=direct_event_ids
-        )
 
 
 @pytest.fixture

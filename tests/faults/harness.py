@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
@@ -37,6 +36,7 @@ from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_f
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import FENCE_FIELD, counts_key, position_key, readers_key
 from tests.aggregator.model import fold_log
+from tests.support import TopicRecord, end_offsets, read_topic
 
 REACTIONS = tuple(DEFAULT_TYPES)
 # The reason a valid event produced onto another partition than its article's is refused.
@@ -215,80 +215,6 @@ async def wait_for_outcomes(
                 f"seen {traffic.count(status=status, since=since)}; all: {traffic.statuses()}"
             )
         await asyncio.sleep(0.05)
-
-
-@dataclass(frozen=True)
-class TopicRecord:
-    """One record of the topic as a consumer sees it."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """The end offset of every partition of `topic`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await _partitions(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[int]:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"topic {topic!r} has no partitions after {timeout}s")
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-
-
-async def read_topic(
-    bootstrap: str,
-    topic: str,
-    timeout: float = 60.0,  # noqa: ASYNC109 - a deadline for the whole read
-) -> list[TopicRecord]:
-    """Every record of `topic` up to its current end, in offset order per partition."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        partitions = await _partitions(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: dict[int, list[TopicRecord]] = {p: [] for p in partitions}
-        deadline = time.monotonic() + timeout
-        while True:
-            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-            if not behind:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"reading {topic!r} to its end took over {timeout}s")
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, batch_records in batch.items():
-                for r in batch_records:
-                    if r.offset < ends[tp]:
-                        records[tp.partition].append(
-                            TopicRecord(
-                                tp.partition, r.offset, r.key, r.value, tuple(r.headers or ())
-                            )
-                        )
-        return [r for p in partitions for r in records[p]]
-    finally:
-        await consumer.stop()
 
 
 async def produce_raw(
@@ -704,18 +630,6 @@ def _article_of(record: TopicRecord) -> str | None:
         return decode_event(record.value, KNOWN_REACTIONS).article_id
     except InvalidEvent:
         return None
-
-
-async def metric_value(url: str, name: str, labels: Mapping[str, str] | None = None) -> float:
-    """The value of one sample on a service's /metrics (0.0 when absent)."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"{url}/metrics")).text
-    wanted = dict(labels or {})
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
-                return float(sample.value)
-    return 0.0
 
 
 def log_lines_matching(path: Path, pattern: str) -> list[str]:

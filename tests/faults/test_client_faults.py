@@ -10,14 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.conftest import Rig
 from tests.faults.harness import (
     Outcome,
-    TopicRecord,
     Traffic,
     model,
     wait_for_outcomes,
 )
+from tests.faults.rig import Rig
+from tests.support import TopicRecord
 
 
 class RetryingTraffic(Traffic):

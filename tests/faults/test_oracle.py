@@ -14,16 +14,16 @@ from redis.asyncio import Redis
 from deploy.local.redis import RedisServer
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
-from tests.faults.conftest import Rig
 from tests.faults.harness import (
     Outcome,
-    TopicRecord,
     Traffic,
     assert_oracle,
     model,
     read_view,
     wait_for_outcomes,
 )
+from tests.faults.rig import Rig
+from tests.support import TopicRecord
 
 
 def _records(*events: ReactionEvent, partition: int = 0) -> list[TopicRecord]:

@@ -10,8 +10,7 @@ import httpx
 import orjson
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.ingest.conftest import IngestFactory
-from tests.support import eventually
+from tests.support import IngestFactory, eventually, metric_sum
 
 
 def _events_by_worker(metrics_dir: Path) -> dict[str, float]:
@@ -26,14 +25,6 @@ def _events_by_worker(metrics_dir: Path) -> dict[str, float]:
             if sample.name == "reactions_ingest_events_total"
         )
     return totals
-
-
-def _metric_sum(text: str, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith((f"{name}{{", f"{name} "))
-    )
 
 
 async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
@@ -80,10 +71,10 @@ async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
         text = (await http.get("/metrics")).text
     service.stop()
 
-    assert _metric_sum(text, "reactions_ingest_events_total") == len(accepted)
+    assert metric_sum(text, "reactions_ingest_events_total") == len(accepted)
     assert sum(by_worker.values()) == len(accepted)
     assert max(by_worker.values()) < len(accepted)  # no single worker has them all
-    assert _metric_sum(text, "reactions_ingest_publish_seconds_count") == len(accepted)
+    assert metric_sum(text, "reactions_ingest_publish_seconds_count") == len(accepted)
     puts = [
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()

@@ -15,7 +15,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from deploy.local.kafka import KafkaBroker
 from deploy.local.services import Service
-from tests.ingest.conftest import start_ingest
+from tests.support import start_ingest
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import orjson
 from deploy.local.kafka import KAFKA_LIB, KafkaBroker
 from deploy.local.services import Service
 from shared.events import murmur2, partition_for
-from tests.ingest.conftest import read_topic
+from tests.support import read_topic
 
 JAVA_SOURCE = Path(__file__).with_name("Murmur.java")
 ALLOWED = string.ascii_letters + string.digits + "._:~-"
@@ -87,7 +87,7 @@ async def test_ingest_writes_each_article_to_the_java_partition(
             event_ids[response.json()["event_id"]] = article_id
     assert len({java[a][1] % 4 for a in articles}) > 1  # the vectors spread over partitions
 
-    records = await read_topic(kafka.bootstrap, module_topic, len(event_ids))
+    records = await read_topic(kafka.bootstrap, module_topic, at_least=len(event_ids))
     found = 0
     for record in records:
         event = orjson.loads(record.value)

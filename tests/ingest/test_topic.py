@@ -15,7 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import ROOT, free_port
 from deploy.local.services import port_variable, service_env
-from tests.ingest.conftest import IngestFactory
+from tests.support import IngestFactory
 
 
 async def test_missing_topic_is_created_compacted_with_the_configured_partitions(

@@ -24,7 +24,7 @@ from deploy.local.services import Service
 from services.reader.trending import WINDOW_MINUTES
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import counts_key, readers_key, trend_key
-from tests.conftest import ServiceFactory
+from tests.support import ServiceFactory, assert_error, eventually
 
 ZEROS = dict.fromkeys(DEFAULT_TYPES, 0)
 
@@ -40,14 +40,6 @@ def reader(start_service: ServiceFactory) -> Service:
 async def http(reader: Service) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=reader.url, timeout=10) as client:
         yield client
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
 async def test_tally_is_zero_filled_with_mine(http: httpx.AsyncClient, redis: Redis) -> None:
@@ -173,9 +165,7 @@ async def test_bulk(http: httpx.AsyncClient, redis: Redis) -> None:
     ],
 )
 async def test_bad_input_gets_422_in_the_error_shape(http: httpx.AsyncClient, path: str) -> None:
-    response = await http.get(path)
-    assert response.status_code == 422, response.text
-    assert set(response.json()["error"]) == {"code", "message"}
+    assert_error(await http.get(path), 422)
 
 
 async def test_no_500_on_odd_requests(http: httpx.AsyncClient) -> None:
@@ -282,8 +272,6 @@ async def test_redis_down_gives_503_in_the_error_shape(start_service: ServiceFac
             except httpx.TransportError:
                 return None
 
-        from tests.support import eventually
-
         response = await eventually(get, lambda r: r is not None, what="the reader to listen")
         assert response is not None
         assert_error(response, 503, "redis_unavailable")
@@ -335,7 +323,7 @@ async def test_no_input_gets_a_500(
         response = await http.send(request)
         assert response.status_code in (200, 404, 422), (request.url, response.text)
         if response.status_code != 200:
-            assert set(response.json()["error"]) == {"code", "message"}
+            assert_error(response, response.status_code)
 
 
 async def test_a_cache_hit_costs_no_redis_read(http: httpx.AsyncClient, redis: Redis) -> None:

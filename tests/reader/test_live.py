@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 
-from deploy.local.services import Service
-from tests.conftest import ServiceFactory
-from tests.support import eventually
+from tests.support import ServiceFactory, assert_error, eventually, metric
 
 
 async def sse_lines(response: httpx.Response) -> AsyncIterator[str]:
@@ -30,12 +27,6 @@ async def next_tally(lines: AsyncIterator[str]) -> dict[str, Any]:
             body: dict[str, Any] = orjson.loads(line.split(":", 1)[1])
             return body
     raise AssertionError("the stream ended before a tally")
-
-
-async def metric(http: httpx.AsyncClient, service: Service, name: str) -> float:
-    text = (await http.get(f"{service.url}/metrics")).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 async def test_stream_sends_the_tally_at_connect_and_on_every_change(
@@ -60,7 +51,7 @@ async def test_stream_sends_the_tally_at_connect_and_on_every_change(
                 ),
                 "total": 0,
             }
-            assert await metric(http, reader, "reactions_reader_sse_clients") == 1
+            assert await metric(reader.url, "reactions_reader_sse_clients") == 1
 
             put = await http.put(
                 f"{ingest.url}/v1/articles/live-1/reactions/u1", json={"reaction": "love"}
@@ -78,10 +69,10 @@ async def test_stream_sends_the_tally_at_connect_and_on_every_change(
                 tally = await asyncio.wait_for(next_tally(lines), 60)
             assert tally["counts"]["love"] == 0 and tally["total"] == 1
 
-        assert await metric(http, reader, "reactions_reader_sse_messages_total") >= 3
+        assert await metric(reader.url, "reactions_reader_sse_messages_total") >= 3
 
         async def clients() -> float:
-            return await metric(http, reader, "reactions_reader_sse_clients")
+            return await metric(reader.url, "reactions_reader_sse_clients")
 
         await eventually(clients, lambda n: n == 0, what="the stream to be released")
 
@@ -108,5 +99,4 @@ async def test_stream_rejects_a_bad_article_id(start_service: ServiceFactory) ->
     reader = start_service("reader")
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(f"{reader.url}/v1/articles/no%20spaces/reactions/stream")
-        assert response.status_code == 422
-        assert response.json()["error"]["code"] == "invalid_article_id"
+        assert_error(response, 422, "invalid_article_id")
