@@ -25,6 +25,7 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
+from deploy.local.client import VoteApi
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
@@ -181,11 +182,14 @@ async def _measure(
         held = rss_bytes(reader_pid) if reader_pid else None
         before = sum(len(c.tallies) for c in streams)
         acked: list[float] = []
+        api = VoteApi(ingest_url)
         async with aiohttp.ClientSession() as http:
 
             async def react(i: int) -> None:
-                url = f"{ingest_url}/v1/articles/{article}/reactions/viral-{i}"
-                async with http.put(url, json={"reaction": "love"}) as response:
+                vote = api.set(article, f"viral-{i}", "love")
+                async with http.request(
+                    vote.method, vote.url, data=vote.body, headers=dict(vote.headers)
+                ) as response:
                     if response.status == 202:
                         acked.append(time.perf_counter())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from deploy.local.client import SyncVoteClient
 from deploy.local.services import Service
 from tests.support import wait_until
 
@@ -23,17 +24,14 @@ class RunningStack:
 
 def drive_traffic(services: dict[str, Service]) -> None:
     """A set, a move and a clear through ingest, then reads until the aggregator applied them."""
-    ingest, reader = services["ingest"].url, services["reader"].url
-    with httpx.Client(timeout=10) as http:
+    with SyncVoteClient(services["ingest"].url, services["reader"].url) as votes:
         for user, reaction in (("u1", "love"), ("u2", "wow"), ("u1", "angry")):
-            response = http.put(
-                f"{ingest}/v1/articles/ops-1/reactions/{user}", json={"reaction": reaction}
-            )
+            response = votes.set("ops-1", user, reaction)
             assert response.status_code == 202, response.text
-        assert http.delete(f"{ingest}/v1/articles/ops-1/reactions/u2").status_code == 202
+        assert votes.clear("ops-1", "u2").status_code == 202
 
         def applied() -> bool:
-            body = http.get(f"{reader}/v1/articles/ops-1/reactions", params={"user_id": "u1"})
+            body = votes.tally("ops-1", "u1")
             return bool(body.status_code == 200 and body.json()["total"] == 1)
 
         wait_until(applied, timeout=60, what="the aggregator to apply the reactions")

@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
+from deploy.local.client import SyncVoteClient
 from deploy.local.process import ROOT, free_port
 from deploy.local.redis import RedisClusterNodes, free_cluster_port, redis_cli
 from deploy.local.services import SERVICE_NAMES, port_variable, service_env
@@ -58,18 +57,15 @@ def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> N
         assert result.returncode == 0, result.stdout + result.stderr
         assert "started: kafka, redis, ingest, aggregator, reader" in result.stdout
 
-    ingest, reader = f"http://127.0.0.1:{ports['ingest']}", f"http://127.0.0.1:{ports['reader']}"
+    votes = SyncVoteClient(
+        f"http://127.0.0.1:{ports['ingest']}", f"http://127.0.0.1:{ports['reader']}"
+    )
 
     def vote_counted(user: str, total: int) -> None:
-        response = httpx.put(
-            f"{ingest}/v1/articles/cycle/reactions/{user}", json={"reaction": "love"}, timeout=10
-        )
+        response = votes.set("cycle", user, "love")
         assert response.status_code == 202, response.text
         wait_until(
-            lambda: (
-                httpx.get(f"{reader}/v1/articles/cycle/reactions", timeout=10).json()["total"]
-                == total
-            ),
+            lambda: votes.tally("cycle").json()["total"] == total,
             timeout=60,
             what=f"a total of {total}",
         )
@@ -81,7 +77,8 @@ def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> N
         status = cli("status").stdout
         assert status.count("stopped") == 5, status
         up()
-        assert httpx.get(f"{reader}/v1/articles/cycle/reactions", timeout=10).json()["total"] == 1
+        assert votes.tally("cycle").json()["total"] == 1  # Redis kept the view
         vote_counted("u2", 2)
     finally:
+        votes.close()
         cli("down")

@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
+from deploy.local.client import VoteClient
 from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_for, record_key
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import FENCE_FIELD, counts_key, position_key, readers_key
@@ -112,6 +113,7 @@ class Traffic:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
+        self._votes: VoteClient | None = None
 
     def _next_request(self) -> Outcome:
         rnd = self.random
@@ -131,17 +133,16 @@ class Traffic:
 
     async def send(self, outcome: Outcome) -> Outcome:
         """Send one request, record its outcome and return it."""
-        assert self._client is not None, "start() the traffic first"
-        url = f"{self.ingest_url}/v1/articles/{outcome.article_id}/reactions/{outcome.user_id}"
+        assert self._votes is not None, "start() the traffic first"
         self.outcomes.append(outcome)
         try:
             if outcome.op == "set":
-                body: dict[str, Any] = {"reaction": outcome.reaction}
-                if outcome.client_ts is not None:
-                    body["client_ts"] = outcome.client_ts
-                response = await self._client.put(url, json=body)
+                assert outcome.reaction is not None
+                response = await self._votes.set(
+                    outcome.article_id, outcome.user_id, outcome.reaction, outcome.client_ts
+                )
             else:
-                response = await self._client.delete(url)
+                response = await self._votes.clear(outcome.article_id, outcome.user_id)
         except httpx.HTTPError as exc:
             outcome.error = repr(exc)
             return outcome
@@ -165,6 +166,7 @@ class Traffic:
         self._client = httpx.AsyncClient(
             timeout=self.timeout, limits=httpx.Limits(max_connections=self.workers)
         )
+        self._votes = VoteClient(self.ingest_url, http=self._client)
         self._stop.clear()
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
         return self
@@ -176,7 +178,7 @@ class Traffic:
         for task in tasks:
             await task
         if self._client is not None:
-            client, self._client = self._client, None
+            client, self._client, self._votes = self._client, None, None
             await client.aclose()
 
     async def __aenter__(self) -> Traffic:

@@ -10,6 +10,7 @@ import httpx
 import orjson
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from deploy.local.client import VoteClient
 from tests.support import IngestFactory, eventually, metric_sum
 
 
@@ -49,13 +50,11 @@ async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
     async def write_on_fresh_connections() -> dict[str, float]:
         nonlocal sent
         # New connections, so the kernel hands them to either worker.
-        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        async with VoteClient(service.url, timeout=30) as votes:
             for _ in range(10):
                 sent += 1
-                response = await http.put(
-                    f"/v1/articles/a{sent}/reactions/r{sent}",
-                    json={"reaction": "wow"},
-                    headers={"connection": "close"},
+                response = await votes.set(
+                    f"a{sent}", f"r{sent}", "wow", headers={"connection": "close"}
                 )
                 assert response.status_code == 202, response.text
                 accepted.append(response.json()["event_id"])

@@ -9,9 +9,9 @@ import string
 import subprocess
 from pathlib import Path
 
-import httpx
 import orjson
 
+from deploy.local.client import VoteClient
 from deploy.local.kafka import KAFKA_LIB, KafkaBroker
 from deploy.local.services import Service
 from shared.events import murmur2, partition_for
@@ -78,11 +78,9 @@ async def test_ingest_writes_each_article_to_the_java_partition(
     articles = [i for i in vector_ids() if i not in (".", "..")][:24]
     java = dict(zip(articles, java_murmur2(articles), strict=True))
     event_ids = {}
-    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as http:
+    async with VoteClient(ingest.url, timeout=30) as votes:
         for article_id in articles:
-            response = await http.put(
-                f"/v1/articles/{article_id}/reactions/partition-reader", json={"reaction": "like"}
-            )
+            response = await votes.set(article_id, "partition-reader", "like")
             assert response.status_code == 202, response.text
             event_ids[response.json()["event_id"]] = article_id
     assert len({java[a][1] % 4 for a in articles}) > 1  # the vectors spread over partitions

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
+from deploy.local.client import VoteClient
 from tests.support import ServiceFactory, assert_error, eventually, metric
 
 
@@ -37,6 +38,7 @@ async def test_stream_sends_the_tally_at_connect_and_on_every_change(
     reader = start_service("reader")
     stream_url = f"{reader.url}/v1/articles/live-1/reactions/stream"
     async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=60)) as http:
+        votes = VoteClient(ingest.url, http=http)
         async with http.stream("GET", stream_url) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -53,16 +55,12 @@ async def test_stream_sends_the_tally_at_connect_and_on_every_change(
             }
             assert await metric(reader.url, "reactions_reader_sse_clients") == 1
 
-            put = await http.put(
-                f"{ingest.url}/v1/articles/live-1/reactions/u1", json={"reaction": "love"}
-            )
+            put = await votes.set("live-1", "u1", "love")
             assert put.status_code == 202
             tally = await asyncio.wait_for(next_tally(lines), 60)
             assert tally["counts"]["love"] == 1 and tally["total"] == 1
 
-            await http.put(
-                f"{ingest.url}/v1/articles/live-1/reactions/u1", json={"reaction": "wow"}
-            )
+            await votes.set("live-1", "u1", "wow")
             tally = await asyncio.wait_for(next_tally(lines), 60)
             # Tallies may be coalesced, but the latest state always arrives.
             while tally["counts"]["wow"] != 1:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from redis.asyncio import RedisCluster
 
+from deploy.local.client import VoteClient
 from deploy.local.process import free_port
 from deploy.local.redis import redis_cli
 from deploy.local.services import UNLIMITED_RATES
@@ -80,7 +81,7 @@ async def test_traffic_through_two_ingests_converges_to_the_model(
     readers = cluster.service("reader")
     async with httpx.AsyncClient(timeout=10) as http:
         answers = [
-            (await http.get(f"{r.url}/v1/articles/conv-0/reactions")).json() for r in readers
+            (await VoteClient(reader_url=r.url, http=http).tally("conv-0")).json() for r in readers
         ]
     assert answers[0] == answers[1]
 

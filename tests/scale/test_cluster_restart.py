@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
+from deploy.local.client import SyncVoteClient
 from deploy.local.services import UNLIMITED_RATES
 from deploy.local.stack import ClusterPorts, ClusterStack
 from tests.support import wait_until
@@ -20,19 +20,13 @@ def test_the_scaled_out_stack_starts_again_after_down(tmp_path: Path) -> None:
         tmp_path / "cluster", ClusterPorts.free(), partitions=6, env=UNLIMITED_RATES
     )
     ingest = stack.service("ingest")[0].url
-    readers = [r.url for r in stack.service("reader")]
-
-    def total(reader: str) -> int:
-        response = httpx.get(f"{reader}/v1/articles/restart/reactions", timeout=10)
-        return int(response.json()["total"])
+    readers = [SyncVoteClient(ingest, r.url) for r in stack.service("reader")]
 
     def vote_counted(user: str, expected: int) -> None:
-        response = httpx.put(
-            f"{ingest}/v1/articles/restart/reactions/{user}", json={"reaction": "wow"}, timeout=10
-        )
+        response = readers[0].set("restart", user, "wow")
         assert response.status_code == 202, response.text
         wait_until(
-            lambda: all(total(reader) == expected for reader in readers),
+            lambda: all(r.tally("restart").json()["total"] == expected for r in readers),
             timeout=90,
             what=f"a total of {expected} on every reader",
         )
@@ -47,4 +41,6 @@ def test_the_scaled_out_stack_starts_again_after_down(tmp_path: Path) -> None:
         assert stack.redis.healthy()
         vote_counted("u2", 2)
     finally:
+        for reader in readers:
+            reader.close()
         stack.down()
