@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service
-from tests.faults.harness import OracleReport, Outcome, assert_oracle
+from tests.faults.harness import OracleReport, assert_oracle
+from tests.faults.traffic import Outcome
 from tests.support import ServiceFactory
 
 PARTITIONS = 4

@@ -14,14 +14,13 @@ from shared.events import ReactionEvent, partition_for
 from shared.tallies import position_key
 from tests.faults.harness import (
     WRONG_PARTITION,
-    Traffic,
     applied_beyond_position,
     group_members,
     positions,
     produce_raw,
-    wait_for_outcomes,
 )
 from tests.faults.rig import PARTITIONS, Rig
+from tests.faults.traffic import Traffic, wait_for_outcomes
 from tests.support import eventually, metric, read_topic
 
 

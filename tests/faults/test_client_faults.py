@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 
 from deploy.local.client import VoteClient
-from tests.faults.harness import (
-    Outcome,
-    Traffic,
-    model,
-    wait_for_outcomes,
-)
+from tests.faults.harness import model
 from tests.faults.rig import Rig
+from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
 from tests.support import TopicRecord
 
 

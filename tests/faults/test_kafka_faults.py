@@ -13,14 +13,13 @@ from deploy.local.process import wait_for
 from shared.events import InvalidEvent, ReactionEvent, decode_event
 from tests.faults.harness import (
     KNOWN_REACTIONS,
-    Traffic,
     alter_partitions,
     log_lines_matching,
     produce_events,
     produce_raw,
-    wait_for_outcomes,
 )
 from tests.faults.rig import PARTITIONS, Rig
+from tests.faults.traffic import Traffic, wait_for_outcomes
 from tests.support import eventually, read_topic
 
 

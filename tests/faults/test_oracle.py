@@ -14,15 +14,9 @@ from redis.asyncio import Redis
 from deploy.local.redis import RedisServer
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import apply_event_line, apply_script, counts_key, readers_key
-from tests.faults.harness import (
-    Outcome,
-    Traffic,
-    assert_oracle,
-    model,
-    read_view,
-    wait_for_outcomes,
-)
+from tests.faults.harness import assert_oracle, model, read_view
 from tests.faults.rig import Rig
+from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
 from tests.support import TopicRecord
 
 

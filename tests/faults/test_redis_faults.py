@@ -8,13 +8,9 @@ import time
 
 import pytest
 
-from tests.faults.harness import (
-    Traffic,
-    assert_consistent_prefix,
-    positions,
-    wait_for_outcomes,
-)
+from tests.faults.harness import assert_consistent_prefix, positions
 from tests.faults.rig import PARTITIONS, Rig
+from tests.faults.traffic import Traffic, wait_for_outcomes
 from tests.support import eventually, read_topic
 
 

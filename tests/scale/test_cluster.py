@@ -18,7 +18,8 @@ from deploy.local.process import free_port
 from deploy.local.redis import redis_cli
 from deploy.local.services import UNLIMITED_RATES
 from deploy.local.stack import ClusterPorts, ClusterStack
-from tests.faults.harness import Outcome, Traffic, assert_oracle, wait_for_outcomes
+from tests.faults.harness import assert_oracle
+from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
 from tests.support import eventually
 
 TOPIC = "reactions"
