@@ -1,8 +1,9 @@
 """Start and stop the local stack: a real KRaft Kafka broker, a real redis-server and the
-three services, without Docker. Used by `make run/up/down` and by the test fixtures.
+three services, without Docker. Used by `make run/up/down/status/up-cluster/down-cluster`.
 
 `python -m deploy.local run` runs everything in the foreground until Ctrl-C; `up` starts
-whatever part is not running and returns; `down` stops everything (safe to run twice).
+whatever part is not running and returns; `down` stops everything (safe to run twice);
+`up-cluster` and `down-cluster` do the same for the scaled-out stack.
 """
 
 from __future__ import annotations
