@@ -12,7 +12,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-COPY deploy/__init__.py deploy/stack.py ./deploy/
+COPY deploy/__init__.py ./deploy/
+COPY deploy/local ./deploy/local
 RUN pip install . \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin reactions
 

@@ -33,22 +33,22 @@ deploy/kafka/lib/.copied: deploy/kafka/pom.xml | .system-packages
 	@touch $@
 
 run: setup ## Start Kafka, Redis and the three services; Ctrl-C stops everything
-	$(PY) -m deploy.stack run
+	$(PY) -m deploy.local run
 
 up: setup ## Start the stack in the background (starts only what is not running)
-	$(PY) -m deploy.stack up
+	$(PY) -m deploy.local up
 
 down: ## Stop the background stack (safe to run twice)
-	@if [ -x $(PY) ]; then $(PY) -m deploy.stack down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m deploy.local down; else echo "nothing to stop"; fi
 
 up-cluster: setup ## Scaled out in the background: 3 Kafka nodes, a Redis Cluster, 2+3+2 services
-	$(PY) -m deploy.stack up-cluster
+	$(PY) -m deploy.local up-cluster
 
 down-cluster: ## Stop the scaled-out stack
-	@if [ -x $(PY) ]; then $(PY) -m deploy.stack down-cluster; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m deploy.local down-cluster; else echo "nothing to stop"; fi
 
 status: ## Show which parts of the stack are running
-	@$(PY) -m deploy.stack status
+	@$(PY) -m deploy.local status
 
 test: setup ## Run the whole test suite (starts its own Kafka and Redis)
 	$(PY) -m pytest

@@ -23,7 +23,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker, RedisServer, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
 from shared.events import KEY_SEPARATOR, partition_for

@@ -20,7 +20,10 @@ from pathlib import Path
 from redis.cluster import RedisCluster
 
 from bench.backlog import Workload, produce
-from deploy.stack import KafkaCluster, RedisClusterNodes, Service, free_cluster_port, free_port
+from deploy.local.kafka import KafkaCluster
+from deploy.local.process import free_port
+from deploy.local.redis import RedisClusterNodes, free_cluster_port
+from deploy.local.services import Service, service_env
 from shared.kafka import ensure_topics
 from shared.tallies import position_key
 
@@ -33,28 +36,21 @@ def drain(kafka: KafkaCluster, redis: RedisClusterNodes, processes: int, events:
     client = RedisCluster.from_url(redis.url)
     client.flushall()
     keys = [position_key(TOPIC, p) for p in range(PARTITIONS)]
-    env = {
-        "REACTIONS_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "REACTIONS_REDIS_URL": redis.url,
-        "REACTIONS_REDIS_CLUSTER": "true",
-        "REACTIONS_TOPIC": TOPIC,
-        "REACTIONS_PARTITIONS": str(PARTITIONS),
-        "REACTIONS_REPLICATION_FACTOR": "3",
-        "REACTIONS_GROUP_ID": f"bench-scale-{processes}-{time.time_ns()}",
-        "REACTIONS_LOG_LEVEL": "WARNING",
-    }
+    env = service_env(
+        kafka_bootstrap=kafka.bootstrap,
+        redis_url=redis.url,
+        topic=TOPIC,
+        partitions=PARTITIONS,
+        cluster=True,
+        overrides={
+            "REACTIONS_GROUP_ID": f"bench-scale-{processes}-{time.time_ns()}",
+            "REACTIONS_LOG_LEVEL": "WARNING",
+        },
+    )
     log_dir = Path(tempfile.mkdtemp(prefix="scale-logs-"))
-    aggregators = []
-    for i in range(processes):
-        port = free_port()
-        aggregators.append(
-            Service(
-                "aggregator",
-                port,
-                {**env, "REACTIONS_AGGREGATOR_PORT": str(port)},
-                log_dir / str(i),
-            )
-        )
+    aggregators = [
+        Service("aggregator", free_port(), env, log_dir / str(i)) for i in range(processes)
+    ]
     try:
         for aggregator in aggregators:
             aggregator.process.start()

@@ -28,6 +28,8 @@ import orjson
 from hdrh.histogram import HdrHistogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.local.client import VoteApi
+
 Method = Literal["sse", "poll"]
 LAG_METRIC = "reactions_aggregator_consumer_lag"
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
@@ -148,7 +150,10 @@ async def detect_method(session: aiohttp.ClientSession, reader: str, article: st
 
 async def read_total(session: aiohttp.ClientSession, reader: str, article: str) -> int:
     """The article's current total from the plain GET."""
-    async with session.get(f"{reader}/v1/articles/{article}/reactions") as response:
+    request = VoteApi(reader_url=reader).tally(article)
+    async with session.request(
+        request.method, request.url, data=request.body, headers=dict(request.headers)
+    ) as response:
         response.raise_for_status()
         return int(orjson.loads(await response.read())["total"])
 
@@ -303,15 +308,15 @@ async def open_loop(
 
         sent_per_article = dict.fromkeys(articles, 0)
         run_id = uuid.uuid4().hex[:6]
+        api = VoteApi(ingest)
 
         async def put(seq: int, scheduled: float) -> None:
             article = articles[seq % len(articles)]
             sent_per_article[article] += 1
+            vote = api.set(article, f"u{run_id}-{seq}", "love")
             try:
-                async with client.put(
-                    f"{ingest}/v1/articles/{article}/reactions/u{run_id}-{seq}",
-                    data=b'{"reaction":"love"}',
-                    headers={"content-type": "application/json"},
+                async with client.request(
+                    vote.method, vote.url, data=vote.body, headers=dict(vote.headers)
                 ) as response:
                     await response.read()
                     status = response.status

@@ -25,7 +25,10 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
-from deploy.stack import RedisServer, Service, free_port
+from deploy.local.client import VoteApi
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import Service, service_env
 from shared.tallies import CHANGES_CHANNEL, counts_key
 
 
@@ -179,11 +182,14 @@ async def _measure(
         held = rss_bytes(reader_pid) if reader_pid else None
         before = sum(len(c.tallies) for c in streams)
         acked: list[float] = []
+        api = VoteApi(ingest_url)
         async with aiohttp.ClientSession() as http:
 
             async def react(i: int) -> None:
-                url = f"{ingest_url}/v1/articles/{article}/reactions/viral-{i}"
-                async with http.put(url, json={"reaction": "love"}) as response:
+                vote = api.set(article, f"viral-{i}", "love")
+                async with http.request(
+                    vote.method, vote.url, data=vote.body, headers=dict(vote.headers)
+                ) as response:
                     if response.status == 202:
                         acked.append(time.perf_counter())
 
@@ -253,13 +259,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sse-bench-") as tmp:
         redis = RedisServer(Path(tmp) / "redis", free_port())
         redis.start()
-        port = free_port()
-        env = {
-            "REACTIONS_REDIS_URL": redis.url,
-            "REACTIONS_READER_PORT": str(port),
-            "REACTIONS_LOG_LEVEL": "WARNING",
-        }
-        reader = Service("reader", port, env, Path(tmp) / "logs")
+        env = service_env(redis_url=redis.url, overrides={"REACTIONS_LOG_LEVEL": "WARNING"})
+        reader = Service("reader", free_port(), env, Path(tmp) / "logs")
         try:
             reader.start()
             pid = reader.process.pid()

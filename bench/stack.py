@@ -11,17 +11,15 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from deploy.stack import KafkaBroker, RedisServer, Service, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import UNLIMITED_RATES, Service, service_env
 
-# Extra environment for the services under test. When ingest gains per-IP or per-reader
-# rate limits, put the variables that lift them here: a load generator on loopback is one
-# IP, and throttled answers are not counted as throughput (the table flags a non-2xx share).
-SERVICE_ENV: dict[str, str] = {
-    "REACTIONS_LOG_LEVEL": "WARNING",
-    # Load generators are one address and reuse readers: lift the abuse limits.
-    "REACTIONS_RATE_LIMIT_IP": "100000000/minute",
-    "REACTIONS_RATE_LIMIT_READER": "100000000/minute",
-}
+# Extra environment for the services under test. A load generator on loopback is one IP
+# and reuses readers, and throttled answers are not counted as throughput (the table flags
+# a non-2xx share): lift the abuse limits.
+SERVICE_ENV: dict[str, str] = {"REACTIONS_LOG_LEVEL": "WARNING", **UNLIMITED_RATES}
 
 
 class BenchStack:
@@ -57,15 +55,13 @@ class BenchStack:
 
     def service_env(self, **overrides: str) -> dict[str, str]:
         """REACTIONS_ variables pointing a service at this stack."""
-        return {
-            **SERVICE_ENV,
-            "REACTIONS_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
-            "REACTIONS_REDIS_URL": self.redis_url(),
-            "REACTIONS_TOPIC": self.topic,
-            "REACTIONS_PARTITIONS": str(self.partitions),
-            "REACTIONS_GROUP_ID": f"agg-{self.topic}",
-            **overrides,
-        }
+        return service_env(
+            kafka_bootstrap=self.kafka.bootstrap,
+            redis_url=self.redis_url(),
+            topic=self.topic,
+            partitions=self.partitions,
+            overrides={**SERVICE_ENV, **overrides},
+        )
 
     def start_service(self, name: str, **overrides: str) -> Service:
         """Run `python -m services.<name>` on a free port against this stack."""
@@ -76,9 +72,8 @@ class BenchStack:
         until each is ready."""
         services = []
         for name, overrides in specs:
-            port = free_port()
-            env = self.service_env(**{f"REACTIONS_{name.upper()}_PORT": str(port), **overrides})
-            service = Service(name, port, env, self.dir / "logs" / f"{name}-{len(self._started)}")
+            log_dir = self.dir / "logs" / f"{name}-{len(self._started)}"
+            service = Service(name, free_port(), self.service_env(**overrides), log_dir)
             self._started.append(service)
             service.process.start()
             services.append(service)

@@ -4,13 +4,17 @@ started here and stopped at the end; the services run as real processes per test
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker, RedisServer, Service, free_port
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import Service, service_env
+from tests.support import ServiceFactory
 
 
 @pytest.fixture(scope="session")
@@ -49,16 +53,9 @@ def topic() -> str:
 @pytest.fixture
 def stack_env(kafka: KafkaBroker, redis_server: RedisServer, topic: str) -> dict[str, str]:
     """The REACTIONS_ environment pointing the services at this session's Kafka and Redis."""
-    return {
-        "REACTIONS_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "REACTIONS_REDIS_URL": redis_server.url,
-        "REACTIONS_TOPIC": topic,
-        "REACTIONS_PARTITIONS": "4",
-        "REACTIONS_GROUP_ID": f"agg-{topic}",
-    }
-
-
-ServiceFactory = Callable[..., Service]
+    return service_env(
+        kafka_bootstrap=kafka.bootstrap, redis_url=redis_server.url, topic=topic, partitions=4
+    )
 
 
 @pytest.fixture
@@ -67,9 +64,8 @@ def start_service(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Service
     started: list[Service] = []
 
     def start(name: str, *, env: dict[str, str] | None = None, wait: bool = True) -> Service:
-        port = free_port()
-        service_env = {**stack_env, f"REACTIONS_{name.upper()}_PORT": str(port), **(env or {})}
-        service = Service(name, port, service_env, tmp_path / "logs" / f"{name}-{len(started)}")
+        log_dir = tmp_path / "logs" / f"{name}-{len(started)}"
+        service = Service(name, free_port(), {**stack_env, **(env or {})}, log_dir)
         started.append(service)
         if wait:
             service.start()

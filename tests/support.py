@@ -1,13 +1,28 @@
-"""Helpers for tests: waiting on conditions with deadlines, and small HTTP shortcuts."""
+"""Helpers for tests: waiting on conditions with deadlines, starting services, reading a
+topic back, scraping a metric, and the API's error shape."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from deploy.local.process import free_port
+from deploy.local.services import UNLIMITED_RATES, Service, service_env
 
 T = TypeVar("T")
+
+# start_service(name, *, env=None, wait=True): a service of ours on a free port.
+ServiceFactory = Callable[..., Service]
+# spawn_ingest(topic, env=None, *, bootstrap=None): an ingest process on the topic.
+IngestFactory = Callable[..., Service]
 
 
 async def eventually(
@@ -39,3 +54,150 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def start_ingest(
+    kafka_bootstrap: str,
+    topic: str,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    started: list[Service] | None = None,
+) -> Service:
+    """A real `python -m services.ingest` process on a free port, ready when returned; rate
+    limits lifted unless `env` sets them.
+
+    It is appended to `started` before it is waited for, so a teardown can stop it even
+    when it never became ready.
+    """
+    overrides = {**UNLIMITED_RATES, **(env or {})}
+    service_vars = service_env(
+        kafka_bootstrap=kafka_bootstrap, topic=topic, partitions=4, overrides=overrides
+    )
+    service = Service("ingest", free_port(), service_vars, log_dir)
+    if started is not None:
+        started.append(service)
+    service.start()
+    return service
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """One record of a topic as a consumer sees it."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+async def topic_partitions(
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    timeout: float = 30.0,  # noqa: ASYNC109 - a deadline for polling metadata
+) -> list[int]:
+    """The partitions of `topic`, once the consumer's metadata knows the topic."""
+    deadline = time.monotonic() + timeout
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"topic {topic!r} has no partitions after {timeout}s")
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of every partition of `topic`, now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    at_least: int = 0,
+    timeout: float = 60.0,  # noqa: ASYNC109 - a deadline for the whole read
+) -> list[TopicRecord]:
+    """Every record of `topic` up to its end offsets, in offset order per partition; with
+    `at_least`, read again until the topic holds that many."""
+    deadline = time.monotonic() + timeout
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
+        consumer.assign(tps)
+        while True:
+            records = await _read_to_end(consumer, tps, deadline)
+            if len(records) >= at_least:
+                return records
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{topic!r} holds {len(records)} records after {timeout}s, not {at_least}"
+                )
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
+
+
+async def _read_to_end(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], deadline: float
+) -> list[TopicRecord]:
+    ends = await consumer.end_offsets(tps)
+    await consumer.seek_to_beginning(*tps)
+    records: dict[int, list[TopicRecord]] = {tp.partition: [] for tp in tps}
+    while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"reading {tps[0].topic!r} to its end took too long")
+        batch = await consumer.getmany(timeout_ms=500)
+        for tp, batch_records in batch.items():
+            records[tp.partition] += [
+                TopicRecord(tp.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
+                for r in batch_records
+                if r.offset < ends[tp]
+            ]
+    return [r for tp in tps for r in records[tp.partition]]
+
+
+def metric_sum(text: str, name: str, labels: Mapping[str, str] | None = None) -> float:
+    """The sum of the samples named `name` that carry `labels` in a Prometheus exposition
+    (0.0 when there is none)."""
+    wanted = dict(labels or {})
+    return float(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items())
+        )
+    )
+
+
+async def metric(url: str, name: str, labels: Mapping[str, str] | None = None) -> float:
+    """`metric_sum` of a service's /metrics page, now."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{url}/metrics")).text
+    return metric_sum(text, name, labels)
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> Any:
+    """Assert `status` and the API's error shape, {"error": {"code", "message"}}, with
+    `code` when given; return the body."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body

@@ -7,7 +7,7 @@ from bench.context import Context
 from bench.stack import AppProcess, child_pids
 from bench.stats import Figure, Row, Target, paired_ratios, unavailable
 from bench.wrk import WrkResult, run_wrk
-from deploy.stack import Service
+from deploy.local.services import Service
 
 CONNECTIONS = 32
 

@@ -12,6 +12,7 @@ import redis
 from bench.context import Context
 from bench.stats import Figure, Row, Target, paired_ratios, unavailable
 from bench.wrk import WrkResult, run_wrk
+from deploy.local.client import ApiRequest, VoteApi
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import counts_key
 
@@ -36,10 +37,13 @@ def preload(redis_url: str) -> None:
         client.close()
 
 
-def fetch(url: str) -> tuple[int, bytes]:
-    """Status and body of one GET."""
+def fetch(request: ApiRequest) -> tuple[int, bytes]:
+    """Status and body of one request of the public API."""
+    plain = urllib.request.Request(
+        request.url, data=request.body, headers=dict(request.headers), method=request.method
+    )
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(plain, timeout=10) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, b""
@@ -50,9 +54,9 @@ def run(ctx: Context) -> None:
     stack = ctx.stack
     preload(stack.redis_url())
     reader = stack.start_service("reader")
-    _, tally = fetch(f"{reader.url}/v1/articles/{PREFIX}1/reactions")
-    ids = ",".join(f"{PREFIX}{i}" for i in range(1, BULK_IDS + 1))
-    bulk_status, bulk = fetch(f"{reader.url}/v1/reactions?ids={ids}")
+    api = VoteApi(reader_url=reader.url)
+    _, tally = fetch(api.tally(f"{PREFIX}1"))
+    bulk_status, bulk = fetch(api.tallies(f"{PREFIX}{i}" for i in range(1, BULK_IDS + 1)))
     has_bulk = bulk_status == 200
     (stack.dir / "tally.json").write_bytes(tally)
     (stack.dir / "bulk.json").write_bytes(bulk if has_bulk else tally)

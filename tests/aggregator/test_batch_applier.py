@@ -15,7 +15,7 @@ from services.aggregator.retry import RetryPolicy
 from services.aggregator.scripts import MAX_EVENTS_PER_CALL
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import epoch_key, position_key, readers_key
-from tests.aggregator.conftest import counts
+from tests.aggregator.view import counts
 
 PARTITIONS = 4
 

@@ -10,11 +10,10 @@ import sys
 
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker
+from deploy.local.kafka import KafkaBroker
 from shared.tallies import readers_key
-from tests.aggregator.conftest import Send, all_counts, counts, read_topic, settled
-from tests.conftest import ServiceFactory
-from tests.support import eventually
+from tests.aggregator.view import Send, all_counts, counts, settled
+from tests.support import ServiceFactory, eventually, read_topic
 
 
 async def run_command(env: dict[str, str], *args: str) -> tuple[int, str]:

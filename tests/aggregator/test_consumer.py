@@ -13,20 +13,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker
+from deploy.local.kafka import KafkaBroker
 from shared.events import decode_event, partition_for
 from shared.tallies import CHANGES_CHANNEL, TREND_TTL_SECONDS, position_key, trend_key
-from tests.aggregator.conftest import (
-    PARTITIONS,
-    Send,
-    all_counts,
-    counts,
-    metric,
-    read_topic,
-    settled,
-)
-from tests.conftest import ServiceFactory
-from tests.support import eventually
+from tests.aggregator.view import PARTITIONS, Send, all_counts, counts, settled
+from tests.support import ServiceFactory, eventually, metric, read_topic
 
 
 async def test_counts_notifications_and_trending(
@@ -119,7 +110,7 @@ async def test_poison_records_go_to_the_dead_letter_topic(
     # record names its source, so keep one per source offset.
     dead = {
         int(dict(r.headers)["source_offset"]): r
-        for r in await read_topic(kafka.bootstrap, f"{topic}.dlq", partitions=1)
+        for r in await read_topic(kafka.bootstrap, f"{topic}.dlq")
     }
     assert sorted(dead) == offsets
     for (value, reason), offset in zip(poison, offsets, strict=True):

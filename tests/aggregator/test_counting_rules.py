@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 
-from deploy.stack import RedisServer
+from deploy.local.redis import RedisServer
 from services.aggregator.scripts import apply_event_line, parse_apply_reply
 from shared.tallies import FENCE_FIELD, counts_key, readers_key
 from tests.aggregator.model import ArticleModel, Event

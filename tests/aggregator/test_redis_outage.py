@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker, RedisServer, free_port
-from tests.aggregator.conftest import Send, all_counts, metric, settled
-from tests.conftest import ServiceFactory
-from tests.support import eventually
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from tests.aggregator.view import Send, all_counts, settled
+from tests.support import ServiceFactory, eventually, metric
 
 
 @pytest.fixture

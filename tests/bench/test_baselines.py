@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from bench.wrk import run_wrk
 from services.aggregator.scripts import apply_event_line, apply_script
 from shared.tallies import counts_key, readers_key
-from tests.conftest import ServiceFactory
+from tests.support import ServiceFactory
 
 VOTES = [("u1", "love"), ("u2", "like"), ("u1", "wow"), ("u3", "love"), ("u2", "love")]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.latency import open_loop, summary_ms
-from tests.conftest import ServiceFactory
+from tests.support import ServiceFactory
 
 
 async def test_every_accepted_vote_is_seen_and_recorded(start_service: ServiceFactory) -> None:

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from bench.latency import TallyWatch, detect_method, watch_sse
-from deploy.stack import free_port
+from deploy.local.process import free_port
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from deploy.stack import KafkaBroker
+from deploy.local.kafka import KafkaBroker
 from shared.kafka import new_producer
 from tests.support import eventually
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from deploy.stack import ROOT, SERVICE_NAMES
-from tests.deploy.conftest import GRAFANA_DIR, PROMETHEUS_DIR, load_yaml
+from deploy.local.process import ROOT
+from deploy.local.services import SERVICE_NAMES
+from tests.deploy.files import GRAFANA_DIR, PROMETHEUS_DIR, load_yaml
 from tests.deploy.settings_env import default, env_names
 
 

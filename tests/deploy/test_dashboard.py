@@ -9,8 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.stack import ROOT, SERVICE_NAMES
-from tests.deploy.conftest import GRAFANA_DIR, RunningStack, alert_rules, dashboard_exprs, load_yaml
+from deploy.local.process import ROOT
+from deploy.local.services import SERVICE_NAMES
 from tests.deploy.contract import (
     CONTRACT_METRICS,
     PROMETHEUS_SERIES,
@@ -19,6 +19,8 @@ from tests.deploy.contract import (
     exposition_series,
     metric_names,
 )
+from tests.deploy.files import GRAFANA_DIR, alert_rules, dashboard_exprs, load_yaml
+from tests.deploy.running_stack import RunningStack
 
 # What the dashboard must show (issue 8): one selected series for each view.
 REQUIRED_VIEWS = {

@@ -11,8 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from deploy.stack import ROOT, SERVICE_NAMES
-from tests.deploy.conftest import K8S_DIR, load_yaml
+from deploy.local.process import ROOT
+from deploy.local.services import SERVICE_NAMES
+from tests.deploy.files import K8S_DIR, load_yaml
 from tests.deploy.settings_env import any_service_env_names, default, env_names
 
 HTTP_SERVICES = ("ingest", "reader")

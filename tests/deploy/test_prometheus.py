@@ -15,14 +15,10 @@ import httpx
 import pytest
 import yaml
 
-from deploy.stack import SERVICE_NAMES, Process, free_port
-from tests.deploy.conftest import (
-    GRAFANA_DIR,
-    PROMETHEUS_DIR,
-    RunningStack,
-    alert_rules,
-    load_yaml,
-)
+from deploy.local.process import Process, free_port
+from deploy.local.services import SERVICE_NAMES
+from tests.deploy.files import GRAFANA_DIR, PROMETHEUS_DIR, alert_rules, load_yaml
+from tests.deploy.running_stack import RunningStack
 from tests.support import wait_until
 
 README = PROMETHEUS_DIR.parent.parent / "README.md"

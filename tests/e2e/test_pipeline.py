@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ServiceFactory
-from tests.support import eventually
+from deploy.local.client import VoteClient
+from tests.support import ServiceFactory, eventually
 
 
 async def test_reactions_flow_from_put_to_get(start_service: ServiceFactory) -> None:
@@ -15,14 +15,13 @@ async def test_reactions_flow_from_put_to_get(start_service: ServiceFactory) -> 
     start_service("aggregator")
     reader = start_service("reader")
 
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with VoteClient(ingest.url, reader.url) as votes:
 
         async def react(user: str, reaction: str | None) -> None:
-            url = f"{ingest.url}/v1/articles/story-1/reactions/{user}"
             if reaction is None:
-                response = await http.delete(url)
+                response = await votes.clear("story-1", user)
             else:
-                response = await http.put(url, json={"reaction": reaction})
+                response = await votes.set("story-1", user, reaction)
             assert response.status_code == 202, response.text
             assert response.json()["accepted"] is True
 
@@ -35,9 +34,7 @@ async def test_reactions_flow_from_put_to_get(start_service: ServiceFactory) -> 
         await react("u4", None)  # clearing nothing changes nothing
 
         async def tally() -> dict[str, Any]:
-            response = await http.get(
-                f"{reader.url}/v1/articles/story-1/reactions", params={"user_id": "u1"}
-            )
+            response = await votes.tally("story-1", "u1")
             assert response.status_code == 200
             body: dict[str, Any] = response.json()
             return body
@@ -54,7 +51,7 @@ async def test_reactions_flow_from_put_to_get(start_service: ServiceFactory) -> 
         }
         assert body["mine"] == "angry"
 
-        unseen = await http.get(f"{reader.url}/v1/articles/never-seen/reactions")
+        unseen = await votes.tally("never-seen")
         assert unseen.json() == {
             "article_id": "never-seen",
             "counts": dict.fromkeys(["like", "dislike", "love", "funny", "angry", "sad", "wow"], 0),

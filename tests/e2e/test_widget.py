@@ -22,7 +22,11 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from deploy.stack import KafkaBroker, RedisServer, Service, free_port
+from deploy.local.client import SyncVoteClient
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import Service, service_env
 from tests.support import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -51,15 +55,14 @@ def stack(
     """Ingest, aggregator and reader on free ports, shared by this module's tests."""
     topic = f"widget-{uuid.uuid4().hex[:10]}"
     ports = {name: free_port() for name in ("ingest", "aggregator", "reader")}
-    env = {
-        "REACTIONS_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "REACTIONS_REDIS_URL": redis_server.url,
-        "REACTIONS_TOPIC": topic,
-        "REACTIONS_PARTITIONS": "4",
-        "REACTIONS_GROUP_ID": f"agg-{topic}",
-        "REACTIONS_PUBLIC_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
-        **{f"REACTIONS_{n.upper()}_PORT": str(p) for n, p in ports.items()},
-    }
+    env = service_env(
+        kafka_bootstrap=kafka.bootstrap,
+        redis_url=redis_server.url,
+        topic=topic,
+        partitions=4,
+        ingest_port=ports["ingest"],
+        overrides={"REACTIONS_PUBLIC_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}"},
+    )
     logs = tmp_path_factory.mktemp("widget-stack")
     services = {name: Service(name, port, env, logs / name) for name, port in ports.items()}
     try:
@@ -114,10 +117,8 @@ def reader_id(page: Page) -> str:
 
 
 def server_tally(stack: Stack, article: str, user_id: str) -> dict[str, object]:
-    response = httpx.get(
-        f"{stack.reader.url}/v1/articles/{article}/reactions", params={"user_id": user_id}
-    )
-    body: dict[str, object] = response.json()
+    with SyncVoteClient(reader_url=stack.reader.url) as votes:
+        body: dict[str, object] = votes.tally(article, user_id).json()
     return body
 
 
@@ -252,22 +253,18 @@ def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
         "demo-bus-fares": {"like": 7, "dislike": 3},
         "demo-cathedral-owl": {"wow": 11, "love": 8},
     }
-    with httpx.Client(timeout=10) as http:
+    with SyncVoteClient(stack.ingest.url, stack.reader.url) as votes:
         for article, reactions in seed.items():
             n = 0
             for reaction, count in reactions.items():
                 for _ in range(count):
                     n += 1
-                    url = f"{stack.ingest.url}/v1/articles/{article}/reactions/seed-{n}"
-                    assert http.put(url, json={"reaction": reaction}).status_code == 202
-    wait_until(
-        lambda: (
-            httpx.get(f"{stack.reader.url}/v1/articles/demo-night-market/reactions").json()["total"]
-            == 48
-        ),
-        timeout=60,
-        what="the seeded tallies",
-    )
+                    assert votes.set(article, f"seed-{n}", reaction).status_code == 202
+        wait_until(
+            lambda: votes.tally("demo-night-market").json()["total"] == 48,
+            timeout=60,
+            what="the seeded tallies",
+        )
     wait_until(lambda: sse_clients(stack) == 0, what="earlier tests' streams to close")
 
     with browser.new_context(viewport={"width": 900, "height": 1200}) as context:

@@ -4,9 +4,7 @@ session's unless the test needs one of its own to kill."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,12 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from deploy.stack import KafkaBroker, RedisServer, Service, free_port
-from tests.conftest import ServiceFactory
-from tests.faults.harness import OracleReport, Outcome, assert_oracle
-
-PARTITIONS = 4
-# The broker's group.min.session.timeout.ms is 6 s; the lowest timeout keeps zombie and
-# crash tests short (a dead member leaves the group after this long).
-SESSION_TIMEOUT_MS = 6000
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import UNLIMITED_RATES, service_env
+from tests.faults.rig import PARTITIONS, SESSION_TIMEOUT_MS, Rig
+from tests.support import ServiceFactory
 
 
 @pytest.fixture
@@ -40,43 +36,17 @@ def stack_env(stack_env: dict[str, str], fault_redis: RedisServer) -> dict[str, 
     """The services' environment, pointed at this test's Redis, with a short session timeout."""
     return {
         **stack_env,
-        "REACTIONS_REDIS_URL": fault_redis.url,
-        "REACTIONS_PARTITIONS": str(PARTITIONS),
-        "REACTIONS_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
-        # All traffic comes from one IP and a few hundred readers: lift ingest's rate limits,
-        # which are not what these tests are about.
-        "REACTIONS_RATE_LIMIT_IP": "1000000/second",
-        "REACTIONS_RATE_LIMIT_READER": "1000000/second",
+        **service_env(
+            redis_url=fault_redis.url,
+            partitions=PARTITIONS,
+            overrides={
+                "REACTIONS_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+                # All traffic comes from one IP and a few hundred readers: lift ingest's
+                # rate limits, which are not what these tests are about.
+                **UNLIMITED_RATES,
+            },
+        ),
     }
-
-
-@dataclass
-class Rig:
-    """One test's stack: where Kafka and Redis are, and how to start services against them."""
-
-    bootstrap: str
-    topic: str
-    group: str
-    redis_server: RedisServer
-    redis: Redis
-    start_service: ServiceFactory
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self, name: str, *, wait: bool = True, **env: str) -> Service:
-        """Start `python -m services.<name>` against this rig's Kafka and Redis."""
-        return self.start_service(name, env={**self.env, **env}, wait=wait)
-
-    async def launch(self, name: str, **env: str) -> Service:
-        """`start` in a thread, so traffic keeps flowing while the service boots."""
-        return await asyncio.to_thread(self.start, name, **env)
-
-    async def oracle(
-        self, outcomes: list[Outcome], *, direct_event_ids: tuple[str, ...] = ()
-    ) -> OracleReport:
-        """Wait for the aggregator to catch up, then check the oracle."""
-        return await assert_oracle(
-            self.redis, self.bootstrap, self.topic, outcomes, direct_event_ids=direct_event_ids
-        )
 
 
 @pytest.fixture
@@ -116,5 +86,5 @@ def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
 async def kafka_rig(own_kafka: KafkaBroker, rig: Rig) -> Rig:
     """The rig on a broker of the test's own (started first, so it stops after the services)."""
     rig.bootstrap = own_kafka.bootstrap
-    rig.env = {"REACTIONS_KAFKA_BOOTSTRAP": own_kafka.bootstrap}
+    rig.env = service_env(kafka_bootstrap=own_kafka.bootstrap)
     return rig

@@ -1,6 +1,6 @@
-"""The fault harness: traffic that records every request's outcome, a full read of the topic,
-a plain-Python model of the DESIGN's counting rules, and the one oracle every fault test ends
-with.
+"""The fault harness: a plain-Python model of the DESIGN's counting rules over a full read
+of the topic, the views of Redis, and the one oracle every fault test ends with, over the
+outcomes the traffic (tests/faults/traffic.py) recorded.
 
 The oracle checks three things against the real stack:
 (a) Redis (counts, readers and fences of every article) equals the model applied to every
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import re
 import time
 from collections import Counter, defaultdict
@@ -25,11 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
@@ -37,258 +34,12 @@ from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_f
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import FENCE_FIELD, counts_key, position_key, readers_key
 from tests.aggregator.model import fold_log
+from tests.faults.traffic import Outcome, Signature
+from tests.support import TopicRecord, end_offsets, read_topic
 
-REACTIONS = tuple(DEFAULT_TYPES)
 # The reason a valid event produced onto another partition than its article's is refused.
 WRONG_PARTITION = "wrong_partition"
-KNOWN_REACTIONS = frozenset(REACTIONS)
-
-# A signature identifies what a request asked for, so a record that no 202 explains can be
-# matched to a request whose outcome the client never learnt.
-Signature = tuple[str, str, str, str | None, int | None]
-
-
-@dataclass
-class Outcome:
-    """One request the traffic sent and what came back (status None: outcome unknown)."""
-
-    op: str
-    article_id: str
-    user_id: str
-    reaction: str | None
-    client_ts: int | None
-    started: float
-    status: int | None = None
-    event_id: str | None = None
-    retry_after: str | None = None
-    error: str | None = None
-    code: str | None = None
-
-    @property
-    def accepted(self) -> bool:
-        return self.status == 202
-
-    @property
-    def rejected(self) -> bool:
-        return self.status is not None and not 200 <= self.status < 300 and not self.indeterminate
-
-    @property
-    def indeterminate(self) -> bool:
-        # No answer, or ingest's own word that Kafka may still take the event (its ack did
-        # not come back in time): either way it may or may not be in the topic.
-        return self.status is None or self.code == "publish_timeout"
-
-    def signature(self) -> Signature:
-        return (self.article_id, self.user_id, self.op, self.reaction, self.client_ts)
-
-
-class Traffic:
-    """A bounded load of PUTs and DELETEs against ingest, recording every outcome.
-
-    `workers` concurrent loops each send one request at a time over `articles` x `readers`;
-    a share of the PUTs carries a random `client_ts`, so some arrive stale.
-    """
-
-    def __init__(
-        self,
-        ingest_url: str,
-        *,
-        articles: int = 200,
-        readers: int = 300,
-        workers: int = 6,
-        client_ts_share: float = 0.3,
-        seed: int | None = None,
-        prefix: str = "a",
-        timeout: float = 30.0,
-    ) -> None:
-        self.ingest_url = ingest_url
-        self.articles = [f"{prefix}-{i}" for i in range(articles)]
-        self.readers = [f"r{i}" for i in range(readers)]
-        self.workers = workers
-        self.client_ts_share = client_ts_share
-        self.random = random.Random(seed)
-        self.timeout = timeout
-        self.outcomes: list[Outcome] = []
-        self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._client: httpx.AsyncClient | None = None
-
-    def _next_request(self) -> Outcome:
-        rnd = self.random
-        # A skewed choice of article: a few hot stories take most clicks, like a front page.
-        article = self.articles[min(int(rnd.paretovariate(1.2)) - 1, len(self.articles) - 1)]
-        if rnd.random() < 0.3:
-            article = rnd.choice(self.articles)
-        user = rnd.choice(self.readers)
-        if rnd.random() < 0.25:
-            return Outcome("clear", article, user, None, None, time.monotonic())
-        client_ts = (
-            1_700_000_000_000 + rnd.randrange(1_000_000)
-            if rnd.random() < self.client_ts_share
-            else None
-        )
-        return Outcome("set", article, user, rnd.choice(REACTIONS), client_ts, time.monotonic())
-
-    async def send(self, outcome: Outcome) -> Outcome:
-        """Send one request, record its outcome and return it."""
-        assert self._client is not None, "start() the traffic first"
-        url = f"{self.ingest_url}/v1/articles/{outcome.article_id}/reactions/{outcome.user_id}"
-        self.outcomes.append(outcome)
-        try:
-            if outcome.op == "set":
-                body: dict[str, Any] = {"reaction": outcome.reaction}
-                if outcome.client_ts is not None:
-                    body["client_ts"] = outcome.client_ts
-                response = await self._client.put(url, json=body)
-            else:
-                response = await self._client.delete(url)
-        except httpx.HTTPError as exc:
-            outcome.error = repr(exc)
-            return outcome
-        outcome.status = response.status_code
-        outcome.retry_after = response.headers.get("retry-after")
-        if response.status_code == 202:
-            outcome.event_id = response.json()["event_id"]
-        elif response.headers.get("content-type", "").startswith("application/json"):
-            outcome.code = response.json().get("error", {}).get("code")
-        return outcome
-
-    async def _worker(self) -> None:
-        while not self._stop.is_set():
-            outcome = await self.send(self._next_request())
-            if outcome.status is None or outcome.status >= 500:
-                # Back off a little from a failing ingest, as a browser would.
-                await asyncio.sleep(0.05)
-
-    async def start(self) -> Traffic:
-        """Open the client and start the worker loops."""
-        self._client = httpx.AsyncClient(
-            timeout=self.timeout, limits=httpx.Limits(max_connections=self.workers)
-        )
-        self._stop.clear()
-        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
-        return self
-
-    async def stop(self) -> None:
-        """Let every in-flight request finish, then close the client; safe to call twice."""
-        self._stop.set()
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            await task
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-    async def __aenter__(self) -> Traffic:
-        return await self.start()
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
-
-    def count(self, *, status: int | None = None, since: float = 0.0) -> int:
-        """How many outcomes have `status` (any when None) among requests started after `since`."""
-        return sum(
-            1
-            for o in self.outcomes
-            if o.started >= since and (status is None or o.status == status)
-        )
-
-    def statuses(self) -> Counter[int | None]:
-        """How many requests got each status (None: outcome unknown)."""
-        return Counter(o.status for o in self.outcomes)
-
-
-async def wait_for_outcomes(
-    traffic: Traffic,
-    at_least: int,
-    *,
-    status: int | None = 202,
-    since: float = 0.0,
-    timeout: float = 60.0,  # noqa: ASYNC109 - a deadline for polling
-) -> None:
-    """Wait until `at_least` requests started after `since` got `status`."""
-    deadline = time.monotonic() + timeout
-    while traffic.count(status=status, since=since) < at_least:
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {at_least} answers {status}; "
-                f"seen {traffic.count(status=status, since=since)}; all: {traffic.statuses()}"
-            )
-        await asyncio.sleep(0.05)
-
-
-@dataclass(frozen=True)
-class TopicRecord:
-    """One record of the topic as a consumer sees it."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """The end offset of every partition of `topic`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await _partitions(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[int]:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"topic {topic!r} has no partitions after {timeout}s")
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-
-
-async def read_topic(
-    bootstrap: str,
-    topic: str,
-    timeout: float = 60.0,  # noqa: ASYNC109 - a deadline for the whole read
-) -> list[TopicRecord]:
-    """Every record of `topic` up to its current end, in offset order per partition."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        partitions = await _partitions(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: dict[int, list[TopicRecord]] = {p: [] for p in partitions}
-        deadline = time.monotonic() + timeout
-        while True:
-            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-            if not behind:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"reading {topic!r} to its end took over {timeout}s")
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, batch_records in batch.items():
-                for r in batch_records:
-                    if r.offset < ends[tp]:
-                        records[tp.partition].append(
-                            TopicRecord(
-                                tp.partition, r.offset, r.key, r.value, tuple(r.headers or ())
-                            )
-                        )
-        return [r for p in partitions for r in records[p]]
-    finally:
-        await consumer.stop()
+KNOWN_REACTIONS = frozenset(DEFAULT_TYPES)
 
 
 async def produce_raw(
@@ -704,18 +455,6 @@ def _article_of(record: TopicRecord) -> str | None:
         return decode_event(record.value, KNOWN_REACTIONS).article_id
     except InvalidEvent:
         return None
-
-
-async def metric_value(url: str, name: str, labels: Mapping[str, str] | None = None) -> float:
-    """The value of one sample on a service's /metrics (0.0 when absent)."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"{url}/metrics")).text
-    wanted = dict(labels or {})
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
-                return float(sample.value)
-    return 0.0
 
 
 def log_lines_matching(path: Path, pattern: str) -> list[str]:

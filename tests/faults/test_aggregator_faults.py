@@ -9,22 +9,19 @@ import time
 
 import pytest
 
-from deploy.stack import Service
+from deploy.local.services import Service
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import position_key
-from tests.faults.conftest import PARTITIONS, Rig
 from tests.faults.harness import (
     WRONG_PARTITION,
-    Traffic,
     applied_beyond_position,
     group_members,
-    metric_value,
     positions,
     produce_raw,
-    read_topic,
-    wait_for_outcomes,
 )
-from tests.support import eventually
+from tests.faults.rig import PARTITIONS, Rig
+from tests.faults.traffic import Traffic, wait_for_outcomes
+from tests.support import eventually, metric, read_topic
 
 
 async def pause_mid_batch(rig: Rig, aggregator: Service, timeout: float = 90.0) -> list[str]:  # noqa: ASYNC109
@@ -76,7 +73,7 @@ async def test_aggregator_killed_mid_batch_recounts_nothing(rig: Rig) -> None:
     report = await rig.oracle(traffic.outcomes)
     assert report.accepted > 1900
     # The restart replayed the batch from the stored positions; the fences skipped it.
-    duplicates = await metric_value(
+    duplicates = await metric(
         restarted.url, "reactions_aggregator_events_total", {"outcome": "duplicate"}
     )
     assert duplicates > 0, "the fenced-duplicate counter should show the skipped replay"

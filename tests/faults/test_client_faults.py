@@ -7,17 +7,13 @@ import random
 import time
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.faults.conftest import Rig
-from tests.faults.harness import (
-    Outcome,
-    TopicRecord,
-    Traffic,
-    model,
-    wait_for_outcomes,
-)
+from deploy.local.client import VoteClient
+from tests.faults.harness import model
+from tests.faults.rig import Rig
+from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
+from tests.support import TopicRecord
 
 
 class RetryingTraffic(Traffic):
@@ -46,19 +42,15 @@ def _again(o: Outcome) -> Outcome:
     return Outcome(o.op, o.article_id, o.user_id, o.reaction, o.client_ts, time.monotonic())
 
 
-async def _scripted(http: httpx.AsyncClient, ingest: str) -> list[Outcome]:
+async def _scripted(votes: VoteClient) -> list[Outcome]:
     """A fixed script of duplicates and stale events on one article, sent in order."""
     outcomes: list[Outcome] = []
 
     async def send(user: str, reaction: str | None, client_ts: int | None = None) -> None:
-        url = f"{ingest}/v1/articles/script-1/reactions/{user}"
         if reaction is None:
-            response = await http.delete(url)
+            response = await votes.clear("script-1", user)
         else:
-            body: dict[str, Any] = {"reaction": reaction}
-            if client_ts is not None:
-                body["client_ts"] = client_ts
-            response = await http.put(url, json=body)
+            response = await votes.set("script-1", user, reaction, client_ts)
         assert response.status_code == 202, response.text
         op = "set" if reaction else "clear"
         outcomes.append(
@@ -94,8 +86,8 @@ async def test_client_retries_and_reordering_end_in_the_model_state(rig: Rig) ->
     ingest = rig.start("ingest")
     rig.start("aggregator")
     reader = rig.start("reader")
-    async with httpx.AsyncClient(timeout=30) as http:
-        scripted = await _scripted(http, ingest.url)
+    async with VoteClient(ingest.url, reader.url, timeout=30) as votes:
+        scripted = await _scripted(votes)
         async with RetryingTraffic(ingest.url, articles=30, readers=40, seed=41) as traffic:
             await wait_for_outcomes(traffic, 1000)
         report = await rig.oracle([*scripted, *traffic.outcomes])
@@ -105,7 +97,7 @@ async def test_client_retries_and_reordering_end_in_the_model_state(rig: Rig) ->
         assert script.counts == {"love": 2, "like": 1}
         assert script.readers == {"u1": "love", "u3": "like|200", "u4": "|301", "u6": "love|10"}
         # The reader service serves the same state.
-        tally = (await http.get(f"{reader.url}/v1/articles/script-1/reactions")).json()
+        tally = (await votes.tally("script-1")).json()
         assert tally["total"] == 3
         assert {k: v for k, v in tally["counts"].items() if v} == script.counts
 

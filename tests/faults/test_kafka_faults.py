@@ -8,20 +8,19 @@ import time
 
 import pytest
 
-from deploy.stack import KafkaBroker, wait_for
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import wait_for
 from shared.events import InvalidEvent, ReactionEvent, decode_event
-from tests.faults.conftest import PARTITIONS, Rig
 from tests.faults.harness import (
     KNOWN_REACTIONS,
-    Traffic,
     alter_partitions,
     log_lines_matching,
     produce_events,
     produce_raw,
-    read_topic,
-    wait_for_outcomes,
 )
-from tests.support import eventually
+from tests.faults.rig import PARTITIONS, Rig
+from tests.faults.traffic import Traffic, wait_for_outcomes
+from tests.support import eventually, read_topic
 
 
 @pytest.mark.timeout(400)

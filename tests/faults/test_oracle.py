@@ -11,20 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from deploy.stack import RedisServer
+from deploy.local.redis import RedisServer
 from services.aggregator.scripts import apply_event_line, apply_script
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import counts_key, readers_key
-from tests.faults.conftest import Rig
-from tests.faults.harness import (
-    Outcome,
-    TopicRecord,
-    Traffic,
-    assert_oracle,
-    model,
-    read_view,
-    wait_for_outcomes,
-)
+from tests.faults.harness import assert_oracle, model, read_view
+from tests.faults.rig import Rig
+from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
+from tests.support import TopicRecord
 
 
 def _records(*events: ReactionEvent, partition: int = 0) -> list[TopicRecord]:

@@ -8,15 +8,10 @@ import time
 
 import pytest
 
-from tests.faults.conftest import PARTITIONS, Rig
-from tests.faults.harness import (
-    Traffic,
-    assert_consistent_prefix,
-    positions,
-    read_topic,
-    wait_for_outcomes,
-)
-from tests.support import eventually
+from tests.faults.harness import assert_consistent_prefix, positions
+from tests.faults.rig import PARTITIONS, Rig
+from tests.faults.traffic import Traffic, wait_for_outcomes
+from tests.support import eventually, read_topic
 
 
 async def _positions_advance(rig: Rig, timeout: float = 60.0) -> None:  # noqa: ASYNC109

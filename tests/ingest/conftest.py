@@ -1,54 +1,17 @@
 """Fixtures of the ingest tests: one ingest process per module for the plain contract
-checks, and a reader for the topic the service writes to."""
+checks, and ingest processes started per test."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from deploy.stack import KafkaBroker, Service, free_port
-
-# High enough that contract tests never meet the rate limits; abuse tests set their own.
-UNLIMITED = {
-    "REACTIONS_RATE_LIMIT_IP": "100000/second",
-    "REACTIONS_RATE_LIMIT_READER": "100000/second",
-}
-
-
-def start_ingest(
-    kafka_bootstrap: str,
-    topic: str,
-    log_dir: Path,
-    env: dict[str, str] | None = None,
-    started: list[Service] | None = None,
-) -> Service:
-    """A real `python -m services.ingest` process on a free port, ready when returned.
-
-    It is appended to `started` before it is waited for, so a teardown can stop it even
-    when it never became ready.
-    """
-    port = free_port()
-    service_env = {
-        "REACTIONS_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "REACTIONS_TOPIC": topic,
-        "REACTIONS_PARTITIONS": "4",
-        "REACTIONS_INGEST_PORT": str(port),
-        **UNLIMITED,
-        **(env or {}),
-    }
-    service = Service("ingest", port, service_env, log_dir)
-    if started is not None:
-        started.append(service)
-    service.start()
-    return service
-
-
-IngestFactory = Callable[..., Service]
+from deploy.local.kafka import KafkaBroker
+from deploy.local.services import Service
+from tests.support import IngestFactory, start_ingest
 
 
 @pytest.fixture
@@ -90,29 +53,3 @@ def ingest(
     finally:
         for service in started:
             service.stop()
-
-
-async def read_topic(bootstrap: str, topic: str, expected: int) -> list[ConsumerRecord]:
-    """Every record of `topic` from the start, once at least `expected` have arrived."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        async with asyncio.timeout(60):
-            while len(records) < expected:
-                batch = await consumer.getmany(timeout_ms=500)
-                for part in batch.values():
-                    records.extend(part)
-            # Drain whatever else is there: duplicates must be seen, not missed.
-            while batch := await consumer.getmany(timeout_ms=1000):
-                for part in batch.values():
-                    records.extend(part)
-    finally:
-        await consumer.stop()
-    return records

@@ -10,30 +10,23 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from deploy.stack import KafkaBroker, RedisServer, free_port
+from deploy.local.client import VoteClient
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
 from services.ingest.ratelimit import client_ip
-from tests.ingest.conftest import IngestFactory, read_topic
-
-LIKE = {"reaction": "like"}
+from tests.support import IngestFactory, assert_error, metric_sum, read_topic
 
 
 async def _put(
-    http: httpx.AsyncClient, reader: str, ip: str | None = None, article: str = "a1"
+    votes: VoteClient, reader: str, ip: str | None = None, article: str = "a1"
 ) -> httpx.Response:
     headers = {"x-forwarded-for": ip} if ip else {}
-    return await http.put(f"/v1/articles/{article}/reactions/{reader}", json=LIKE, headers=headers)
-
-
-def _metric(text: str, name: str, labels: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{labels}}} "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return await votes.set(article, reader, "like", headers=headers)
 
 
 def _assert_429(response: httpx.Response) -> None:
-    assert response.status_code == 429, response.text
-    assert response.json()["error"]["code"] == "rate_limited"
+    assert_error(response, 429, "rate_limited")
     assert 1 <= int(response.headers["retry-after"]) <= 60
 
 
@@ -45,20 +38,21 @@ async def test_per_reader_and_per_ip_limits_with_untrusted_forwarded_for(
         {"REACTIONS_RATE_LIMIT_READER": "3/minute", "REACTIONS_RATE_LIMIT_IP": "8/minute"},
     )
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        votes = VoteClient(service.url, http=http)
         for article in ("a1", "a2", "a3"):
-            assert (await _put(http, "r1", article=article)).status_code == 202
-        _assert_429(await _put(http, "r1"))
-        _assert_429(await http.delete("/v1/articles/a9/reactions/r1"))
+            assert (await _put(votes, "r1", article=article)).status_code == 202
+        _assert_429(await _put(votes, "r1"))
+        _assert_429(await votes.clear("a9", "r1"))
         # Other readers get through until the address has used its 8 a minute (refused
         # writes count too);
         # X-Forwarded-For from a peer that is not a trusted proxy changes nothing.
-        assert (await _put(http, "r2", ip="198.51.100.1")).status_code == 202
-        assert (await _put(http, "r3", ip="198.51.100.2")).status_code == 202
-        assert (await _put(http, "r4", ip="198.51.100.3")).status_code == 202
-        _assert_429(await _put(http, "r5", ip="198.51.100.4"))
+        assert (await _put(votes, "r2", ip="198.51.100.1")).status_code == 202
+        assert (await _put(votes, "r3", ip="198.51.100.2")).status_code == 202
+        assert (await _put(votes, "r4", ip="198.51.100.3")).status_code == 202
+        _assert_429(await _put(votes, "r5", ip="198.51.100.4"))
         metrics = (await http.get("/metrics")).text
-    assert _metric(metrics, "reactions_ingest_rate_limited_total", 'scope="reader"') == 2
-    assert _metric(metrics, "reactions_ingest_rate_limited_total", 'scope="ip"') == 1
+    assert metric_sum(metrics, "reactions_ingest_rate_limited_total", {"scope": "reader"}) == 2
+    assert metric_sum(metrics, "reactions_ingest_rate_limited_total", {"scope": "ip"}) == 1
     service.stop()
 
 
@@ -74,22 +68,22 @@ async def test_client_ip_comes_from_trusted_proxies_and_is_never_stored_raw(
             "REACTIONS_LOG_LEVEL": "DEBUG",
         },
     )
-    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
-        assert (await _put(http, "r1", ip="203.0.113.5")).status_code == 202
-        assert (await _put(http, "r2", ip="203.0.113.5")).status_code == 202
-        _assert_429(await _put(http, "r3", ip="203.0.113.5"))
+    async with VoteClient(service.url, timeout=30) as votes:
+        assert (await _put(votes, "r1", ip="203.0.113.5")).status_code == 202
+        assert (await _put(votes, "r2", ip="203.0.113.5")).status_code == 202
+        _assert_429(await _put(votes, "r3", ip="203.0.113.5"))
         # A client-supplied hop left of the real client does not buy a fresh limit.
-        _assert_429(await _put(http, "r4", ip="198.51.100.7, 203.0.113.5"))
+        _assert_429(await _put(votes, "r4", ip="198.51.100.7, 203.0.113.5"))
         # Trusted hops (10.x) right of the client are skipped.
-        _assert_429(await _put(http, "r5", ip="203.0.113.5, 10.1.2.3"))
-        assert (await _put(http, "r6", ip="203.0.113.6, 10.1.2.3")).status_code == 202
-        assert (await _put(http, "r7", ip="203.0.113.6")).status_code == 202
-        _assert_429(await _put(http, "r8", ip="203.0.113.6"))
+        _assert_429(await _put(votes, "r5", ip="203.0.113.5, 10.1.2.3"))
+        assert (await _put(votes, "r6", ip="203.0.113.6, 10.1.2.3")).status_code == 202
+        assert (await _put(votes, "r7", ip="203.0.113.6")).status_code == 202
+        _assert_429(await _put(votes, "r8", ip="203.0.113.6"))
     service.stop()
 
     log = service.process.log_path.read_text()
     assert "event_accepted" in log  # the debug log ran, and still holds no address
-    records = await read_topic(kafka.bootstrap, topic, 4)
+    records = await read_topic(kafka.bootstrap, topic, at_least=4)
     stored = log + "".join(r.value.decode() + r.key.decode() for r in records)
     for address in ("203.0.113.5", "203.0.113.6", "198.51.100.7"):
         assert address not in stored
@@ -109,8 +103,8 @@ async def test_redis_backed_limits_are_shared_by_instances_and_hold_no_raw_ip(
     first = spawn_ingest(topic, env)
     second = spawn_ingest(topic, env)
     async with (
-        httpx.AsyncClient(base_url=first.url, timeout=30) as one,
-        httpx.AsyncClient(base_url=second.url, timeout=30) as two,
+        VoteClient(first.url, timeout=30) as one,
+        VoteClient(second.url, timeout=30) as two,
     ):
         assert (await _put(one, "shared", ip="203.0.113.9")).status_code == 202
         assert (await _put(two, "shared", ip="203.0.113.9")).status_code == 202
@@ -138,9 +132,9 @@ async def test_an_unreachable_limit_store_lets_writes_through(
             "REACTIONS_RATE_LIMIT_READER": "1/minute",
         },
     )
-    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+    async with VoteClient(service.url, timeout=30) as votes:
         for _ in range(3):
-            assert (await _put(http, "r1")).status_code == 202
+            assert (await _put(votes, "r1")).status_code == 202
     service.stop()
     assert "rate_limit_store_failed" in service.process.log_path.read_text()
 
@@ -153,8 +147,9 @@ async def test_cors_allow_list_preflight_for_put_and_delete_without_credentials(
         f"cors-{uuid.uuid4().hex[:8]}",
         {"REACTIONS_ALLOWED_ORIGINS": f"{allowed}, https://other.example"},
     )
-    url = "/v1/articles/a1/reactions/r1"
-    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30) as http:
+        votes = VoteClient(service.url, http=http)
+        url = votes.api.vote_url("a1", "r1")
         for method in ("PUT", "DELETE"):
             preflight = await http.options(
                 url,
@@ -173,15 +168,14 @@ async def test_cors_allow_list_preflight_for_put_and_delete_without_credentials(
             url,
             headers={"origin": "https://evil.example", "access-control-request-method": "PUT"},
         )
-        assert refused.status_code == 400
-        assert refused.json()["error"]["code"] == "cors_rejected"
+        assert_error(refused, 400, "cors_rejected")
         assert "access-control-allow-origin" not in refused.headers
 
-        put = await http.put(url, json=LIKE, headers={"origin": allowed})
+        put = await votes.set("a1", "r1", "like", headers={"origin": allowed})
         assert put.status_code == 202
         assert put.headers["access-control-allow-origin"] == allowed
         assert "access-control-allow-credentials" not in put.headers
-        foreign = await http.put(url, json=LIKE, headers={"origin": "https://evil.example"})
+        foreign = await votes.set("a1", "r1", "like", headers={"origin": "https://evil.example"})
         assert "access-control-allow-origin" not in foreign.headers
     service.stop()
 

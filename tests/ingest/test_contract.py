@@ -14,9 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from deploy.stack import Service
-from tests.ingest.conftest import read_topic
-from tests.support import eventually
+from deploy.local.services import Service
+from tests.support import assert_error, eventually, read_topic
 
 URL = "/v1/articles/{article}/reactions/{user}"
 
@@ -31,17 +30,6 @@ async def http(ingest: Service) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def _error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message"}
-    assert body["error"]["message"]
-    if code is not None:
-        assert body["error"]["code"] == code
-    return body
-
-
 async def test_put_and_delete_answer_202_after_kafka_has_the_event(
     http: httpx.AsyncClient, kafka: Any, module_topic: str
 ) -> None:
@@ -53,7 +41,7 @@ async def test_put_and_delete_answer_202_after_kafka_has_the_event(
     ids = {put.json()["event_id"], delete.json()["event_id"]}
     assert all(uuid.UUID(i) for i in ids)
 
-    records = await read_topic(kafka.bootstrap, module_topic, 2)
+    records = await read_topic(kafka.bootstrap, module_topic, at_least=2)
     events = {orjson.loads(r.value)["event_id"]: orjson.loads(r.value) for r in records}
     assert ids <= set(events)
     put_event = events[put.json()["event_id"]]
@@ -63,7 +51,7 @@ async def test_put_and_delete_answer_202_after_kafka_has_the_event(
 
 async def test_reaction_types_come_from_configuration(http: httpx.AsyncClient) -> None:
     assert (await http.put(_url(), json={"reaction": "boo"})).status_code == 202
-    body = _error(await http.put(_url(), json={"reaction": "wow"}), 422, "unknown_reaction")
+    body = assert_error(await http.put(_url(), json={"reaction": "wow"}), 422, "unknown_reaction")
     assert "like, love, boo" in body["error"]["message"]
 
 
@@ -73,14 +61,14 @@ async def test_reaction_types_come_from_configuration(http: httpx.AsyncClient) -
 )
 async def test_malformed_json_is_400(http: httpx.AsyncClient, raw: bytes) -> None:
     response = await http.put(_url(), content=raw, headers={"content-type": "application/json"})
-    _error(response, 400, "malformed_json")
+    assert_error(response, 400, "malformed_json")
 
 
 async def test_body_over_1_kib_is_413_before_parsing(http: httpx.AsyncClient) -> None:
     # Not JSON at all: a 400 would mean the body was parsed before its size was checked.
     big = b"x" * 1025
     response = await http.put(_url(), content=big, headers={"content-type": "application/json"})
-    _error(response, 413, "body_too_large")
+    assert_error(response, 413, "body_too_large")
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(40):
@@ -91,11 +79,11 @@ async def test_body_over_1_kib_is_413_before_parsing(http: httpx.AsyncClient) ->
     )
     assert "content-length" not in streamed.request.headers
     assert streamed.request.headers["transfer-encoding"] == "chunked"
-    _error(streamed, 413, "body_too_large")
+    assert_error(streamed, 413, "body_too_large")
 
     padded = orjson.dumps({"reaction": "like", "client_ts": 1}) + b" " * 1000
     assert len(padded) > 1024
-    _error(
+    assert_error(
         await http.put(_url(), content=padded, headers={"content-type": "application/json"}),
         413,
     )
@@ -112,7 +100,7 @@ async def test_exactly_1_kib_is_accepted(http: httpx.AsyncClient) -> None:
 async def test_not_json_is_415(http: httpx.AsyncClient, content_type: str | None) -> None:
     headers = {"content-type": content_type} if content_type else {}
     response = await http.put(_url(), content=b'{"reaction": "like"}', headers=headers)
-    _error(response, 415, "unsupported_media_type")
+    assert_error(response, 415, "unsupported_media_type")
 
 
 async def test_json_with_charset_is_accepted(http: httpx.AsyncClient) -> None:
@@ -137,8 +125,8 @@ async def test_json_with_charset_is_accepted(http: httpx.AsyncClient) -> None:
     ],
 )
 async def test_bad_ids_are_422(http: httpx.AsyncClient, article: str, user: str, code: str) -> None:
-    _error(await http.put(_url(article, user), json={"reaction": "like"}), 422, code)
-    _error(await http.delete(_url(article, user)), 422, code)
+    assert_error(await http.put(_url(article, user), json={"reaction": "like"}), 422, code)
+    assert_error(await http.delete(_url(article, user)), 422, code)
 
 
 async def test_integral_client_ts_written_as_a_float_is_stored_as_an_integer(
@@ -151,7 +139,7 @@ async def test_integral_client_ts_written_as_a_float_is_stored_as_an_integer(
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 202, response.text
-    records = await read_topic(kafka.bootstrap, module_topic, 1)
+    records = await read_topic(kafka.bootstrap, module_topic, at_least=1)
     [event] = [
         orjson.loads(r.value)
         for r in records
@@ -193,7 +181,7 @@ async def test_longest_ids_are_accepted(http: httpx.AsyncClient) -> None:
 async def test_invalid_bodies_are_422(http: httpx.AsyncClient, body: Any, code: str) -> None:
     raw = json.dumps(body).encode()  # the stdlib writes integers of any size
     response = await http.put(_url(), content=raw, headers={"content-type": "application/json"})
-    _error(response, 422, code)
+    assert_error(response, 422, code)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PATCH"])
@@ -201,7 +189,7 @@ async def test_other_methods_are_405_with_the_error_shape(
     http: httpx.AsyncClient, method: str
 ) -> None:
     response = await http.request(method, _url(), json={"reaction": "like"})
-    _error(response, 405, "method_not_allowed")
+    assert_error(response, 405, "method_not_allowed")
     assert "PUT" in response.headers["allow"]
 
 
@@ -220,7 +208,7 @@ async def test_other_methods_are_405_with_the_error_shape(
 async def test_weird_paths_get_an_error_shape_not_a_500(http: httpx.AsyncClient, path: str) -> None:
     response = await http.put(path, json={"reaction": "like"})
     assert 400 <= response.status_code < 500
-    _error(response, response.status_code)
+    assert_error(response, response.status_code)
 
 
 def test_huge_headers_and_raw_garbage_never_get_a_500(ingest: Service) -> None:

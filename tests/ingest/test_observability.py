@@ -10,8 +10,8 @@ import httpx
 import orjson
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.ingest.conftest import IngestFactory
-from tests.support import eventually
+from deploy.local.client import VoteClient
+from tests.support import IngestFactory, eventually, metric_sum
 
 
 def _events_by_worker(metrics_dir: Path) -> dict[str, float]:
@@ -26,14 +26,6 @@ def _events_by_worker(metrics_dir: Path) -> dict[str, float]:
             if sample.name == "reactions_ingest_events_total"
         )
     return totals
-
-
-def _metric_sum(text: str, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith((f"{name}{{", f"{name} "))
-    )
 
 
 async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
@@ -58,13 +50,11 @@ async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
     async def write_on_fresh_connections() -> dict[str, float]:
         nonlocal sent
         # New connections, so the kernel hands them to either worker.
-        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        async with VoteClient(service.url, timeout=30) as votes:
             for _ in range(10):
                 sent += 1
-                response = await http.put(
-                    f"/v1/articles/a{sent}/reactions/r{sent}",
-                    json={"reaction": "wow"},
-                    headers={"connection": "close"},
+                response = await votes.set(
+                    f"a{sent}", f"r{sent}", "wow", headers={"connection": "close"}
                 )
                 assert response.status_code == 202, response.text
                 accepted.append(response.json()["event_id"])
@@ -80,10 +70,10 @@ async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
         text = (await http.get("/metrics")).text
     service.stop()
 
-    assert _metric_sum(text, "reactions_ingest_events_total") == len(accepted)
+    assert metric_sum(text, "reactions_ingest_events_total") == len(accepted)
     assert sum(by_worker.values()) == len(accepted)
     assert max(by_worker.values()) < len(accepted)  # no single worker has them all
-    assert _metric_sum(text, "reactions_ingest_publish_seconds_count") == len(accepted)
+    assert metric_sum(text, "reactions_ingest_publish_seconds_count") == len(accepted)
     puts = [
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()

@@ -13,8 +13,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
-from deploy.stack import KafkaBroker, Service
-from tests.ingest.conftest import start_ingest
+from deploy.local.kafka import KafkaBroker
+from deploy.local.services import Service
+from tests.support import start_ingest
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,13 @@ import string
 import subprocess
 from pathlib import Path
 
-import httpx
 import orjson
 
-from deploy.stack import KAFKA_LIB, KafkaBroker, Service
+from deploy.local.client import VoteClient
+from deploy.local.kafka import KAFKA_LIB, KafkaBroker
+from deploy.local.services import Service
 from shared.events import murmur2, partition_for
-from tests.ingest.conftest import read_topic
+from tests.support import read_topic
 
 JAVA_SOURCE = Path(__file__).with_name("Murmur.java")
 ALLOWED = string.ascii_letters + string.digits + "._:~-"
@@ -77,16 +78,14 @@ async def test_ingest_writes_each_article_to_the_java_partition(
     articles = [i for i in vector_ids() if i not in (".", "..")][:24]
     java = dict(zip(articles, java_murmur2(articles), strict=True))
     event_ids = {}
-    async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as http:
+    async with VoteClient(ingest.url, timeout=30) as votes:
         for article_id in articles:
-            response = await http.put(
-                f"/v1/articles/{article_id}/reactions/partition-reader", json={"reaction": "like"}
-            )
+            response = await votes.set(article_id, "partition-reader", "like")
             assert response.status_code == 202, response.text
             event_ids[response.json()["event_id"]] = article_id
     assert len({java[a][1] % 4 for a in articles}) > 1  # the vectors spread over partitions
 
-    records = await read_topic(kafka.bootstrap, module_topic, len(event_ids))
+    records = await read_topic(kafka.bootstrap, module_topic, at_least=len(event_ids))
     found = 0
     for record in records:
         event = orjson.loads(record.value)

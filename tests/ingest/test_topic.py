@@ -12,8 +12,10 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from deploy.stack import ROOT, KafkaBroker, free_port
-from tests.ingest.conftest import IngestFactory
+from deploy.local.kafka import KafkaBroker
+from deploy.local.process import ROOT, free_port
+from deploy.local.services import port_variable, service_env
+from tests.support import IngestFactory
 
 
 async def test_missing_topic_is_created_compacted_with_the_configured_partitions(
@@ -48,13 +50,12 @@ async def test_a_topic_with_another_partition_count_stops_the_service(
     finally:
         await admin.close()
 
-    env = {
-        "REACTIONS_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "REACTIONS_TOPIC": topic,
-        "REACTIONS_PARTITIONS": "5",
-        "REACTIONS_INGEST_PORT": str(free_port()),
-        "PATH": "/usr/bin:/bin",
-    }
+    env = service_env(
+        kafka_bootstrap=kafka.bootstrap,
+        topic=topic,
+        partitions=5,
+        overrides={port_variable("ingest"): str(free_port()), "PATH": "/usr/bin:/bin"},
+    )
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "services.ingest"],

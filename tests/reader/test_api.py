@@ -20,12 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from deploy.stack import Service
+from deploy.local.services import Service
 from services.reader.trending import WINDOW_MINUTES
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import counts_key, readers_key, trend_key
-from tests.conftest import ServiceFactory
-from tests.support import eventually
+from tests.support import ServiceFactory, assert_error, eventually
 
 ZEROS = dict.fromkeys(DEFAULT_TYPES, 0)
 
@@ -41,14 +40,6 @@ def reader(start_service: ServiceFactory) -> Service:
 async def http(reader: Service) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=reader.url, timeout=10) as client:
         yield client
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
 async def test_tally_is_zero_filled_with_mine(http: httpx.AsyncClient, redis: Redis) -> None:
@@ -174,9 +165,7 @@ async def test_bulk(http: httpx.AsyncClient, redis: Redis) -> None:
     ],
 )
 async def test_bad_input_gets_422_in_the_error_shape(http: httpx.AsyncClient, path: str) -> None:
-    response = await http.get(path)
-    assert response.status_code == 422, response.text
-    assert set(response.json()["error"]) == {"code", "message"}
+    assert_error(await http.get(path), 422)
 
 
 async def test_no_500_on_odd_requests(http: httpx.AsyncClient) -> None:
@@ -270,7 +259,7 @@ def test_widget_is_under_8_kb_gzipped() -> None:
 
 
 async def test_redis_down_gives_503_in_the_error_shape(start_service: ServiceFactory) -> None:
-    from deploy.stack import free_port
+    from deploy.local.process import free_port
 
     reader = start_service(
         "reader", env={"REACTIONS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, wait=False
@@ -352,7 +341,7 @@ async def test_no_input_gets_a_500(
         response = await http.send(request)
         assert response.status_code in (200, 404, 422), (request.url, response.text)
         if response.status_code != 200:
-            assert set(response.json()["error"]) == {"code", "message"}
+            assert_error(response, response.status_code)
 
 
 async def test_a_cache_hit_costs_no_redis_read(http: httpx.AsyncClient, redis: Redis) -> None:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 
-from deploy.stack import Service
-from tests.conftest import ServiceFactory
-from tests.support import eventually
+from deploy.local.client import VoteClient
+from tests.support import ServiceFactory, assert_error, eventually, metric
 
 
 async def sse_lines(response: httpx.Response) -> AsyncIterator[str]:
@@ -32,12 +30,6 @@ async def next_tally(lines: AsyncIterator[str]) -> dict[str, Any]:
     raise AssertionError("the stream ended before a tally")
 
 
-async def metric(http: httpx.AsyncClient, service: Service, name: str) -> float:
-    text = (await http.get(f"{service.url}/metrics")).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
-
-
 async def test_stream_sends_the_tally_at_connect_and_on_every_change(
     start_service: ServiceFactory,
 ) -> None:
@@ -46,6 +38,7 @@ async def test_stream_sends_the_tally_at_connect_and_on_every_change(
     reader = start_service("reader")
     stream_url = f"{reader.url}/v1/articles/live-1/reactions/stream"
     async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=60)) as http:
+        votes = VoteClient(ingest.url, http=http)
         async with http.stream("GET", stream_url) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -60,28 +53,24 @@ async def test_stream_sends_the_tally_at_connect_and_on_every_change(
                 ),
                 "total": 0,
             }
-            assert await metric(http, reader, "reactions_reader_sse_clients") == 1
+            assert await metric(reader.url, "reactions_reader_sse_clients") == 1
 
-            put = await http.put(
-                f"{ingest.url}/v1/articles/live-1/reactions/u1", json={"reaction": "love"}
-            )
+            put = await votes.set("live-1", "u1", "love")
             assert put.status_code == 202
             tally = await asyncio.wait_for(next_tally(lines), 60)
             assert tally["counts"]["love"] == 1 and tally["total"] == 1
 
-            await http.put(
-                f"{ingest.url}/v1/articles/live-1/reactions/u1", json={"reaction": "wow"}
-            )
+            await votes.set("live-1", "u1", "wow")
             tally = await asyncio.wait_for(next_tally(lines), 60)
             # Tallies may be coalesced, but the latest state always arrives.
             while tally["counts"]["wow"] != 1:
                 tally = await asyncio.wait_for(next_tally(lines), 60)
             assert tally["counts"]["love"] == 0 and tally["total"] == 1
 
-        assert await metric(http, reader, "reactions_reader_sse_messages_total") >= 3
+        assert await metric(reader.url, "reactions_reader_sse_messages_total") >= 3
 
         async def clients() -> float:
-            return await metric(http, reader, "reactions_reader_sse_clients")
+            return await metric(reader.url, "reactions_reader_sse_clients")
 
         await eventually(clients, lambda n: n == 0, what="the stream to be released")
 
@@ -108,5 +97,4 @@ async def test_stream_rejects_a_bad_article_id(start_service: ServiceFactory) ->
     reader = start_service("reader")
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(f"{reader.url}/v1/articles/no%20spaces/reactions/stream")
-        assert response.status_code == 422
-        assert response.json()["error"]["code"] == "invalid_article_id"
+        assert_error(response, 422, "invalid_article_id")

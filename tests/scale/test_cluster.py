@@ -13,16 +13,20 @@ import httpx
 import pytest
 from redis.asyncio import RedisCluster
 
-from deploy.stack import ClusterPorts, ClusterStack, free_port, redis_cli
-from tests.faults.harness import Outcome, Traffic, assert_oracle, wait_for_outcomes
+from deploy.local.client import VoteClient
+from deploy.local.process import free_port
+from deploy.local.redis import redis_cli
+from deploy.local.services import UNLIMITED_RATES
+from deploy.local.stack import ClusterPorts, ClusterStack
+from tests.faults.harness import assert_oracle
+from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
 from tests.support import eventually
 
 TOPIC = "reactions"
 ENV = {
     "REACTIONS_TOPIC": TOPIC,
     "REACTIONS_SESSION_TIMEOUT_MS": "6000",
-    "REACTIONS_RATE_LIMIT_IP": "1000000/second",
-    "REACTIONS_RATE_LIMIT_READER": "1000000/second",
+    **UNLIMITED_RATES,
 }
 
 
@@ -78,7 +82,7 @@ async def test_traffic_through_two_ingests_converges_to_the_model(
     readers = cluster.service("reader")
     async with httpx.AsyncClient(timeout=10) as http:
         answers = [
-            (await http.get(f"{r.url}/v1/articles/conv-0/reactions")).json() for r in readers
+            (await VoteClient(reader_url=r.url, http=http).tally("conv-0")).json() for r in readers
         ]
     assert answers[0] == answers[1]
 

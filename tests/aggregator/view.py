@@ -1,0 +1,47 @@
+"""What the aggregator tests observe: the counts in the view, and the moment the stored
+positions reach the end of the topic."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from shared.tallies import FENCE_FIELD, counts_key, position_key
+from tests.support import end_offsets, eventually
+
+PARTITIONS = 4  # as in stack_env
+
+# send(op, article, user, reaction=None, client_ts=None): one event produced as ingest would.
+Send = Callable[..., Awaitable[None]]
+
+
+async def counts(redis: Redis, article: str) -> dict[str, int]:
+    """The article's counts hash, without the fence."""
+    raw = await redis.hgetall(counts_key(article))
+    raw.pop(FENCE_FIELD, None)
+    return {k: int(v) for k, v in raw.items()}
+
+
+async def all_counts(redis: Redis) -> dict[str, dict[str, int]]:
+    """Counts of every article in the view."""
+    out = {}
+    async for key in redis.scan_iter(match="rx:{*}:n", count=1000):
+        article = key[len("rx:{") : -len("}:n")]
+        out[article] = await counts(redis, article)
+    return {a: c for a, c in out.items() if c}
+
+
+async def settled(redis: Redis, bootstrap: str, topic: str, *, deadline_s: float = 60) -> None:
+    """Wait until the Redis positions reach the end of every non-empty partition."""
+
+    async def behind() -> dict[int, tuple[int, int]]:
+        ends = await end_offsets(bootstrap, topic)
+        out = {}
+        for p, end in ends.items():
+            pos = int(await redis.get(position_key(topic, p)) or 0)
+            if pos < end:
+                out[p] = (pos, end)
+        return out
+
+    await eventually(behind, lambda b: not b, timeout=deadline_s, what="positions at the end")
