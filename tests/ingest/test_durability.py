@@ -16,8 +16,9 @@ import orjson
 import pytest
 
 from deploy.stack import KafkaBroker, free_port
-from services.ingest.app import create_app, producer_is_broken
+from services.ingest.app import create_app
 from services.ingest.config import IngestSettings
+from services.ingest.publisher import producer_is_broken
 from tests.ingest.conftest import IngestFactory, read_topic
 from tests.support import eventually
 
