@@ -87,6 +87,9 @@ class Publisher:
     """
 
     def __init__(self, settings: IngestSettings) -> None:
+        # Series exist at zero from the start, so rate() and increase() see their first event.
+        for kind in ("timeout", "unavailable", "producer_recreated"):
+            KAFKA_ERRORS.labels(kind)
         self.settings = settings
         self.producer: Any = None
         self.generation = 0
