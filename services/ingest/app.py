@@ -29,6 +29,9 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[IngestState]:
+        # Also checked by `python -m services.ingest` before the workers start; checked
+        # here too because the app may be served without it (uvicorn --factory, tests),
+        # and no worker may publish to a topic partitioned otherwise than configured.
         await ensure_topics(
             settings.kafka_bootstrap,
             settings.topic,
