@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import multiprocess
 
 from services.ingest.config import IngestSettings
-from services.ingest.deps import IngestState, lifespan_state
+from services.ingest.deps import IngestState, get_state
 from services.ingest.publisher import Publisher
 from services.ingest.ratelimit import RateLimits
 from services.ingest.routes import add_write_routes
@@ -71,7 +71,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
 
 async def _ready(request: Request) -> dict[str, bool]:
-    publisher = lifespan_state(request)["publisher"]
+    publisher = (await get_state(request))["publisher"]
     healthy = publisher.healthy() and await kafka_reachable(publisher.producer.client)
     return {"kafka": healthy}
 

@@ -1,4 +1,4 @@
-"""What the lifespan hands to each request, and the dependencies that give it to handlers."""
+"""What the lifespan hands to each request, and the dependency that gives it to handlers."""
 
 from __future__ import annotations
 
@@ -19,28 +19,12 @@ class IngestState(TypedDict):
     reactions: ReactionSet
 
 
-def lifespan_state(request: Request) -> IngestState:
+async def get_state(request: Request) -> IngestState:
     """The state the lifespan yielded, as seen by this request."""
     return cast(IngestState, request.scope["state"])
 
 
-# Plain lookups, and async: FastAPI runs a sync dependency in a thread, which the hot path
-# would pay for on every request.
-async def get_publisher(request: Request) -> Publisher:
-    """The Kafka publisher."""
-    return lifespan_state(request)["publisher"]
-
-
-async def get_limits(request: Request) -> RateLimits:
-    """The per-IP and per-reader rate limits."""
-    return lifespan_state(request)["limits"]
-
-
-async def get_reactions(request: Request) -> ReactionSet:
-    """The configured reaction types."""
-    return lifespan_state(request)["reactions"]
-
-
-PublisherDep = Annotated[Publisher, Depends(get_publisher)]
-LimitsDep = Annotated[RateLimits, Depends(get_limits)]
-ReactionsDep = Annotated[ReactionSet, Depends(get_reactions)]
+# One dependency for the whole state rather than one per client: FastAPI resolves each
+# dependency of the hot path on every request (about 10 µs apiece here). Async, because
+# FastAPI would run a sync one in a thread.
+StateDep = Annotated[IngestState, Depends(get_state)]

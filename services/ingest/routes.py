@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 
-from services.ingest.deps import LimitsDep, PublisherDep, ReactionsDep
+from services.ingest.deps import StateDep
 from services.ingest.publisher import Publisher
 from services.ingest.ratelimit import RateLimits
 from shared.events import MAX_CLIENT_TS, ReactionEvent, valid_client_ts
@@ -42,27 +42,24 @@ async def set_reaction(
     article_id: ArticleIdPath,
     user_id: UserIdPath,
     request: Request,
-    publisher: PublisherDep,
-    limits: LimitsDep,
-    reactions: ReactionsDep,
+    state: StateDep,
 ) -> Response:
     """Set (or move) the reader's reaction on the article."""
-    await admit(request, limits, article_id, user_id)
-    reaction, client_ts = parse_set(await read_body(request), reactions)
+    await admit(request, state["limits"], article_id, user_id)
+    reaction, client_ts = parse_set(await read_body(request), state["reactions"])
     event = ReactionEvent.new("set", article_id, user_id, reaction, client_ts)
-    return await accept(publisher, event)
+    return await accept(state["publisher"], event)
 
 
 async def clear_reaction(
     article_id: ArticleIdPath,
     user_id: UserIdPath,
     request: Request,
-    publisher: PublisherDep,
-    limits: LimitsDep,
+    state: StateDep,
 ) -> Response:
     """Clear the reader's reaction on the article (a no-op when none is set)."""
-    await admit(request, limits, article_id, user_id)
-    return await accept(publisher, ReactionEvent.new("clear", article_id, user_id))
+    await admit(request, state["limits"], article_id, user_id)
+    return await accept(state["publisher"], ReactionEvent.new("clear", article_id, user_id))
 
 
 async def admit(request: Request, limits: RateLimits, article_id: str, user_id: str) -> None:
