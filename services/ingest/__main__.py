@@ -40,8 +40,9 @@ def main() -> int:
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
     try:
-        # Checked once here rather than in each worker: a worker failing its startup
-        # would just be restarted by uvicorn's supervisor.
+        # Checked here, before any worker starts, so a refusal is logged once and ends
+        # the service with status 2; a worker refusing in its lifespan would end uvicorn
+        # with uvicorn's own startup-failure status. Each worker checks again (app.py).
         asyncio.run(
             ensure_topics(
                 settings.kafka_bootstrap,

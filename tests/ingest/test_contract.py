@@ -18,6 +18,7 @@ from deploy.local.services import Service
 from tests.support import assert_error, eventually, read_topic
 
 URL = "/v1/articles/{article}/reactions/{user}"
+ROUTE = "/v1/articles/{article_id}/reactions/{user_id}"  # the route label in /metrics
 
 
 def _url(article: str = "story-1", user: str = "reader-1") -> str:
@@ -229,30 +230,35 @@ def test_huge_headers_and_raw_garbage_never_get_a_500(ingest: Service) -> None:
             answer = b""
             while chunk := sock.recv(65536):
                 answer += chunk
-        if answer:  # the server may also just close a connection it cannot parse
+        # The server may answer or just close a connection it cannot parse; either way it
+        # answers no 5xx and goes on serving.
+        if answer:
             status = int(answer.split(b" ", 2)[1])
             assert 400 <= status < 500 or status == 202, answer[:200]
+        assert httpx.get(f"{ingest.url}/healthz", timeout=30).status_code == 200, raw[:60]
 
 
 async def test_a_client_leaving_mid_body_is_no_server_error(ingest: Service) -> None:
-    _reader, writer = await asyncio.open_connection("127.0.0.1", ingest.port)
-    writer.write(
-        b"PUT /v1/articles/a/reactions/gone HTTP/1.1\r\nHost: x\r\n"
-        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"reac'
-    )
-    await writer.drain()
-    writer.close()
-    await writer.wait_closed()
-
     async with httpx.AsyncClient(base_url=ingest.url, timeout=30) as http:
 
-        async def requests_seen() -> str:
+        async def metrics() -> str:
             return (await http.get("/metrics")).text
 
-        # Runs last in this module: nothing any test above sent may have produced a 5xx.
-        text = await eventually(
-            requests_seen, lambda t: 'status="400"' in t, what="the 400s to be counted"
+        before = _put_400s(await metrics())
+        _reader, writer = await asyncio.open_connection("127.0.0.1", ingest.port)
+        writer.write(
+            b"PUT /v1/articles/a/reactions/gone HTTP/1.1\r\nHost: x\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"reac'
         )
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        text = await eventually(
+            metrics, lambda t: _put_400s(t) > before, what="this request's 400 to be counted"
+        )
+    assert _put_400s(text) == before + 1
+
+    # Runs last in this module: nothing any test above sent may have produced a 5xx.
     statuses = {
         line.split('status="', 1)[1].split('"', 1)[0]
         for line in text.splitlines()
@@ -260,3 +266,15 @@ async def test_a_client_leaving_mid_body_is_no_server_error(ingest: Service) -> 
     }
     assert statuses and not {s for s in statuses if s.startswith("5")}
     assert "unhandled_error" not in ingest.process.log_path.read_text()
+
+
+def _put_400s(metrics: str) -> float:
+    """PUTs on the write route answered 400, as counted in /metrics."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("reactions_http_requests_total{")
+        and f'route="{ROUTE}"' in line
+        and 'method="PUT"' in line
+        and 'status="400"' in line
+    )

@@ -14,12 +14,15 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deploy.local.client import VoteClient
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
-from services.ingest.app import create_app, producer_is_broken
+from services.ingest.app import create_app
 from services.ingest.config import IngestSettings
+from services.ingest.deps import IngestState
+from services.ingest.publisher import producer_is_broken
 from tests.support import IngestFactory, eventually, read_topic
 
 
@@ -138,6 +141,15 @@ async def test_kafka_outage_gives_503_never_202_and_every_202_is_in_the_topic_on
     assert not [a.key for a in refused if a.key in keys]
 
 
+def _with_state(app: ASGIApp, state: IngestState) -> ASGIApp:
+    """`app` with the lifespan's state in each request's scope, as uvicorn passes it."""
+
+    async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+        await app({**scope, "state": dict(state)}, receive, send)
+
+    return with_state
+
+
 async def test_a_producer_in_a_fatal_state_is_replaced_once(kafka: KafkaBroker) -> None:
     settings = IngestSettings(
         kafka_bootstrap=kafka.bootstrap,
@@ -146,9 +158,9 @@ async def test_a_producer_in_a_fatal_state_is_replaced_once(kafka: KafkaBroker) 
         publish_timeout_s=10,
     )
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        publisher = app.state.publisher
-        transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app) as state:
+        publisher = state["publisher"]
+        transport = httpx.ASGITransport(app=_with_state(app, state))
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
             votes = VoteClient("http://ingest", http=http)
             assert (await votes.clear("a", "u")).status_code == 202

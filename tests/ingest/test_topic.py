@@ -65,5 +65,5 @@ async def test_a_topic_with_another_partition_count_stops_the_service(
         text=True,
         timeout=120,
     )
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "has 3 partitions but 5 are configured" in result.stdout + result.stderr
