@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import (
@@ -15,7 +16,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS: Final = Counter(
@@ -67,18 +68,38 @@ class RequestMetrics:
 
 
 def route_template(scope: Scope) -> str:
-    """The matched route's path template, or 'unmatched'."""
-    cached = scope.get("reactions.route")
-    if cached is not None:
-        return str(cached)
-    app = scope.get("app")
-    template = "unmatched"
+    """The matched route's path template, or 'unmatched'.
+
+    The router leaves the route it matched in the scope, so nothing is matched twice; a
+    request answered before routing (a CORS preflight) is matched here.
+    """
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    for candidate in _routes(scope.get("app")):
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
+
+
+def _routes(app: object) -> list[BaseRoute]:
+    """The app's routes, those of included routers in place of the routers."""
     router = getattr(app, "router", None)
-    if router is not None:
-        for route in router.routes:
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                template = getattr(route, "path", "unmatched")
-                break
-    scope["reactions.route"] = template
-    return template
+    if router is None:
+        return []
+    cached: list[BaseRoute] | None = getattr(router, "_reactions_flat_routes", None)
+    if cached is None:
+        cached = list(_flatten(router.routes))
+        router._reactions_flat_routes = cached
+    return cached
+
+
+def _flatten(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    for route in routes:
+        # FastAPI keeps an included APIRouter as one entry wrapping the original router.
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _flatten(included.routes)
+        else:
+            yield route
