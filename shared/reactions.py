@@ -71,8 +71,15 @@ class ReactionSet:
 
 def _read_display_file(path: Path) -> dict[str, tuple[str, str]]:
     """Read `{"reactions": [{"id", "label", "emoji"}, …]}` from a YAML or JSON file."""
-    raw = path.read_bytes()
-    data = orjson.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+    try:
+        raw = path.read_bytes()
+        data = orjson.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from exc
     if not isinstance(data, dict) or not isinstance(data.get("reactions"), list):
         raise ValueError(f"{path}: expected a mapping with a 'reactions' list")
     out: dict[str, tuple[str, str]] = {}

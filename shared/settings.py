@@ -3,13 +3,17 @@ only place that reads the environment (prefix REACTIONS_)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.logs import configure_logging, get_logger
 from shared.reactions import DEFAULT_TYPES, ReactionSet
+
+S = TypeVar("S", bound="CommonSettings")
 
 
 class CommonSettings(BaseSettings):
@@ -44,6 +48,12 @@ class CommonSettings(BaseSettings):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
 
+    @model_validator(mode="after")
+    def _reaction_set_loads(self) -> Self:
+        # A bad REACTIONS_CONFIG_FILE is refused with the other settings, at start.
+        self.reaction_set()
+        return self
+
     @property
     def dlq_topic(self) -> str:
         """The dead-letter topic beside the reactions topic."""
@@ -63,3 +73,20 @@ class HttpServiceSettings(CommonSettings):
     def origins(self) -> list[str]:
         """The CORS allow-list as a list."""
         return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+
+def load_settings(settings_class: type[S], service: str) -> S:
+    """The service's settings from the environment; an invalid one ends the process with
+    status 2 and a `refusing_to_start` line naming each bad setting."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        configure_logging(service)
+        problems = [
+            f"REACTIONS_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            if error["loc"]
+            else error["msg"]
+            for error in exc.errors()
+        ]
+        get_logger(__name__).error("refusing_to_start", reason="; ".join(problems))
+        sys.exit(2)

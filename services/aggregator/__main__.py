@@ -20,6 +20,7 @@ from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
 from shared.kafka import ensure_topics
 from shared.logs import configure_logging, get_logger
+from shared.settings import load_settings
 from shared.tallies import connect_redis
 
 log = get_logger(__name__)
@@ -101,7 +102,7 @@ def main() -> None:
     )
     erase.add_argument("user_id")
     args = parser.parse_args()
-    settings = AggregatorSettings()
+    settings = load_settings(AggregatorSettings, "aggregator")
     configure_logging("aggregator", settings.log_level)
     import uvloop
 

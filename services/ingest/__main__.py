@@ -14,6 +14,7 @@ import uvicorn
 from services.ingest.config import IngestSettings
 from shared.kafka import PartitionCountMismatch, ensure_topics
 from shared.logs import configure_logging, get_logger
+from shared.settings import load_settings
 
 log = get_logger(__name__)
 
@@ -37,7 +38,7 @@ def _metrics_dir() -> Path:
 
 def main() -> int:
     """Run the ingest service on its configured port with REACTIONS_WORKERS processes."""
-    settings = IngestSettings()
+    settings = load_settings(IngestSettings, "ingest")
     configure_logging("ingest", settings.log_level)
     try:
         # Checked here, before any worker starts, so a refusal is logged once and ends

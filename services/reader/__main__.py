@@ -9,11 +9,12 @@ import uvicorn
 from services.reader.app import create_app
 from services.reader.config import ReaderSettings
 from shared.logs import configure_logging
+from shared.settings import load_settings
 
 
 def main() -> None:
     """Run the reader service on its configured port."""
-    settings = ReaderSettings()
+    settings = load_settings(ReaderSettings, "reader")
     configure_logging("reader", settings.log_level)
     # Every SSE client holds a socket: allow as many as the hard limit permits.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
