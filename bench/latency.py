@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import aiohttp
@@ -265,16 +266,7 @@ async def open_loop(
             probe_articles = max(probe_articles, math.ceil(rate / sse_votes_per_article))
         articles = [f"{prefix}{i}" for i in range(probe_articles)]
         result = LatencyResult(chosen, rate, duration_s)
-
-        def on_visible(acked_at: float, seen_at: float) -> None:
-            # One sample per vote, never a synthetic one: the generator is open-loop, so a
-            # slow answer delays no later send and no vote goes unrecorded. (HdrHistogram's
-            # record_corrected_value back-fills for closed-loop generators; here it would
-            # invent samples, and in pure Python, for an overload of seconds at a 1 ms
-            # interval, take longer than the run.)
-            result.visible_hist.record_value(max(int((seen_at - acked_at) * 1e6), 1))
-
-        watch = TallyWatch(on_visible)
+        watch = TallyWatch(partial(_record_visible, result))
         start_totals = dict(
             zip(
                 articles,
@@ -284,53 +276,104 @@ async def open_loop(
         )
         for article, total in start_totals.items():
             watch.seen(article, total)
-        watchers: list[asyncio.Task[None]] = []
-        if chosen == "sse":
-            readies = [asyncio.Event() for _ in articles]
-            watchers = [
-                asyncio.create_task(watch_sse(watch_client, reader, a, watch, r))
-                for a, r in zip(articles, readies, strict=True)
-            ]
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(15):
-                    await asyncio.gather(*(r.wait() for r in readies))
-        else:
-            watchers = [
-                asyncio.create_task(
-                    watch_poll(watch_client, reader, articles, watch, poll_interval_s)
-                )
-            ]
+        watchers = await _start_watchers(
+            watch_client, reader, articles, watch, chosen, poll_interval_s
+        )
         lag_series: list[tuple[float, float]] = []
         if aggregator_metrics:
             watchers.append(
                 asyncio.create_task(sample_lag(watch_client, aggregator_metrics, lag_series))
             )
+        sender = _VoteSender(client, VoteApi(ingest), start_totals, watch, result)
+        load_ended = await sender.send_on_schedule(rate, duration_s, settle_timeout_s)
+        deadline = load_ended + settle_timeout_s
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(deadline - time.perf_counter(), 0)):
+                while watch.pending():  # noqa: ASYNC110 - watchers run elsewhere; bounded
+                    await asyncio.sleep(0.02)
+        result.unseen = watch.give_up(time.perf_counter())
+        if lag_series:
+            await _drain_lag(result, lag_series, watchers[-1], load_ended, deadline)
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+    return result
 
-        sent_per_article = dict.fromkeys(articles, 0)
-        run_id = uuid.uuid4().hex[:6]
-        api = VoteApi(ingest)
 
-        async def put(seq: int, scheduled: float) -> None:
-            article = articles[seq % len(articles)]
-            sent_per_article[article] += 1
-            vote = api.set(article, f"u{run_id}-{seq}", "love")
-            try:
-                async with client.request(
-                    vote.method, vote.url, data=vote.body, headers=dict(vote.headers)
-                ) as response:
-                    await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError):
-                result.failed += 1
-                return
-            acked_at = time.perf_counter()
-            if status != 202:
-                result.failed += 1
-                return
-            result.accepted += 1
-            result.put_hist.record_value(max(int((acked_at - scheduled) * 1e6), 1))
-            watch.expect(article, start_totals[article] + sent_per_article[article], acked_at)
+def _record_visible(result: LatencyResult, acked_at: float, seen_at: float) -> None:
+    # One sample per vote, never a synthetic one: the generator is open-loop, so a slow
+    # answer delays no later send and no vote goes unrecorded. (HdrHistogram's
+    # record_corrected_value back-fills for closed-loop generators; here it would invent
+    # samples, and in pure Python, for an overload of seconds at a 1 ms interval, take
+    # longer than the run.)
+    result.visible_hist.record_value(max(int((seen_at - acked_at) * 1e6), 1))
 
+
+async def _start_watchers(
+    session: aiohttp.ClientSession,
+    reader: str,
+    articles: list[str],
+    watch: TallyWatch,
+    method: Method,
+    poll_interval_s: float,
+) -> list[asyncio.Task[None]]:
+    """One stream per probe article (ready once each has its first tally), or one poller."""
+    if method != "sse":
+        return [asyncio.create_task(watch_poll(session, reader, articles, watch, poll_interval_s))]
+    readies = [asyncio.Event() for _ in articles]
+    watchers = [
+        asyncio.create_task(watch_sse(session, reader, a, watch, r))
+        for a, r in zip(articles, readies, strict=True)
+    ]
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(15):
+            await asyncio.gather(*(r.wait() for r in readies))
+    return watchers
+
+
+async def _drain_lag(
+    result: LatencyResult,
+    lag_series: list[tuple[float, float]],
+    sampler: asyncio.Task[None],
+    load_ended: float,
+    deadline: float,
+) -> None:
+    """The highest lag seen, and how long after the load the lag took to reach zero."""
+    result.max_lag = max(v for _, v in lag_series)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(deadline - time.perf_counter(), 0)):
+            while lag_series[-1][1] > 0 and not sampler.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+    zero_after = [t for t, v in lag_series if t >= load_ended and v == 0]
+    result.lag_drain_s = (zero_after[0] - load_ended) if zero_after else None
+
+
+class _VoteSender:
+    """The open-loop generator: each vote leaves at its scheduled time, answered or not."""
+
+    def __init__(
+        self,
+        client: aiohttp.ClientSession,
+        api: VoteApi,
+        start_totals: dict[str, int],
+        watch: TallyWatch,
+        result: LatencyResult,
+    ) -> None:
+        self.client = client
+        self.api = api
+        self.articles = list(start_totals)
+        self.start_totals = start_totals
+        self.sent_per_article = dict.fromkeys(self.articles, 0)
+        self.watch = watch
+        self.result = result
+        self.run_id = uuid.uuid4().hex[:6]
+
+    async def send_on_schedule(self, rate: float, duration_s: float, settle_s: float) -> float:
+        """Send `rate` votes a second for `duration_s`; wait up to `settle_s` for answers.
+
+        Returns when the load ended. PUTs still unanswered `settle_s` after it count as
+        failed: one deadline bounds the run when the system is overloaded.
+        """
         total = max(int(rate * duration_s), 1)
         tasks: list[asyncio.Task[None]] = []
         began = time.perf_counter()
@@ -339,37 +382,40 @@ async def open_loop(
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(put(seq, scheduled)))
-        result.sent = total
+            tasks.append(asyncio.create_task(self.put(seq, scheduled)))
+        self.result.sent = total
         # The offered rate is what was sent over the sending window; answers may trail it.
         load_ended = time.perf_counter()
-        result.duration_s = max(load_ended - began, duration_s)
-        # One deadline bounds the run when the system is overloaded: PUTs still unanswered
-        # then count as failed, votes still unseen are recorded at the time waited so far
-        # (a lower bound, so an overload shows in the percentiles instead of vanishing).
-        deadline = load_ended + settle_timeout_s
-        _, unanswered = await asyncio.wait(tasks, timeout=settle_timeout_s)
+        self.result.duration_s = max(load_ended - began, duration_s)
+        _, unanswered = await asyncio.wait(tasks, timeout=settle_s)
         for task in unanswered:
             task.cancel()
         await asyncio.gather(*unanswered, return_exceptions=True)
-        result.failed += len(unanswered)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(deadline - time.perf_counter(), 0)):
-                while watch.pending():  # noqa: ASYNC110 - watchers run elsewhere; bounded
-                    await asyncio.sleep(0.02)
-        result.unseen = watch.give_up(time.perf_counter())
-        if lag_series:
-            result.max_lag = max(v for _, v in lag_series)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(deadline - time.perf_counter(), 0)):
-                    while lag_series[-1][1] > 0 and not watchers[-1].done():  # noqa: ASYNC110
-                        await asyncio.sleep(0.1)
-            zero_after = [t for t, v in lag_series if t >= load_ended and v == 0]
-            result.lag_drain_s = (zero_after[0] - load_ended) if zero_after else None
-        for task in watchers:
-            task.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
-    return result
+        self.result.failed += len(unanswered)
+        return load_ended
+
+    async def put(self, seq: int, scheduled: float) -> None:
+        """One vote; its PUT latency counts from its scheduled time."""
+        article = self.articles[seq % len(self.articles)]
+        self.sent_per_article[article] += 1
+        vote = self.api.set(article, f"u{self.run_id}-{seq}", "love")
+        try:
+            async with self.client.request(
+                vote.method, vote.url, data=vote.body, headers=dict(vote.headers)
+            ) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            self.result.failed += 1
+            return
+        acked_at = time.perf_counter()
+        if status != 202:
+            self.result.failed += 1
+            return
+        self.result.accepted += 1
+        self.result.put_hist.record_value(max(int((acked_at - scheduled) * 1e6), 1))
+        expected = self.start_totals[article] + self.sent_per_article[article]
+        self.watch.expect(article, expected, acked_at)
 
 
 def latency_table(results: list[tuple[str, LatencyResult]]) -> str:

@@ -163,8 +163,6 @@ async def _measure(
     reader_pid: int | None,
     sampled: int,
 ) -> dict[str, float | None]:
-    import aiohttp
-
     host, port = reader_url.removeprefix("http://").split(":")
     article = f"viral-{time.time_ns()}"
     streams = [Client(article, keep=i < sampled) for i in range(clients)]
@@ -181,29 +179,7 @@ async def _measure(
         await asyncio.gather(*(connect(c) for c in streams))
         held = rss_bytes(reader_pid) if reader_pid else None
         before = sum(len(c.tallies) for c in streams)
-        acked: list[float] = []
-        api = VoteApi(ingest_url)
-        async with aiohttp.ClientSession() as http:
-
-            async def react(i: int) -> None:
-                vote = api.set(article, f"viral-{i}", "love")
-                async with http.request(
-                    vote.method, vote.url, data=vote.body, headers=dict(vote.headers)
-                ) as response:
-                    if response.status == 202:
-                        acked.append(time.perf_counter())
-
-            started = time.perf_counter()
-            sends = []
-            total = int(rate * duration_s)
-            for i in range(total):
-                # Open loop: each request leaves at its scheduled time, answered or not.
-                delay = started + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                sends.append(asyncio.create_task(react(i)))
-            await asyncio.gather(*sends, return_exceptions=True)
-        elapsed = time.perf_counter() - started
+        acked, elapsed = await _react_open_loop(ingest_url, article, rate, duration_s)
         # Give the sampled clients up to 30 s to see the last reaction; late ones count as such.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(30):
@@ -216,17 +192,7 @@ async def _measure(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    acked.sort()
-    delays: list[float] = []
-    for client in streams[:sampled]:
-        seen = client.totals
-        j = 0
-        for k, ack in enumerate(acked, start=1):
-            while j < len(seen) and seen[j][1] < k:
-                j += 1
-            if j == len(seen):
-                break
-            delays.append(max(seen[j][0] - ack, 0.0))
+    delays = _delays(streams[:sampled], sorted(acked))
     delays.sort()
     p99 = delays[int(len(delays) * 0.99) - 1] * 1000 if delays else None
     return {
@@ -236,6 +202,51 @@ async def _measure(
         if held is not None and baseline is not None
         else None,
     }
+
+
+async def _react_open_loop(
+    ingest_url: str, article: str, rate: int, duration_s: float
+) -> tuple[list[float], float]:
+    """`rate` new readers a second react to `article`; when each 202 came, and for how long."""
+    import aiohttp
+
+    acked: list[float] = []
+    api = VoteApi(ingest_url)
+    async with aiohttp.ClientSession() as http:
+
+        async def react(i: int) -> None:
+            vote = api.set(article, f"viral-{i}", "love")
+            async with http.request(
+                vote.method, vote.url, data=vote.body, headers=dict(vote.headers)
+            ) as response:
+                if response.status == 202:
+                    acked.append(time.perf_counter())
+
+        started = time.perf_counter()
+        sends = []
+        for i in range(int(rate * duration_s)):
+            # Open loop: each request leaves at its scheduled time, answered or not.
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sends.append(asyncio.create_task(react(i)))
+        await asyncio.gather(*sends, return_exceptions=True)
+    return acked, time.perf_counter() - started
+
+
+def _delays(sampled: list[Client], acked: list[float]) -> list[float]:
+    """Per sampled client and reaction k: when it first saw a total ≥ k, minus k's 202."""
+    delays: list[float] = []
+    for client in sampled:
+        seen = client.totals
+        j = 0
+        for k, ack in enumerate(acked, start=1):
+            while j < len(seen) and seen[j][1] < k:
+                j += 1
+            if j == len(seen):
+                break
+            delays.append(max(seen[j][0] - ack, 0.0))
+    return delays
 
 
 def main() -> int:

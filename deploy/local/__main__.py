@@ -71,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, url in stack.urls().items():
         out(f"  {name:<19} {url}\n")
     out(f"logs in {stack.config.state_dir}\n")
-    if args.command == "up":
-        return 0
+    if args.command == "run":
+        run_until_stopped(stack)
+    return 0
+
+
+def run_until_stopped(stack: Stack) -> None:
+    """Watch the stack until Ctrl-C (or SIGTERM) or until a part dies; then stop it all."""
+    out = sys.stdout.write
     out("running; press Ctrl-C to stop everything\n")
     stopping = False
 
@@ -93,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         out("stopping…\n")
         stack.down()
         out("stack stopped\n")
-    return 0
 
 
 if __name__ == "__main__":
