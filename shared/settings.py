@@ -4,12 +4,22 @@ only place that reads the environment (prefix REACTIONS_)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Self, TypeVar
+from typing import Annotated, Literal, Self, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.identity import SiteKeys, Verifier
+from shared.jwks import (
+    ASYMMETRIC_ALGORITHMS,
+    HMAC_ALGORITHMS,
+    KeyFileError,
+    VerificationKey,
+    load_jwks,
+    load_secret,
+)
 from shared.logs import configure_logging, get_logger
 from shared.reactions import DEFAULT_TYPES, ReactionSet
 
@@ -40,13 +50,14 @@ class CommonSettings(BaseSettings):
         None, description="Optional YAML or JSON file with labels and emoji for the types."
     )
     log_level: str = Field("INFO", description="Log level.")
+    env: Literal["development", "production"] = Field(
+        "development", description="production refuses to start with unsafe settings."
+    )
 
     @field_validator("types", mode="before")
     @classmethod
     def _split_types(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(t.strip() for t in value.split(",") if t.strip())
-        return value
+        return _split_commas(value)
 
     @model_validator(mode="after")
     def _reaction_set_loads(self) -> Self:
@@ -64,15 +75,133 @@ class CommonSettings(BaseSettings):
         return ReactionSet.load(list(self.types), self.config_file)
 
 
+def empty_path_is_unset(value: object) -> object:
+    """An empty file setting means "not set", not the current directory."""
+    return None if value == "" else value
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
 class HttpServiceSettings(CommonSettings):
-    """What both HTTP services (ingest and reader) add: the CORS allow-list."""
+    """What both HTTP services (ingest and reader) add: CORS and reader-token verification."""
 
     allowed_origins: str = Field("*", description="CORS allow-list, comma-separated.")
+    token_public_keys_file: Path | None = Field(
+        None, description="JWKS (JSON) of the public keys that verify reader tokens."
+    )
+    token_issuer: str = Field("reactions", min_length=1, description="iss of reader tokens.")
+    token_audience: str = Field("reactions", min_length=1, description="aud of reader tokens.")
+    site_jwt_secret_file: Path | None = Field(
+        None, description="File holding the site's HMAC secret for its logged-in readers."
+    )
+    site_jwks_file: Path | None = Field(
+        None, description="JWKS (JSON) of the site's public keys for its logged-in readers."
+    )
+    site_jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Algorithms the site's tokens may use; default HS256 with a secret, "
+        "RS256,ES256,EdDSA with a JWKS.",
+    )
+    site_jwt_issuer: str | None = Field(None, description="iss of the site's tokens.")
+    site_jwt_audience: str | None = Field(None, description="aud of the site's tokens.")
+
+    @field_validator(
+        "token_public_keys_file", "site_jwt_secret_file", "site_jwks_file", mode="before"
+    )
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return empty_path_is_unset(value)
+
+    @field_validator("site_jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("token_public_keys_file")
+    @classmethod
+    def _public_keys_load(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_jwks(value, ed25519_only=True)  # KeyFileError is a ValueError
+        return value
+
+    @model_validator(mode="after")
+    def _site_tokens_verifiable(self) -> Self:
+        self.site_keys()
+        return self
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> Self:
+        if self.env != "production":
+            return self
+        if "*" in self.origins:
+            raise ValueError(
+                "REACTIONS_ALLOWED_ORIGINS: '*' is refused in production; list the sites' origins"
+            )
+        if self.token_public_keys_file is None:
+            raise ValueError(
+                "REACTIONS_TOKEN_PUBLIC_KEYS_FILE: production needs the reader-token public keys"
+            )
+        return self
 
     @property
     def origins(self) -> list[str]:
         """The CORS allow-list as a list."""
         return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+    def reader_token_keys(self) -> dict[str | None, VerificationKey]:
+        """The public keys of reader tokens by kid (none when no file is configured)."""
+        if self.token_public_keys_file is None:
+            return {}
+        return load_jwks(self.token_public_keys_file, ed25519_only=True)
+
+    def site_keys(self) -> SiteKeys | None:
+        """How the site's own tokens are verified, or None when no site is configured."""
+        secret_file, jwks_file = self.site_jwt_secret_file, self.site_jwks_file
+        if secret_file is None and jwks_file is None:
+            return None
+        if secret_file is not None and jwks_file is not None:
+            raise ValueError(
+                "REACTIONS_SITE_JWT_SECRET_FILE and REACTIONS_SITE_JWKS_FILE: set one, not both"
+            )
+        if not self.site_jwt_issuer or not self.site_jwt_audience:
+            raise ValueError(
+                "REACTIONS_SITE_JWT_ISSUER and REACTIONS_SITE_JWT_AUDIENCE are required with "
+                "site tokens"
+            )
+        if self.site_jwt_issuer == self.token_issuer:
+            raise ValueError("REACTIONS_SITE_JWT_ISSUER must differ from REACTIONS_TOKEN_ISSUER")
+        family = HMAC_ALGORITHMS if secret_file is not None else ASYMMETRIC_ALGORITHMS
+        default = ("HS256",) if secret_file is not None else ("RS256", "ES256", "EdDSA")
+        algorithms = frozenset(self.site_jwt_algorithms or default)
+        if not algorithms <= family:
+            raise ValueError(
+                f"REACTIONS_SITE_JWT_ALGORITHMS: {', '.join(sorted(algorithms - family))} cannot "
+                f"be used with {'a secret' if secret_file else 'a JWKS'}; "
+                f"choose from {', '.join(sorted(family))}"
+            )
+        issuer, audience = self.site_jwt_issuer, self.site_jwt_audience
+        try:
+            if secret_file is not None:
+                return SiteKeys(issuer, audience, algorithms, secret=load_secret(secret_file))
+            assert jwks_file is not None
+            keys = load_jwks(jwks_file, ed25519_only=False)
+        except KeyFileError as exc:
+            setting = "SITE_JWT_SECRET_FILE" if secret_file else "SITE_JWKS_FILE"
+            raise ValueError(f"REACTIONS_{setting}: {exc}") from None
+        return SiteKeys(issuer, audience, algorithms, keys=keys)
+
+    def verifier(self, extra_keys: Mapping[str | None, VerificationKey] | None = None) -> Verifier:
+        """The token verifier these settings describe (plus `extra_keys`, ingest's own)."""
+        return Verifier(
+            {**self.reader_token_keys(), **(extra_keys or {})},
+            issuer=self.token_issuer,
+            audience=self.token_audience,
+            site=self.site_keys(),
+        )
 
 
 def load_settings(settings_class: type[S], service: str) -> S:

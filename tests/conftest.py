@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from deploy.local.client import MintedTokens
 from deploy.local.kafka import KafkaBroker
+from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
@@ -44,6 +46,18 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+@pytest.fixture(scope="session")
+def token_keys(tmp_path_factory: pytest.TempPathFactory) -> DevelopmentKeys:
+    """The reader-token key pair every service of the session is given."""
+    return DevelopmentKeys.ensure(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="session")
+def tokens(token_keys: DevelopmentKeys) -> MintedTokens:
+    """Reader tokens minted with the session's signing key, for any reader id."""
+    return MintedTokens(token_keys.issuer())
+
+
 @pytest.fixture
 def topic() -> str:
     """A topic name of this test's own, so tests never see each other's events."""
@@ -51,10 +65,17 @@ def topic() -> str:
 
 
 @pytest.fixture
-def stack_env(kafka: KafkaBroker, redis_server: RedisServer, topic: str) -> dict[str, str]:
-    """The REACTIONS_ environment pointing the services at this session's Kafka and Redis."""
+def stack_env(
+    kafka: KafkaBroker, redis_server: RedisServer, topic: str, token_keys: DevelopmentKeys
+) -> dict[str, str]:
+    """The REACTIONS_ environment pointing the services at this session's Kafka, Redis and
+    token keys."""
     return service_env(
-        kafka_bootstrap=kafka.bootstrap, redis_url=redis_server.url, topic=topic, partitions=4
+        kafka_bootstrap=kafka.bootstrap,
+        redis_url=redis_server.url,
+        topic=topic,
+        partitions=4,
+        keys=token_keys,
     )
 
 

@@ -4,6 +4,8 @@ topic back, scraping a metric, and the API's error shape."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import free_port
 from deploy.local.services import UNLIMITED_RATES, Service, service_env
 
@@ -62,16 +65,18 @@ def start_ingest(
     log_dir: Path,
     env: Mapping[str, str] | None = None,
     started: list[Service] | None = None,
+    *,
+    keys: DevelopmentKeys,
 ) -> Service:
-    """A real `python -m services.ingest` process on a free port, ready when returned; rate
-    limits lifted unless `env` sets them.
+    """A real `python -m services.ingest` process on a free port with the token `keys`, ready
+    when returned; rate limits lifted unless `env` sets them.
 
     It is appended to `started` before it is waited for, so a teardown can stop it even
     when it never became ready.
     """
     overrides = {**UNLIMITED_RATES, **(env or {})}
     service_vars = service_env(
-        kafka_bootstrap=kafka_bootstrap, topic=topic, partitions=4, overrides=overrides
+        kafka_bootstrap=kafka_bootstrap, topic=topic, partitions=4, keys=keys, overrides=overrides
     )
     service = Service("ingest", free_port(), service_vars, log_dir)
     if started is not None:
@@ -188,6 +193,44 @@ async def metric(url: str, name: str, labels: Mapping[str, str] | None = None) -
     async with httpx.AsyncClient(timeout=10) as http:
         text = (await http.get(f"{url}/metrics")).text
     return metric_sum(text, name, labels)
+
+
+def run_schemathesis(
+    url: str, token: str, report_dir: Path, *, max_examples: int
+) -> subprocess.CompletedProcess[str]:
+    """`st run URL/openapi.json --checks all` with the examples, coverage and fuzzing phases
+    and a valid reader token in a header; bounded by `max_examples` per operation and a
+    fixed seed, so a run is repeatable and takes a minute or two."""
+    st = Path(sys.executable).with_name("st")
+    return subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "all",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--max-examples",
+            str(max_examples),
+            "--seed",
+            "20260101",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--report-dir",
+            str(report_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        # Its working files (a cache of examples) go to the report directory, not the tree.
+        cwd=report_dir,
+        env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "HOME": str(report_dir)},
+    )
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> Any:

@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from deploy.local.keys import SIGNING_KEY_VARIABLE, DevelopmentKeys
 from deploy.local.process import Process, wait_for
 from services.aggregator.config import AggregatorSettings
 from services.ingest.config import IngestSettings
@@ -21,6 +22,7 @@ SERVICE_NAMES = ("ingest", "aggregator", "reader")
 UNLIMITED_RATES = {
     "REACTIONS_RATE_LIMIT_IP": "100000000/minute",
     "REACTIONS_RATE_LIMIT_READER": "100000000/minute",
+    "REACTIONS_RATE_LIMIT_TOKENS": "100000000/minute",
 }
 
 
@@ -37,6 +39,7 @@ def service_env(
     partitions: int | None = None,
     cluster: bool = False,
     ingest_port: int | None = None,
+    keys: DevelopmentKeys | None = None,
     overrides: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The REACTIONS_ variables that point the services at one stack's Kafka and Redis.
@@ -45,9 +48,10 @@ def service_env(
     own gets a consumer group of its own (`agg-<topic>`), so aggregators on different topics
     never share offsets. `cluster` is the scaled-out stack: a Redis Cluster, and topics
     replicated to three Kafka nodes. `ingest_port` is where the reader's demo page points
-    the widget. Each `Service` adds its own port; `overrides` come last.
+    the widget. `keys` are the reader-token keys (the signing key reaches ingest only). Each
+    `Service` adds its own port; `overrides` come last.
     """
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(keys.env()) if keys is not None else {}
     if kafka_bootstrap is not None:
         env["REACTIONS_KAFKA_BOOTSTRAP"] = kafka_bootstrap
     if redis_url is not None:
@@ -91,12 +95,17 @@ class Service:
     ) -> None:
         self.name = name
         self.port = port
+        if module is None:
+            env = {**env, port_variable(name): str(port)}
+            if name != "ingest":
+                # Only ingest signs reader tokens; the others verify with public keys.
+                env.pop(SIGNING_KEY_VARIABLE, None)
         self.process = Process(
             name,
             [sys.executable, "-m", module or f"services.{name}", *(args or [])],
             [port],
             log_dir / f"{name}.log",
-            env={**env, port_variable(name): str(port)} if module is None else env,
+            env=env,
         )
 
     @property

@@ -12,6 +12,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy.local.kafka import KafkaBroker, KafkaCluster
+from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT, Process, free_port
 from deploy.local.redis import RedisClusterNodes, RedisServer, free_cluster_port
 from deploy.local.services import SERVICE_NAMES, Service, configured_ports, service_env
@@ -67,10 +68,14 @@ class Stack:
             config.state_dir / "kafka", config.kafka_port, config.controller_port
         )
         self.redis = RedisServer(config.state_dir / "redis", config.redis_port)
+        # A development key pair made once: tokens issued by `make run` stay valid across
+        # restarts of the stack.
+        self.keys = DevelopmentKeys.ensure(config.state_dir / "keys")
         env = service_env(
             kafka_bootstrap=self.kafka.bootstrap,
             redis_url=self.redis.url,
             ingest_port=config.service_ports["ingest"],
+            keys=self.keys,
         )
         self.services = {
             name: Service(name, config.service_ports[name], env, config.state_dir / "logs")
@@ -168,11 +173,13 @@ class ClusterStack:
         self.state_dir = state_dir
         self.kafka = KafkaCluster(state_dir / "kafka", ports.kafka)
         self.redis = RedisClusterNodes(state_dir / "redis", ports.redis, replicas=1)
+        self.keys = DevelopmentKeys.ensure(state_dir / "keys")
         self.env = service_env(
             kafka_bootstrap=self.kafka.bootstrap,
             redis_url=self.redis.url,
             partitions=partitions,
             cluster=True,
+            keys=self.keys,
             overrides=env,
         )
         self.services: list[Service] = []

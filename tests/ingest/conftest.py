@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 from deploy.local.kafka import KafkaBroker
+from deploy.local.keys import DevelopmentKeys
 from deploy.local.services import Service
 from tests.support import IngestFactory, start_ingest
 
 
 @pytest.fixture
-def spawn_ingest(kafka: KafkaBroker, tmp_path: Path) -> Iterator[IngestFactory]:
+def spawn_ingest(
+    kafka: KafkaBroker, tmp_path: Path, token_keys: DevelopmentKeys
+) -> Iterator[IngestFactory]:
     """Start ingest processes on the session broker; all of them stop after the test."""
     started: list[Service] = []
 
@@ -23,7 +26,9 @@ def spawn_ingest(kafka: KafkaBroker, tmp_path: Path) -> Iterator[IngestFactory]:
         topic: str, env: dict[str, str] | None = None, *, bootstrap: str | None = None
     ) -> Service:
         log_dir = tmp_path / f"ingest-{len(started)}"
-        return start_ingest(bootstrap or kafka.bootstrap, topic, log_dir, env, started)
+        return start_ingest(
+            bootstrap or kafka.bootstrap, topic, log_dir, env, started, keys=token_keys
+        )
 
     yield spawn
     for service in reversed(started):
@@ -38,7 +43,10 @@ def module_topic() -> str:
 
 @pytest.fixture(scope="module")
 def ingest(
-    kafka: KafkaBroker, module_topic: str, tmp_path_factory: pytest.TempPathFactory
+    kafka: KafkaBroker,
+    module_topic: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    token_keys: DevelopmentKeys,
 ) -> Iterator[Service]:
     """One ingest process for a module, with configured types like, love and boo."""
     started: list[Service] = []
@@ -49,6 +57,7 @@ def ingest(
             tmp_path_factory.mktemp("ingest-logs"),
             {"REACTIONS_TYPES": "like,love,boo"},
             started,
+            keys=token_keys,
         )
     finally:
         for service in started:
