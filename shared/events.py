@@ -21,9 +21,8 @@ MAX_CLIENT_TS: Final = 2**53
 
 ARTICLE_ID_PATTERN: Final = r"^[A-Za-z0-9._:~-]{1,128}$"
 USER_ID_PATTERN: Final = r"^[A-Za-z0-9._~-]{1,64}$"
-# The sentences both HTTP services answer with when an id breaks its pattern.
+# The sentence both HTTP services answer with when an article id breaks its pattern.
 ARTICLE_ID_MESSAGE: Final = "article_id must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -."
-USER_ID_MESSAGE: Final = "user_id must be 1-64 characters of A-Z a-z 0-9 . _ ~ -."
 _ARTICLE_ID_RE: Final = re.compile(ARTICLE_ID_PATTERN)
 _USER_ID_RE: Final = re.compile(USER_ID_PATTERN)
 _ARTICLE_ID_MATCH: Final = _ARTICLE_ID_RE.fullmatch

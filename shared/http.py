@@ -1,5 +1,5 @@
 """What every HTTP service shares: the error shape and its handlers, CORS in that shape,
-and the ops endpoints."""
+reader authentication (401s and their challenge), and the ops endpoints."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.identity import REFUSAL_REASONS, Reader, TokenError, Verifier, bearer_token
 from shared.logs import get_logger
 from shared.metrics import render_metrics
 
@@ -30,6 +32,7 @@ _STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    410: "gone",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
@@ -126,6 +129,76 @@ def describe_validation_errors(errors: object) -> str:
         msg = str(err.get("msg", "is invalid"))
         parts.append(f"{loc}: {msg}" if loc else msg)
     return ("; ".join(parts) or "The request is invalid.") + "."
+
+
+REALM: Final = "reactions"
+# The OpenAPI name of the reader-token scheme, as the calls that need a token list it.
+BEARER_SCHEME: Final = "readerToken"
+TOKEN_REJECTIONS: Final = Counter(
+    "reactions_token_rejections_total",
+    "Requests refused with 401 because of their reader token, by reason (missing, malformed, "
+    "expired, bad_signature, unknown_key, wrong_issuer, wrong_audience, bad_claims, ...).",
+    ["reason"],
+)
+
+
+def count_token_rejections_from_zero() -> None:
+    """Create every reason's series at zero, so rate() and increase() see the first one."""
+    for reason in REFUSAL_REASONS:
+        TOKEN_REJECTIONS.labels(reason)
+
+
+def authenticate(authorization: str | None, verifier: Verifier) -> Reader:
+    """The reader of an `Authorization: Bearer` header; 401 with a challenge otherwise."""
+    try:
+        return verifier.verify(bearer_token(authorization))
+    except TokenError as exc:
+        TOKEN_REJECTIONS.labels(exc.reason).inc()
+        raise unauthorized(exc) from None
+
+
+def unauthorized(exc: TokenError) -> ApiError:
+    """The 401 of a refused token, with its RFC 6750 challenge (no error code when the
+    request carried no token at all)."""
+    challenge = f'Bearer realm="{REALM}"'
+    if exc.code != "missing_token":
+        challenge += f', error="invalid_token", error_description="{exc.description}"'
+    return ApiError(401, exc.code, exc.description, {"WWW-Authenticate": challenge})
+
+
+UNAUTHORIZED_RESPONSE: Final[dict[str, Any]] = {
+    "model": ErrorBody,
+    "description": "No reader token, or one that is malformed, expired, wrongly signed or "
+    "meant for another issuer or audience (codes missing_token, invalid_token, "
+    "expired_token).",
+    "headers": {
+        "WWW-Authenticate": {
+            "description": 'The Bearer challenge: realm="reactions" and, for a token that '
+            "was sent, error and error_description.",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+
+def declare_bearer_scheme(app: FastAPI) -> None:
+    """Name the reader-token scheme (HTTP bearer, a JWT) in the app's OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # cached by FastAPI after the first call; amended in place
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[BEARER_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A reader token: from POST /v1/readers on ingest, or the site's "
+            "own token for a logged-in reader.",
+        }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 ReadyCheck = Callable[[Request], Awaitable[dict[str, bool]]]

@@ -18,6 +18,7 @@ from services.aggregator.app import create_ops_app
 from services.aggregator.commands import CommandError, erase_reader, rebuild
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
+from shared.identity import site_reader_id
 from shared.kafka import ensure_topics
 from shared.logs import configure_logging, get_logger
 from shared.settings import load_settings
@@ -100,7 +101,12 @@ def main() -> None:
     erase = commands.add_parser(
         "erase-reader", help="publish clears for every article a reader reacted on"
     )
-    erase.add_argument("user_id")
+    who = erase.add_mutually_exclusive_group(required=True)
+    who.add_argument("reader_id", nargs="?", help="a reader id (a.…, s.…, h.…, or an older id)")
+    who.add_argument(
+        "--site-subject",
+        help="a site's subject (its JWT `sub`), mapped to its reader id as tokens map it",
+    )
     args = parser.parse_args()
     settings = load_settings(AggregatorSettings, "aggregator")
     configure_logging("aggregator", settings.log_level)
@@ -112,7 +118,12 @@ def main() -> None:
         elif args.command == "rebuild":
             uvloop.run(rebuild(settings, force=args.force))
         elif args.command == "erase-reader":
-            uvloop.run(erase_reader(settings, args.user_id))
+            reader_id = (
+                site_reader_id(args.site_subject)
+                if args.site_subject is not None
+                else args.reader_id
+            )
+            uvloop.run(erase_reader(settings, reader_id))
     except CommandError as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None

@@ -1,7 +1,9 @@
-"""`python -m services.ingest`: check the topic, then serve the write path with uvicorn."""
+"""`python -m services.ingest`: check the topic, then serve the write path with uvicorn;
+`mint-tokens` and `generate-keys` for operators and load tests."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -12,6 +14,8 @@ from pathlib import Path
 import uvicorn
 
 from services.ingest.config import IngestSettings
+from services.ingest.tokens import generate_key_files, minted, write_tokens
+from shared.identity import NAMESPACES
 from shared.kafka import PartitionCountMismatch, ensure_topics
 from shared.logs import configure_logging, get_logger
 from shared.settings import load_settings
@@ -36,10 +40,8 @@ def _metrics_dir() -> Path:
     return path
 
 
-def main() -> int:
+def serve(settings: IngestSettings) -> int:
     """Run the ingest service on its configured port with REACTIONS_WORKERS processes."""
-    settings = load_settings(IngestSettings, "ingest")
-    configure_logging("ingest", settings.log_level)
     try:
         # Checked here, before any worker starts, so a refusal is logged once and ends
         # the service with status 2; a worker refusing in its lifespan would end uvicorn
@@ -75,6 +77,72 @@ def main() -> int:
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def mint_tokens(settings: IngestSettings, args: argparse.Namespace) -> int:
+    """Write `--count` tokens signed with the configured key to `--out`, one per line."""
+    issuer = settings.token_issuer_for_ingest()
+    if issuer is None:
+        sys.stderr.write("error: set REACTIONS_TOKEN_SIGNING_KEY_FILE to the signing key\n")
+        return 2
+    prefix = args.reader_id_prefix
+    if prefix is not None and not prefix.startswith(NAMESPACES):
+        sys.stderr.write(f"error: --reader-id-prefix must start with one of {NAMESPACES}\n")
+        return 2
+    try:
+        count = write_tokens(minted(issuer, args.count, prefix, args.ttl), Path(args.out))
+    except ValueError as exc:  # a prefix that makes ids outside the id alphabet
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    sys.stdout.write(f"wrote {count} tokens (kid {issuer.kid}) to {args.out}\n")
+    return 0
+
+
+def generate_keys(args: argparse.Namespace) -> int:
+    """A new signing key in `--dir`, its public key added to the directory's jwks.json."""
+    try:
+        private, jwks = generate_key_files(Path(args.dir), args.kid)
+    except (ValueError, OSError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    sys.stdout.write(f"signing key {private} (kid {args.kid}); public keys {jwks}\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve (no command), or run an operator command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m services.ingest", description="Without a command: serve the write path."
+    )
+    commands = parser.add_subparsers(dest="command")
+    mint = commands.add_parser(
+        "mint-tokens",
+        help="write reader tokens signed with REACTIONS_TOKEN_SIGNING_KEY_FILE, offline",
+    )
+    mint.add_argument("--count", type=int, required=True, help="how many tokens")
+    mint.add_argument("--out", required=True, help="file of 'reader_id<TAB>token' lines")
+    mint.add_argument(
+        "--reader-id-prefix",
+        help="ids PREFIX0, PREFIX1, ... (e.g. a.load-); default: fresh anonymous ids",
+    )
+    mint.add_argument("--ttl", type=int, help="token lifetime in seconds (default: the setting)")
+    keys = commands.add_parser(
+        "generate-keys", help="a new Ed25519 signing key and the JWKS with its public key"
+    )
+    keys.add_argument("--dir", required=True, help="where <kid>.pem and jwks.json are written")
+    keys.add_argument("--kid", required=True, help="the key id, e.g. 2026-01")
+    args = parser.parse_args(argv)
+    if args.command == "generate-keys":
+        return generate_keys(args)
+    if args.command == "mint-tokens" and not (0 < args.count <= 10_000_000):
+        parser.error("--count must be 1 to 10,000,000")
+    if args.command == "mint-tokens" and args.ttl is not None and args.ttl < 60:
+        parser.error("--ttl must be at least 60 seconds")
+    settings = load_settings(IngestSettings, "ingest")
+    configure_logging("ingest", settings.log_level)
+    if args.command == "mint-tokens":
+        return mint_tokens(settings, args)
+    return serve(settings)
 
 
 if __name__ == "__main__":

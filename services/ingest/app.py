@@ -17,15 +17,32 @@ from services.ingest.deps import IngestState, get_state
 from services.ingest.publisher import Publisher
 from services.ingest.ratelimit import RateLimits
 from services.ingest.routes import add_write_routes
-from shared.http import ContractCors, install_error_handlers, kafka_reachable, ops_router
+from shared.http import (
+    ContractCors,
+    count_token_rejections_from_zero,
+    declare_bearer_scheme,
+    install_error_handlers,
+    kafka_reachable,
+    ops_router,
+)
 from shared.kafka import ensure_topics
-from shared.logs import configure_logging
+from shared.logs import configure_logging, get_logger
 from shared.metrics import RequestMetrics
+
+log = get_logger(__name__)
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
     """The ingest application; clients live in its lifespan."""
     reactions = settings.reaction_set()
+    issuer = settings.token_issuer_for_ingest()
+    # Ingest verifies the tokens it signs even without a JWKS (development).
+    verifier = settings.verifier(settings.own_verification_keys())
+    if issuer is None:
+        log.warning(
+            "identity_unconfigured",
+            reason="REACTIONS_TOKEN_SIGNING_KEY_FILE is not set: POST /v1/readers answers 503",
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[IngestState]:
@@ -43,30 +60,44 @@ def create_app(settings: IngestSettings) -> FastAPI:
         publisher = Publisher(settings)
         await publisher.start()
         try:
-            yield {"publisher": publisher, "limits": limits, "reactions": reactions}
+            yield {
+                "publisher": publisher,
+                "limits": limits,
+                "reactions": reactions,
+                "verifier": verifier,
+                "issuer": issuer,
+            }
         finally:
             await publisher.stop()
 
     app = FastAPI(
         title="Reactions ingest",
         version="1",
-        description="The write path: set or clear a reader's reaction on an article.",
+        description="The write path: reader tokens, and a reader's reaction on an article "
+        "set or cleared.",
         lifespan=lifespan,
+        # /v1/votes/ is no other spelling of /v1/votes: a 404, not a redirect of a write.
+        redirect_slashes=False,
         # Prometheus covers requests; FastAPI's OpenTelemetry hooks would only cost time.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app)
+    declare_bearer_scheme(app)
     app.add_middleware(
         ContractCors,
         allow_origins=settings.origins,
-        allow_methods=["PUT", "DELETE"],
-        allow_headers=["Content-Type"],
+        # POST is the API. PUT and DELETE only reach the replaced paths, so that a cached
+        # old widget gets their 410 rather than a CORS failure.
+        allow_methods=["POST", "PUT", "DELETE"],
+        # Tokens travel in the Authorization header, never in cookies: no credentials.
+        allow_headers=["Authorization", "Content-Type"],
         allow_credentials=False,
         max_age=600,
     )
     app.add_middleware(RequestMetrics)
     app.include_router(ops_router(_ready))
     add_write_routes(app, reactions)
+    count_token_rejections_from_zero()
     return app
 
 

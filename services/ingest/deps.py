@@ -8,6 +8,8 @@ from fastapi import Depends, Request
 
 from services.ingest.publisher import Publisher
 from services.ingest.ratelimit import RateLimits
+from services.ingest.tokens import TokenIssuer
+from shared.identity import Verifier
 from shared.reactions import ReactionSet
 
 
@@ -17,6 +19,8 @@ class IngestState(TypedDict):
     publisher: Publisher
     limits: RateLimits
     reactions: ReactionSet
+    verifier: Verifier
+    issuer: TokenIssuer | None
 
 
 async def get_state(request: Request) -> IngestState:

@@ -118,8 +118,11 @@ class Publisher:
         """False while the producer is broken or being replaced."""
         return self.producer is not None and not producer_is_broken(self.producer)
 
-    async def publish(self, event: ReactionEvent) -> None:
-        """Produce one event and wait for its acknowledgement, within the timeout; else 503."""
+    async def publish(self, event: ReactionEvent) -> int:
+        """Produce one event and wait for its acknowledgement, within the timeout; else 503.
+
+        Returns the event's offset in its partition.
+        """
         if self.kafka_down():
             KAFKA_ERRORS.labels("unavailable").inc()
             raise _unavailable()
@@ -138,7 +141,7 @@ class Publisher:
                     self.settings.topic, event.encode(), key=event.key(), partition=partition
                 )
                 handed_over = True
-                await ack
+                metadata = await ack
         except TimeoutError:
             KAFKA_ERRORS.labels("timeout").inc()
             log.warning("publish_timed_out", event_id=event.event_id, handed_over=handed_over)
@@ -152,6 +155,7 @@ class Publisher:
                 self.replace(generation)
             raise _unavailable() from None
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        return int(metadata.offset)
 
     def kafka_down(self) -> bool:
         """True while an ack timed out and no probe has reached Kafka since."""

@@ -1,9 +1,15 @@
-"""Abuse controls of the write path: who the client is, and how often it may write.
+"""Abuse controls of the write path: which network a client is on, and how often it may
+write or get a new reader identity.
 
-Limits are counted per client IP and per reader id with the `limits` library (moving
-window). Counters live in process memory by default (each worker and instance counts on
-its own) or in Redis when configured, so all instances share them. Client IPs are only
-ever kept as a salted hash: neither Redis keys nor logs see a raw address.
+Limits are counted per client network (an IPv4 address, an IPv6 /64 by default) and per
+reader id with the `limits` library (moving window). Counters live in process memory by
+default (each worker and instance counts on its own) or in Redis when configured, so all
+instances share them. Networks are only ever kept as a salted hash: neither Redis keys
+nor logs see a raw address.
+
+Writes fail open: an unreachable limit store lets them through, since each vote is already
+bound to a token and a reader votes once per article. Issuing a new identity fails
+closed: it is what stuffing costs, so when the store cannot count it, nobody gets one.
 """
 
 from __future__ import annotations
@@ -33,17 +39,27 @@ STORE_TIMEOUT_S: Final = 0.5
 
 RATE_LIMITED: Final = Counter(
     "reactions_ingest_rate_limited_total",
-    "Writes refused with 429, by the limit that refused them (ip or reader).",
+    "Writes refused with 429, by the limit that refused them (ip: the client network, or reader).",
     ["scope"],
 )
+ISSUANCE_REFUSED: Final = Counter(
+    "reactions_ingest_issuance_refused_total",
+    "New reader identities refused, by reason: rate_limited (429) or limit_store_unavailable "
+    "(503, the limit store could not count).",
+    ["reason"],
+)
+ISSUANCE_SCOPE: Final = "issuance"
 
 
 class RateLimits:
-    """Per-IP and per-reader moving-window limits; `check` raises 429 when exceeded."""
+    """Moving-window limits per client network and per reader, and on new identities per
+    client network; `check` and `check_issuance` raise 429 (or 503) when refused."""
 
     def __init__(self, settings: IngestSettings) -> None:
         for scope in ("ip", "reader"):
             RATE_LIMITED.labels(scope)
+        for reason in ("rate_limited", "limit_store_unavailable"):
+            ISSUANCE_REFUSED.labels(reason)
         uri = settings.rate_limit_storage
         options: dict[str, str | float] = {}
         # Only a remote store can be "down"; process memory is never timed out.
@@ -57,14 +73,46 @@ class RateLimits:
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_ip: RateLimitItem = parse(settings.rate_limit_ip)
         self.per_reader: RateLimitItem = parse(settings.rate_limit_reader)
+        self.per_network_issuance: RateLimitItem = parse(settings.rate_limit_tokens)
         self.trusted: tuple[IpNetwork, ...] = settings.trusted_proxies
-        salt = settings.ip_hash_salt.get_secret_value() if settings.ip_hash_salt else None
-        self._salt = hashlib.sha256((salt or secrets.token_hex(32)).encode()).digest()
+        self.prefixes = (settings.token_network_prefix_v4, settings.token_network_prefix_v6)
+        # Without a configured salt (memory store only: settings refuse a shared store
+        # without one) each process draws its own.
+        salt = settings.ip_salt() or secrets.token_bytes(32)
+        self._salt = hashlib.sha256(salt).digest()
 
     def client_hash(self, scope: Scope) -> str:
-        """A salted hash of the client's IP: the peer, or X-Forwarded-For via a trusted proxy."""
-        ip = client_ip(scope, self.trusted)
-        return hashlib.blake2b(ip.encode(), key=self._salt, digest_size=12).hexdigest()
+        """A salted hash of the client's network: of the peer, or of X-Forwarded-For's client
+        when the peer is a trusted proxy."""
+        network = client_network(client_ip(scope, self.trusted), *self.prefixes)
+        return hashlib.blake2b(network.encode(), key=self._salt, digest_size=12).hexdigest()
+
+    async def check_issuance(self, client: str) -> None:
+        """Count one new identity for the client network `client`; 429 over the limit, 503
+        when the store cannot count it (fails closed)."""
+        item = self.per_network_issuance
+        try:
+            async with asyncio.timeout(self._store_timeout):
+                if await self.limiter.hit(item, ISSUANCE_SCOPE, client):
+                    return
+                stats = await self.limiter.get_window_stats(item, ISSUANCE_SCOPE, client)
+        except Exception as exc:  # noqa: BLE001 - any store failure refuses the identity
+            log.warning("rate_limit_store_failed", error=repr(exc), scope=ISSUANCE_SCOPE)
+            ISSUANCE_REFUSED.labels("limit_store_unavailable").inc()
+            raise ApiError(
+                503,
+                "limit_store_unavailable",
+                "New readers cannot be registered right now; please retry shortly.",
+                {"Retry-After": "5"},
+            ) from None
+        ISSUANCE_REFUSED.labels("rate_limited").inc()
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many new readers from this network; retry in {retry_after} s.",
+            {"Retry-After": str(retry_after)},
+        )
 
     async def check(self, scope: str, item: RateLimitItem, key: str) -> None:
         """Count one write against `key`; raise 429 with Retry-After when over the limit."""
@@ -78,7 +126,7 @@ class RateLimits:
             return
         RATE_LIMITED.labels(scope).inc()
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        who = "address" if scope == "ip" else "reader"
+        who = "network" if scope == "ip" else "reader"
         raise ApiError(
             429,
             "rate_limited",
@@ -113,6 +161,24 @@ def client_ip(scope: Scope, trusted: tuple[IpNetwork, ...]) -> str:
         if not _is_trusted(current, trusted):
             break
     return current
+
+
+def client_network(address: str, prefix_v4: int, prefix_v6: int) -> str:
+    """The network a client address is counted by: `address/prefix` with host bits zeroed.
+
+    One IPv6 subscriber usually holds a whole /64, so counting single v6 addresses would
+    let one client rotate through billions of them. IPv4-mapped v6 addresses count as v4.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an address (a unix socket peer): counted as itself
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = prefix_v4 if ip.version == 4 else prefix_v6
+    if prefix == ip.max_prefixlen:
+        return str(ip)  # the default for IPv4, and the cheap path of every write
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
 def _is_trusted(address: str, trusted: tuple[IpNetwork, ...]) -> bool:

@@ -1,5 +1,7 @@
-"""The write path, top to bottom: admit (rate limits, ids) → read the body → parse it →
-build the event → publish (acks=all) → 202."""
+"""The write path, top to bottom: admit (network limit → reader token → reader limit) →
+read the body → parse it → build the event → publish (acks=all) → 202 with the event's
+offset. Then the reader-token call (`POST /v1/readers`) and the answer of the replaced
+paths. What the OpenAPI document says about each call is in openapi.py."""
 
 from __future__ import annotations
 
@@ -10,17 +12,23 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import Counter
-from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 
+from services.ingest import openapi
 from services.ingest.deps import StateDep
 from services.ingest.publisher import Publisher
-from services.ingest.ratelimit import RateLimits
-from shared.events import MAX_CLIENT_TS, ReactionEvent, valid_client_ts
-from shared.http import ApiError, ErrorBody
+from services.ingest.tokens import new_anonymous_id, rfc3339
+from shared.events import (
+    ARTICLE_ID_MESSAGE,
+    MAX_CLIENT_TS,
+    Op,
+    ReactionEvent,
+    valid_article_id,
+    valid_client_ts,
+)
+from shared.http import ApiError, authenticate
 from shared.logs import get_logger
-from shared.params import ArticleIdPath, UserIdPath, check_article_id, check_user_id
 from shared.reactions import ReactionSet
 
 log = get_logger(__name__)
@@ -28,46 +36,34 @@ log = get_logger(__name__)
 _std_log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES: Final = 1024
-BODY_FIELDS: Final = frozenset({"reaction", "client_ts"})
-WRITE_PATH: Final = "/v1/articles/{article_id}/reactions/{user_id}"
+BODY_FIELDS: Final = frozenset({"article_id", "reaction", "client_ts"})
+VOTES_PATH: Final = "/v1/votes"
+READERS_PATH: Final = "/v1/readers"
+REPLACED_PATH: Final = "/v1/articles/{article_id}/reactions/{user_id}"
 
 EVENTS: Final = Counter(
     "reactions_ingest_events_total",
     "Events acknowledged by Kafka and answered 202, by op (set or clear).",
     ["op"],
 )
+TOKENS_ISSUED: Final = Counter(
+    "reactions_ingest_tokens_issued_total",
+    "Reader tokens issued, by kind: new (a new anonymous reader) or renewal.",
+    ["kind"],
+)
 
 
-async def set_reaction(
-    article_id: ArticleIdPath,
-    user_id: UserIdPath,
-    request: Request,
-    state: StateDep,
-) -> Response:
-    """Set (or move) the reader's reaction on the article."""
-    await admit(request, state["limits"], article_id, user_id)
-    reaction, client_ts = parse_set(await read_body(request), state["reactions"])
-    event = ReactionEvent.new("set", article_id, user_id, reaction, client_ts)
-    return await accept(state["publisher"], event)
-
-
-async def clear_reaction(
-    article_id: ArticleIdPath,
-    user_id: UserIdPath,
-    request: Request,
-    state: StateDep,
-) -> Response:
-    """Clear the reader's reaction on the article (a no-op when none is set)."""
-    await admit(request, state["limits"], article_id, user_id)
-    return await accept(state["publisher"], ReactionEvent.new("clear", article_id, user_id))
-
-
-async def admit(request: Request, limits: RateLimits, article_id: str, user_id: str) -> None:
-    """Rate limits (per client IP, then per reader) and id checks, before any work."""
+async def vote(request: Request, state: StateDep) -> Response:
+    """Set, move or clear the token's reader's reaction on an article."""
+    limits = state["limits"]
+    # The network's limit comes before the token: a flood of junk costs no signature check.
     await limits.check("ip", limits.per_ip, limits.client_hash(request.scope))
-    check_article_id(article_id)
-    check_user_id(user_id)
-    await limits.check("reader", limits.per_reader, user_id)
+    reader = authenticate(request.headers.get("authorization"), state["verifier"])
+    await limits.check("reader", limits.per_reader, reader.reader_id)
+    article_id, reaction, client_ts = parse_vote(await read_body(request), state["reactions"])
+    op: Op = "set" if reaction is not None else "clear"
+    event = ReactionEvent.new(op, article_id, reader.reader_id, reaction, client_ts)
+    return await accept(state["publisher"], event)
 
 
 def _too_large() -> ApiError:
@@ -101,15 +97,21 @@ async def read_body(request: Request) -> dict[str, Any]:
     return parsed
 
 
-def parse_set(body: dict[str, Any], reactions: ReactionSet) -> tuple[str, int | None]:
-    """The reaction and optional client_ts of a set; 422 naming the first thing wrong."""
+def parse_vote(body: dict[str, Any], reactions: ReactionSet) -> tuple[str, str | None, int | None]:
+    """The article, reaction (None clears) and optional client_ts of a vote; 422 naming the
+    first thing wrong."""
     unknown = body.keys() - BODY_FIELDS
     if unknown:
         raise ApiError(422, "unknown_field", f"Unknown field(s): {', '.join(sorted(unknown))}.")
-    reaction = body.get("reaction")
-    if not isinstance(reaction, str) or reaction not in reactions:
+    article_id = body.get("article_id")
+    if not isinstance(article_id, str) or not valid_article_id(article_id):
+        raise ApiError(422, "invalid_article_id", ARTICLE_ID_MESSAGE)
+    reaction = body.get("reaction", "")
+    if reaction is not None and (not isinstance(reaction, str) or reaction not in reactions):
         raise ApiError(
-            422, "unknown_reaction", f"reaction must be one of: {', '.join(reactions.ids)}."
+            422,
+            "unknown_reaction",
+            f"reaction must be null (to clear) or one of: {', '.join(reactions.ids)}.",
         )
     client_ts = body.get("client_ts")
     if isinstance(client_ts, float) and client_ts.is_integer() and client_ts <= MAX_CLIENT_TS:
@@ -120,85 +122,104 @@ def parse_set(body: dict[str, Any], reactions: ReactionSet) -> tuple[str, int | 
             "invalid_client_ts",
             "client_ts must be a positive integer of milliseconds, at most 2^53.",
         )
-    return reaction, client_ts
+    return article_id, reaction, client_ts
 
 
 async def accept(publisher: Publisher, event: ReactionEvent) -> Response:
-    """Publish the event and answer 202 once Kafka acknowledged it (503 raised otherwise)."""
-    await publisher.publish(event)
+    """Publish the event and answer 202 once Kafka acknowledged it (503 raised otherwise).
+
+    `seq` is the event's offset: any tally whose `seq` is at least this one includes it.
+    """
+    seq = await publisher.publish(event)
     EVENTS.labels(event.op).inc()
     if _std_log.isEnabledFor(logging.DEBUG):
-        log.debug("event_accepted", event_id=event.event_id, op=event.op)
-    body = orjson.dumps({"accepted": True, "event_id": event.event_id})
+        log.debug("event_accepted", event_id=event.event_id, op=event.op, seq=seq)
+    body = orjson.dumps(
+        {"accepted": True, "event_id": event.event_id, "reader_id": event.user_id, "seq": seq}
+    )
     return Response(body, status_code=202, media_type="application/json")
 
 
-class Accepted(BaseModel):
-    """The 202 body: Kafka acknowledged the event."""
+async def create_reader(request: Request, state: StateDep) -> Response:
+    """A new anonymous reader and its token; with a reader's token, a renewed token for
+    the same reader."""
+    issuer = state["issuer"]
+    if issuer is None:
+        raise ApiError(
+            503,
+            "identity_unconfigured",
+            "This server has no token signing key (REACTIONS_TOKEN_SIGNING_KEY_FILE).",
+            {"Retry-After": "60"},
+        )
+    await read_empty_body(request)
+    limits = state["limits"]
+    client = limits.client_hash(request.scope)
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        await limits.check_issuance(client)
+        reader_id, kind = new_anonymous_id(), "new"
+    else:
+        reader = authenticate(authorization, state["verifier"])
+        if reader.kind != "anonymous":
+            raise ApiError(400, "not_renewable", "A site's token is renewed by the site, not here.")
+        # A renewal keeps its reader: it counts as that reader's write, not as a new one.
+        await limits.check("ip", limits.per_ip, client)
+        await limits.check("reader", limits.per_reader, reader.reader_id)
+        reader_id, kind = reader.reader_id, "renewal"
+    issued = issuer.issue(reader_id)
+    TOKENS_ISSUED.labels(kind).inc()
+    body = orjson.dumps(
+        {
+            "reader_id": issued.reader_id,
+            "token": issued.token,
+            "expires_at": rfc3339(issued.expires_at),
+        }
+    )
+    # A token is a credential: no cache anywhere may keep it.
+    return Response(
+        body, status_code=201, media_type="application/json", headers={"Cache-Control": "no-store"}
+    )
 
-    accepted: bool
-    event_id: str
+
+async def read_empty_body(request: Request) -> None:
+    """Accept no body or `{}`; anything else is refused as the votes' body would be."""
+    headers = request.headers
+    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+        return
+    body = await read_body(request)
+    if body:
+        raise ApiError(
+            422, "unknown_field", f"Unknown field(s): {', '.join(sorted(body))}; send no body."
+        )
 
 
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before retrying.",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1},
-    }
-}
-_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": Accepted, "description": "Acknowledged by Kafka (acks=all)."},
-    404: {"model": ErrorBody, "description": "No such route (an id held a '/' or was empty)."},
-    422: {"model": ErrorBody, "description": "Unknown reaction, bad id, field or client_ts."},
-    429: {"model": ErrorBody, "description": "Rate limited.", "headers": _RETRY_AFTER},
-    503: {"model": ErrorBody, "description": "Kafka unavailable.", "headers": _RETRY_AFTER},
-}
-_BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "The body is not valid JSON."},
-    413: {"model": ErrorBody, "description": f"The body is over {MAX_BODY_BYTES} bytes."},
-    415: {"model": ErrorBody, "description": "The body is not application/json."},
-}
-
-
-def _body_schema(reactions: ReactionSet) -> dict[str, Any]:
-    """The PUT body as OpenAPI states it; the handler reads the body itself (see read_body)."""
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["reaction"],
-        "properties": {
-            "reaction": {"type": "string", "enum": list(reactions.ids)},
-            "client_ts": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_CLIENT_TS,
-                "description": "The client's clock in ms; the newer write per reader wins.",
-            },
-        },
-    }
+async def endpoint_replaced(request: Request) -> Response:
+    """The reader-id-in-the-path calls: a clear refusal, never a silent success."""
+    raise ApiError(
+        410,
+        "endpoint_replaced",
+        "This call was replaced: use POST /v1/votes with a reader token (POST /v1/readers) "
+        "and the article in the body.",
+    )
 
 
 def add_write_routes(app: FastAPI, reactions: ReactionSet) -> None:
-    """PUT and DELETE on a reader's reaction, documented for the configured reaction types."""
+    """The votes, the reader tokens and the replaced paths, documented for the configured
+    reaction types."""
     # Added to the app itself, not through an included APIRouter: FastAPI matches included
     # routes lazily, so the request metrics would not see their path template.
     app.add_api_route(
-        WRITE_PATH,
-        set_reaction,
-        methods=["PUT"],
-        status_code=202,
-        responses={**_WRITE_RESPONSES, **_BODY_RESPONSES},
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _body_schema(reactions)}},
-            }
-        },
+        VOTES_PATH, vote, methods=["POST"], status_code=202, **openapi.vote(reactions)
     )
     app.add_api_route(
-        WRITE_PATH, clear_reaction, methods=["DELETE"], status_code=202, responses=_WRITE_RESPONSES
+        READERS_PATH, create_reader, methods=["POST"], status_code=201, **openapi.new_reader()
+    )
+    # Left out of the OpenAPI document: it describes the calls to use, not the old ones.
+    app.add_api_route(
+        REPLACED_PATH, endpoint_replaced, methods=["PUT", "DELETE"], include_in_schema=False
     )
     # Series exist at zero from the start, so rate() and increase() see their first event.
     for op in ("set", "clear"):
         EVENTS.labels(op)
+    for kind in ("new", "renewal"):
+        TOKENS_ISSUED.labels(kind)

@@ -11,6 +11,7 @@ import sys
 from redis.asyncio import Redis
 
 from deploy.local.kafka import KafkaBroker
+from shared.identity import site_reader_id
 from shared.tallies import readers_key
 from tests.aggregator.view import Send, all_counts, counts, settled
 from tests.support import ServiceFactory, eventually, read_topic
@@ -119,3 +120,30 @@ async def test_erase_reader_clears_them_everywhere_through_kafka(
 
     status, output = await run_command(stack_env, "erase-reader", "not a user")
     assert status == 2 and "is not a user id" in output
+
+
+async def test_erase_reader_maps_a_site_subject_as_tokens_do(
+    start_service: ServiceFactory,
+    send: Send,
+    redis: Redis,
+    kafka: KafkaBroker,
+    topic: str,
+    stack_env: dict[str, str],
+) -> None:
+    start_service("aggregator")
+    hashed = site_reader_id("alice@news.example")
+    assert hashed.startswith("h.")
+    for reader in (hashed, "s.alice", "a.alice"):
+        await send("set", "site-story", reader, "wow")
+    await settled(redis, kafka.bootstrap, topic)
+
+    status, output = await run_command(
+        stack_env, "erase-reader", "--site-subject", "alice@news.example"
+    )
+    assert status == 0, output
+    assert f"published clears for {hashed} on 1 article(s)" in output
+    status, output = await run_command(stack_env, "erase-reader", "--site-subject", "alice")
+    assert status == 0 and "s.alice on 1 article(s)" in output, output
+    await settled(redis, kafka.bootstrap, topic)
+    assert await counts(redis, "site-story") == {"wow": 1}
+    assert await redis.hget(readers_key("site-story"), "a.alice") == "wow"

@@ -1,5 +1,6 @@
-"""Abuse controls: rate limits per client IP and per reader (memory and Redis-backed),
-client IPs from trusted proxies only and never stored raw, and the CORS allow-list."""
+"""Abuse controls: write limits per client network and per reader (memory and
+Redis-backed), client addresses from trusted proxies only and never stored raw, and the
+CORS allow-list. New identities are limited in test_identity.py."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from deploy.local.client import VoteClient
+from deploy.local.client import MintedTokens, VoteClient
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
-from services.ingest.ratelimit import client_ip
+from services.ingest.ratelimit import client_ip, client_network
 from tests.support import IngestFactory, assert_error, metric_sum, read_topic
+
+SALT = "a-salt-shared-by-every-instance"
 
 
 async def _put(
@@ -31,25 +34,25 @@ def _assert_429(response: httpx.Response) -> None:
 
 
 async def test_per_reader_and_per_ip_limits_with_untrusted_forwarded_for(
-    kafka: KafkaBroker, spawn_ingest: IngestFactory
+    kafka: KafkaBroker, spawn_ingest: IngestFactory, tokens: MintedTokens
 ) -> None:
     service = spawn_ingest(
         f"abuse-{uuid.uuid4().hex[:8]}",
         {"REACTIONS_RATE_LIMIT_READER": "3/minute", "REACTIONS_RATE_LIMIT_IP": "8/minute"},
     )
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
-        votes = VoteClient(service.url, http=http)
+        votes = VoteClient(service.url, http=http, tokens=tokens)
         for article in ("a1", "a2", "a3"):
-            assert (await _put(votes, "r1", article=article)).status_code == 202
-        _assert_429(await _put(votes, "r1"))
-        _assert_429(await votes.clear("a9", "r1"))
+            assert (await _put(votes, "a.r1", article=article)).status_code == 202
+        _assert_429(await _put(votes, "a.r1"))
+        _assert_429(await votes.clear("a9", "a.r1"))
         # Other readers get through until the address has used its 8 a minute (refused
         # writes count too);
         # X-Forwarded-For from a peer that is not a trusted proxy changes nothing.
-        assert (await _put(votes, "r2", ip="198.51.100.1")).status_code == 202
-        assert (await _put(votes, "r3", ip="198.51.100.2")).status_code == 202
-        assert (await _put(votes, "r4", ip="198.51.100.3")).status_code == 202
-        _assert_429(await _put(votes, "r5", ip="198.51.100.4"))
+        assert (await _put(votes, "a.r2", ip="198.51.100.1")).status_code == 202
+        assert (await _put(votes, "a.r3", ip="198.51.100.2")).status_code == 202
+        assert (await _put(votes, "a.r4", ip="198.51.100.3")).status_code == 202
+        _assert_429(await _put(votes, "a.r5", ip="198.51.100.4"))
         metrics = (await http.get("/metrics")).text
     assert metric_sum(metrics, "reactions_ingest_rate_limited_total", {"scope": "reader"}) == 2
     assert metric_sum(metrics, "reactions_ingest_rate_limited_total", {"scope": "ip"}) == 1
@@ -57,7 +60,7 @@ async def test_per_reader_and_per_ip_limits_with_untrusted_forwarded_for(
 
 
 async def test_client_ip_comes_from_trusted_proxies_and_is_never_stored_raw(
-    kafka: KafkaBroker, spawn_ingest: IngestFactory
+    kafka: KafkaBroker, spawn_ingest: IngestFactory, tokens: MintedTokens
 ) -> None:
     topic = f"abuse-{uuid.uuid4().hex[:8]}"
     service = spawn_ingest(
@@ -68,29 +71,38 @@ async def test_client_ip_comes_from_trusted_proxies_and_is_never_stored_raw(
             "REACTIONS_LOG_LEVEL": "DEBUG",
         },
     )
-    async with VoteClient(service.url, timeout=30) as votes:
-        assert (await _put(votes, "r1", ip="203.0.113.5")).status_code == 202
-        assert (await _put(votes, "r2", ip="203.0.113.5")).status_code == 202
-        _assert_429(await _put(votes, "r3", ip="203.0.113.5"))
+    async with VoteClient(service.url, timeout=30, tokens=tokens) as votes:
+        assert (await _put(votes, "a.r1", ip="203.0.113.5")).status_code == 202
+        assert (await _put(votes, "a.r2", ip="203.0.113.5")).status_code == 202
+        _assert_429(await _put(votes, "a.r3", ip="203.0.113.5"))
         # A client-supplied hop left of the real client does not buy a fresh limit.
-        _assert_429(await _put(votes, "r4", ip="198.51.100.7, 203.0.113.5"))
+        _assert_429(await _put(votes, "a.r4", ip="198.51.100.7, 203.0.113.5"))
         # Trusted hops (10.x) right of the client are skipped.
-        _assert_429(await _put(votes, "r5", ip="203.0.113.5, 10.1.2.3"))
-        assert (await _put(votes, "r6", ip="203.0.113.6, 10.1.2.3")).status_code == 202
-        assert (await _put(votes, "r7", ip="203.0.113.6")).status_code == 202
-        _assert_429(await _put(votes, "r8", ip="203.0.113.6"))
+        _assert_429(await _put(votes, "a.r5", ip="203.0.113.5, 10.1.2.3"))
+        assert (await _put(votes, "a.r6", ip="203.0.113.6, 10.1.2.3")).status_code == 202
+        assert (await _put(votes, "a.r7", ip="203.0.113.6")).status_code == 202
+        _assert_429(await _put(votes, "a.r8", ip="203.0.113.6"))
+        # One IPv6 client holds a whole /64: another address in it shares the limit.
+        assert (await _put(votes, "a.r9", ip="2001:db8:1:2::1")).status_code == 202
+        assert (await _put(votes, "a.r10", ip="2001:db8:1:2::ffff")).status_code == 202
+        _assert_429(await _put(votes, "a.r11", ip="2001:db8:1:2:abcd::9"))
+        assert (await _put(votes, "a.r12", ip="2001:db8:1:3::1")).status_code == 202
     service.stop()
 
     log = service.process.log_path.read_text()
     assert "event_accepted" in log  # the debug log ran, and still holds no address
     records = await read_topic(kafka.bootstrap, topic, at_least=4)
     stored = log + "".join(r.value.decode() + r.key.decode() for r in records)
-    for address in ("203.0.113.5", "203.0.113.6", "198.51.100.7"):
+    for address in ("203.0.113.5", "203.0.113.6", "198.51.100.7", "2001:db8:1:2"):
         assert address not in stored
 
 
 async def test_redis_backed_limits_are_shared_by_instances_and_hold_no_raw_ip(
-    kafka: KafkaBroker, redis_server: RedisServer, redis: Redis, spawn_ingest: IngestFactory
+    kafka: KafkaBroker,
+    redis_server: RedisServer,
+    redis: Redis,
+    spawn_ingest: IngestFactory,
+    tokens: MintedTokens,
 ) -> None:
     topic = f"abuse-{uuid.uuid4().hex[:8]}"
     env = {
@@ -98,18 +110,18 @@ async def test_redis_backed_limits_are_shared_by_instances_and_hold_no_raw_ip(
         "REACTIONS_RATE_LIMIT_READER": "3/minute",
         "REACTIONS_RATE_LIMIT_IP": "100/minute",
         "REACTIONS_TRUSTED_PROXIES": "127.0.0.1/32",
-        "REACTIONS_IP_HASH_SALT": "shared-secret",
+        "REACTIONS_IP_HASH_SALT": SALT,
     }
     first = spawn_ingest(topic, env)
     second = spawn_ingest(topic, env)
     async with (
-        VoteClient(first.url, timeout=30) as one,
-        VoteClient(second.url, timeout=30) as two,
+        VoteClient(first.url, timeout=30, tokens=tokens) as one,
+        VoteClient(second.url, timeout=30, tokens=tokens) as two,
     ):
-        assert (await _put(one, "shared", ip="203.0.113.9")).status_code == 202
-        assert (await _put(two, "shared", ip="203.0.113.9")).status_code == 202
-        assert (await _put(one, "shared", ip="203.0.113.9")).status_code == 202
-        _assert_429(await _put(two, "shared", ip="203.0.113.9"))
+        assert (await _put(one, "a.shared", ip="203.0.113.9")).status_code == 202
+        assert (await _put(two, "a.shared", ip="203.0.113.9")).status_code == 202
+        assert (await _put(one, "a.shared", ip="203.0.113.9")).status_code == 202
+        _assert_429(await _put(two, "a.shared", ip="203.0.113.9"))
     first.stop()
     second.stop()
 
@@ -123,24 +135,25 @@ async def test_redis_backed_limits_are_shared_by_instances_and_hold_no_raw_ip(
 
 
 async def test_an_unreachable_limit_store_lets_writes_through(
-    kafka: KafkaBroker, spawn_ingest: IngestFactory
+    kafka: KafkaBroker, spawn_ingest: IngestFactory, tokens: MintedTokens
 ) -> None:
     service = spawn_ingest(
         f"abuse-{uuid.uuid4().hex[:8]}",
         {
             "REACTIONS_RATE_LIMIT_STORAGE": f"redis://127.0.0.1:{free_port()}/0",
             "REACTIONS_RATE_LIMIT_READER": "1/minute",
+            "REACTIONS_IP_HASH_SALT": SALT,
         },
     )
-    async with VoteClient(service.url, timeout=30) as votes:
+    async with VoteClient(service.url, timeout=30, tokens=tokens) as votes:
         for _ in range(3):
-            assert (await _put(votes, "r1")).status_code == 202
+            assert (await _put(votes, "a.r1")).status_code == 202
     service.stop()
     assert "rate_limit_store_failed" in service.process.log_path.read_text()
 
 
-async def test_cors_allow_list_preflight_for_put_and_delete_without_credentials(
-    kafka: KafkaBroker, spawn_ingest: IngestFactory
+async def test_cors_allow_list_preflight_for_votes_with_a_token_without_credentials(
+    kafka: KafkaBroker, spawn_ingest: IngestFactory, tokens: MintedTokens
 ) -> None:
     allowed = "https://news.example"
     service = spawn_ingest(
@@ -148,34 +161,39 @@ async def test_cors_allow_list_preflight_for_put_and_delete_without_credentials(
         {"REACTIONS_ALLOWED_ORIGINS": f"{allowed}, https://other.example"},
     )
     async with httpx.AsyncClient(timeout=30) as http:
-        votes = VoteClient(service.url, http=http)
-        url = votes.api.vote_url("a1", "r1")
-        for method in ("PUT", "DELETE"):
+        votes = VoteClient(service.url, http=http, tokens=tokens)
+        for url in (votes.api.votes_url, f"{service.url}/v1/readers"):
             preflight = await http.options(
                 url,
                 headers={
                     "origin": allowed,
-                    "access-control-request-method": method,
-                    "access-control-request-headers": "content-type",
+                    "access-control-request-method": "POST",
+                    "access-control-request-headers": "authorization, content-type",
                 },
             )
             assert preflight.status_code == 200, preflight.text
             assert preflight.headers["access-control-allow-origin"] == allowed
-            assert method in preflight.headers["access-control-allow-methods"]
+            assert "POST" in preflight.headers["access-control-allow-methods"]
+            allowed_headers = preflight.headers["access-control-allow-headers"].lower()
+            assert {"authorization", "content-type"} <= {
+                h.strip() for h in allowed_headers.split(",")
+            }
+            # One preflight a browser may keep for ten minutes covers every vote.
+            assert int(preflight.headers["access-control-max-age"]) >= 600
             assert "access-control-allow-credentials" not in preflight.headers
 
         refused = await http.options(
-            url,
-            headers={"origin": "https://evil.example", "access-control-request-method": "PUT"},
+            votes.api.votes_url,
+            headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
         )
         assert_error(refused, 400, "cors_rejected")
         assert "access-control-allow-origin" not in refused.headers
 
-        put = await votes.set("a1", "r1", "like", headers={"origin": allowed})
+        put = await votes.set("a1", "a.r1", "like", headers={"origin": allowed})
         assert put.status_code == 202
         assert put.headers["access-control-allow-origin"] == allowed
         assert "access-control-allow-credentials" not in put.headers
-        foreign = await votes.set("a1", "r1", "like", headers={"origin": "https://evil.example"})
+        foreign = await votes.set("a1", "a.r1", "like", headers={"origin": "https://evil.example"})
         assert "access-control-allow-origin" not in foreign.headers
     service.stop()
 
@@ -201,3 +219,19 @@ def test_client_ip_resolution(peer: str, forwarded: str | None, expected: str) -
     headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
     scope = {"type": "http", "client": (peer, 5555), "headers": headers}
     assert client_ip(scope, TRUSTED) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "v4", "v6", "network"),
+    [
+        ("203.0.113.5", 32, 64, "203.0.113.5"),
+        ("203.0.113.5", 24, 64, "203.0.113.0/24"),
+        ("2001:db8:1:2:3:4:5:6", 32, 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:3:4:5:6", 32, 48, "2001:db8:1::/48"),
+        ("2001:db8::1", 32, 128, "2001:db8::1"),
+        ("::ffff:203.0.113.5", 32, 64, "203.0.113.5"),  # an IPv4 client seen over IPv6
+        ("unix-socket", 32, 64, "unix-socket"),
+    ],
+)
+def test_client_networks(address: str, v4: int, v6: int, network: str) -> None:
+    assert client_network(address, v4, v6) == network

@@ -16,8 +16,9 @@ import orjson
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from deploy.local.client import VoteClient
+from deploy.local.client import MintedTokens, VoteClient
 from deploy.local.kafka import KafkaBroker
+from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import free_port
 from services.ingest.app import create_app
 from services.ingest.config import IngestSettings
@@ -61,7 +62,7 @@ def _status(http: httpx.AsyncClient, path: str) -> Callable[[], Awaitable[int]]:
 
 
 async def test_kafka_outage_gives_503_never_202_and_every_202_is_in_the_topic_once(
-    own_broker: KafkaBroker, spawn_ingest: IngestFactory
+    own_broker: KafkaBroker, spawn_ingest: IngestFactory, tokens: MintedTokens
 ) -> None:
     topic = f"durable-{uuid.uuid4().hex[:8]}"
     service = spawn_ingest(topic, bootstrap=own_broker.bootstrap)
@@ -74,7 +75,7 @@ async def test_kafka_outage_gives_503_never_202_and_every_202_is_in_the_topic_on
             i += 1
             started = time.monotonic()
             # A hang fails the test through the client timeout: 503 must come in bounded time.
-            article, reader = f"art-{n}-{i % 7}", f"r{n}-{i}"
+            article, reader = f"art-{n}-{i % 7}", f"a.r{n}-{i}"
             response = await votes.set(article, reader, "like")
             body = response.json()
             answers.append(
@@ -94,7 +95,7 @@ async def test_kafka_outage_gives_503_never_202_and_every_202_is_in_the_topic_on
 
     try:
         async with httpx.AsyncClient(base_url=service.url, timeout=20) as http:
-            votes = VoteClient(service.url, http=http)
+            votes = VoteClient(service.url, http=http, tokens=tokens)
             writers = [asyncio.create_task(writer(votes, n)) for n in range(4)]
             await eventually(_counter(answers, 202), lambda n: n >= 20, what="202s")
 
@@ -150,20 +151,24 @@ def _with_state(app: ASGIApp, state: IngestState) -> ASGIApp:
     return with_state
 
 
-async def test_a_producer_in_a_fatal_state_is_replaced_once(kafka: KafkaBroker) -> None:
+async def test_a_producer_in_a_fatal_state_is_replaced_once(
+    kafka: KafkaBroker, token_keys: DevelopmentKeys, tokens: MintedTokens
+) -> None:
     settings = IngestSettings(
         kafka_bootstrap=kafka.bootstrap,
         topic=f"fatal-{uuid.uuid4().hex[:8]}",
         partitions=2,
         publish_timeout_s=10,
+        token_signing_key_file=token_keys.signing_key_file,
+        token_public_keys_file=token_keys.public_keys_file,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app) as state:
         publisher = state["publisher"]
         transport = httpx.ASGITransport(app=_with_state(app, state))
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
-            votes = VoteClient("http://ingest", http=http)
-            assert (await votes.clear("a", "u")).status_code == 202
+            votes = VoteClient("http://ingest", http=http, tokens=tokens)
+            assert (await votes.clear("a", "a.u")).status_code == 202
             broken = publisher.producer
             # aiokafka's sender task ends for good on a fatal error (OutOfOrderSequenceNumber,
             # ProducerFenced…); such a producer accepts sends and never delivers them.
@@ -173,12 +178,12 @@ async def test_a_producer_in_a_fatal_state_is_replaced_once(kafka: KafkaBroker) 
                 await sender
             assert producer_is_broken(broken) and not publisher.healthy()
 
-            concurrent = await asyncio.gather(*(votes.clear(f"a{i}", "u") for i in range(20)))
+            concurrent = await asyncio.gather(*(votes.clear(f"a{i}", "a.u") for i in range(20)))
             assert [r.status_code for r in concurrent] == [202] * 20
             assert publisher.producer is not broken
             assert publisher.generation == 2  # one replacement, not one per request
             assert publisher.healthy()
             # A late error from the first producer leaves its successor alone.
             assert publisher.replace(1) is None
-            assert (await votes.clear("b", "u")).status_code == 202
+            assert (await votes.clear("b", "a.u")).status_code == 202
             assert publisher.generation == 2

@@ -10,7 +10,7 @@ import httpx
 import orjson
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from deploy.local.client import VoteClient
+from deploy.local.client import MintedTokens, VoteClient
 from tests.support import IngestFactory, eventually, metric_sum
 
 
@@ -29,7 +29,7 @@ def _events_by_worker(metrics_dir: Path) -> dict[str, float]:
 
 
 async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
-    tmp_path: Path, spawn_ingest: IngestFactory
+    tmp_path: Path, spawn_ingest: IngestFactory, tokens: MintedTokens
 ) -> None:
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
@@ -50,11 +50,11 @@ async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
     async def write_on_fresh_connections() -> dict[str, float]:
         nonlocal sent
         # New connections, so the kernel hands them to either worker.
-        async with VoteClient(service.url, timeout=30) as votes:
+        async with VoteClient(service.url, timeout=30, tokens=tokens) as votes:
             for _ in range(10):
                 sent += 1
                 response = await votes.set(
-                    f"a{sent}", f"r{sent}", "wow", headers={"connection": "close"}
+                    f"a{sent}", f"a.r{sent}", "wow", headers={"connection": "close"}
                 )
                 assert response.status_code == 202, response.text
                 accepted.append(response.json()["event_id"])
@@ -78,9 +78,9 @@ async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith("reactions_http_requests_total{")
-        and 'method="PUT"' in line
+        and 'method="POST"' in line
         and 'status="202"' in line
-        and 'route="/v1/articles/{article_id}/reactions/{user_id}"' in line
+        and 'route="/v1/votes"' in line
     ]
     assert sum(puts) == len(accepted)
     assert "reactions_http_request_duration_seconds_bucket" in text

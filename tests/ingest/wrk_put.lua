@@ -1,13 +1,26 @@
--- wrk script for the ingest write path: PUTs with random article and reader ids.
---   wrk -t2 -c64 -d15s -s tests/ingest/wrk_put.lua http://127.0.0.1:PORT
+-- wrk script for the ingest write path: POST /v1/votes with random articles, each vote by a
+-- random reader of a tokens file (minted offline, so no issuance limit applies):
+--   python -m services.ingest mint-tokens --count 20000 --out tokens.tsv
+--   wrk -t2 -c64 -d15s -s tests/ingest/wrk_put.lua http://127.0.0.1:PORT -- tokens.tsv
 -- wrk prints "Non-2xx or 3xx responses" when any answer was not a 202.
 -- Raise REACTIONS_RATE_LIMIT_IP on the service first: wrk is a single client address.
 local reactions = {"like", "dislike", "love", "funny", "angry", "sad", "wow"}
+local tokens = {}
+
+init = function(args)
+  local path = args[1] or error("pass the tokens file after --")
+  for line in io.lines(path) do
+    local token = line:match("^[^\t]+\t(%S+)$")
+    if token then tokens[#tokens + 1] = "Bearer " .. token end
+  end
+  if #tokens == 0 then error("no tokens in " .. path) end
+end
 
 request = function()
-  local article = "bench-" .. math.random(1, 5000)
-  local reader = "r" .. math.random(1, 10000000)
-  local body = '{"reaction":"' .. reactions[math.random(1, #reactions)] .. '"}'
-  return wrk.format("PUT", "/v1/articles/" .. article .. "/reactions/" .. reader,
-    {["Content-Type"] = "application/json"}, body)
+  local body = '{"article_id":"bench-' .. math.random(1, 5000) .. '","reaction":"' ..
+    reactions[math.random(1, #reactions)] .. '"}'
+  return wrk.format("POST", "/v1/votes", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = tokens[math.random(1, #tokens)],
+  }, body)
 end
