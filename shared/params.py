@@ -6,18 +6,11 @@ a bad id is answered with the contract's own code (`invalid_article_id`, …) an
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import Path, Query
 
-from shared.events import (
-    ARTICLE_ID_MESSAGE,
-    ARTICLE_ID_PATTERN,
-    USER_ID_MESSAGE,
-    USER_ID_PATTERN,
-    valid_article_id,
-    valid_user_id,
-)
+from shared.events import ARTICLE_ID_MESSAGE, ARTICLE_ID_PATTERN, valid_article_id
 from shared.http import ApiError
 
 ArticleIdPath = Annotated[
@@ -27,18 +20,22 @@ ArticleIdPath = Annotated[
         json_schema_extra={"pattern": ARTICLE_ID_PATTERN},
     ),
 ]
-UserIdPath = Annotated[
+_ID: Final = ARTICLE_ID_PATTERN.removeprefix("^").removesuffix("$")
+# What the bulk calls take: article ids, comma-separated; empty items are ignored, but at
+# least one id is needed. (At most 100 distinct ids is checked by the service.)
+ARTICLE_IDS_PATTERN: Final = f"^,*{_ID}(,+{_ID})*,*$"
+ArticleIdsQuery = Annotated[
     str,
-    Path(
-        description="The reader: 1-64 characters of A-Z a-z 0-9 . _ ~ -",
-        json_schema_extra={"pattern": USER_ID_PATTERN},
+    Query(
+        description="Up to 100 article ids, comma-separated; duplicates and empty items ignored.",
+        json_schema_extra={"pattern": ARTICLE_IDS_PATTERN},
     ),
 ]
-UserIdQuery = Annotated[
-    str | None,
+ArticleIdQuery = Annotated[
+    str,
     Query(
-        description="The reader (1-64 characters of A-Z a-z 0-9 . _ ~ -); adds `mine`.",
-        json_schema_extra={"pattern": USER_ID_PATTERN},
+        description="An article: 1-128 characters of A-Z a-z 0-9 . _ : ~ -",
+        json_schema_extra={"pattern": ARTICLE_ID_PATTERN},
     ),
 ]
 
@@ -47,9 +44,3 @@ def check_article_id(article_id: str) -> None:
     """422 `invalid_article_id` unless the id fits its pattern."""
     if not valid_article_id(article_id):
         raise ApiError(422, "invalid_article_id", ARTICLE_ID_MESSAGE)
-
-
-def check_user_id(user_id: str | None) -> None:
-    """422 `invalid_user_id` unless the id is absent or fits its pattern."""
-    if user_id is not None and not valid_user_id(user_id):
-        raise ApiError(422, "invalid_user_id", USER_ID_MESSAGE)

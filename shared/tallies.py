@@ -59,6 +59,20 @@ def position_pattern(topic: str) -> str:
 ARTICLE_KEY_PATTERNS: Final = ("rx:{*}:n", "rx:{*}:u")
 
 
+# The seq of an article no event was applied to: below every offset, so a vote's 202 seq
+# (its offset, 0 or more) is never taken as included in a tally that has seen nothing.
+NO_SEQ: Final = -1
+
+
+def parse_fence_offset(raw: str | bytes | None) -> int:
+    """The offset of an article's fence (`partition:offset`), NO_SEQ when it has none."""
+    if raw is None:
+        return NO_SEQ
+    value = raw.decode() if isinstance(raw, bytes) else raw
+    _, _, offset = value.partition(":")
+    return int(offset) if offset.isdigit() else NO_SEQ
+
+
 def parse_counts(row: Sequence[Any]) -> tuple[int, ...]:
     """Counts as HMGET returns them (None for a type never counted), zero-filled, never negative."""
     return tuple(max(int(v), 0) if v is not None else 0 for v in row)

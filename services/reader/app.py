@@ -13,11 +13,18 @@ from services.reader.assets import StaticAssets
 from services.reader.config import ReaderSettings
 from services.reader.deps import ReaderState, redis_ready
 from services.reader.live import ChangeFeed
-from services.reader.routes import live, static, tallies, trending
+from services.reader.routes import live, me, static, tallies, trending
 from services.reader.sse import SSE_INTERVAL_S
 from services.reader.store import TallyStore
 from services.reader.trending import Trending
-from shared.http import ContractCors, install_error_handlers, ops_router
+from shared.http import (
+    ContractCors,
+    count_token_rejections_from_zero,
+    declare_bearer_scheme,
+    install_error_handlers,
+    ops_router,
+)
+from shared.identity import Verifier
 from shared.metrics import RequestMetrics
 from shared.reactions import ReactionSet
 from shared.tallies import connect_redis
@@ -25,7 +32,7 @@ from shared.tallies import connect_redis
 
 @asynccontextmanager
 async def lifespan(
-    settings: ReaderSettings, reactions: ReactionSet, assets: StaticAssets
+    settings: ReaderSettings, reactions: ReactionSet, assets: StaticAssets, verifier: Verifier
 ) -> AsyncIterator[ReaderState]:
     """Redis, the tally store, the live feed and trending for the app's life."""
     redis = connect_redis(
@@ -47,6 +54,7 @@ async def lifespan(
             store=store,
             feed=feed,
             trending=Trending(redis, ttl=settings.trending_cache_ms / 1000),
+            verifier=verifier,
         )
     finally:
         await feed.close()
@@ -58,24 +66,32 @@ def create_app(settings: ReaderSettings) -> FastAPI:
     # Read and rendered before serving: a bad reaction config or a missing file stops here.
     reactions = settings.reaction_set()
     assets = StaticAssets.load(reactions)
+    # Public keys only: the reader never holds the key that signs reader tokens.
+    verifier = settings.verifier()
     app = FastAPI(
         title="Reactions reader",
         version="1",
-        description="Tallies, live tallies (SSE), trending and the embeddable widget.",
-        lifespan=lambda _: lifespan(settings, reactions, assets),
+        description="Public tallies, live tallies (SSE), trending and the embeddable widget; "
+        "a reader's own reactions with a reader token.",
+        lifespan=lambda _: lifespan(settings, reactions, assets, verifier),
         default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
+    declare_bearer_scheme(app)
     app.add_middleware(
         ContractCors,
         allow_origins=settings.origins,
         allow_methods=["GET"],
+        # The own-votes read carries a reader token; no cookies, so no credentials.
+        allow_headers=["Authorization"],
         allow_credentials=False,
         expose_headers=["ETag"],
         max_age=600,
     )
     app.add_middleware(RequestMetrics)
     app.include_router(ops_router(redis_ready))
-    for routes in (tallies, live, trending, static):
+    for routes in (tallies, me, live, static):
         app.include_router(routes.router)
+    app.include_router(trending.router_for(reactions))
+    count_token_rejections_from_zero()
     return app

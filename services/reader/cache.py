@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
 from prometheus_client import Counter
 
@@ -28,12 +28,24 @@ _HITS: Final = CACHE_LOOKUPS.labels("hit")
 _MISSES: Final = CACHE_LOOKUPS.labels("miss")
 
 Counts = tuple[int, ...]
-# Reads the counts of several articles from Redis in one round trip, in the given order.
-TallyLoader = Callable[[Sequence[str]], Awaitable[list[Counts]]]
+
+
+class Tally(NamedTuple):
+    """An article's counts and its `seq`: the offset of the last event applied to them."""
+
+    counts: Counts
+    seq: int
+
+
+# Reads the tallies of several articles from Redis in one round trip, in the given order.
+TallyLoader = Callable[[Sequence[str]], Awaitable[list[Tally]]]
 
 
 class TallyCache:
-    """Counts per article, read through `load`, kept ≤ `ttl` seconds and ≤ `max_entries`."""
+    """Tallies per article, read through `load`, kept ≤ `ttl` seconds and ≤ `max_entries`.
+
+    Counts and seq are cached together, as read together: a cached tally is always one
+    moment of the article."""
 
     def __init__(
         self,
@@ -47,21 +59,21 @@ class TallyCache:
         self._ttl = ttl
         self._max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, Counts]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, Tally]] = OrderedDict()
         # Reads in flight: article -> future of its counts. Articles invalidated while
         # their read was in flight are in `_stale_flights`: the result is handed to the
         # waiters (it was current when read) but not kept.
-        self._flights: dict[str, asyncio.Future[Counts]] = {}
+        self._flights: dict[str, asyncio.Future[Tally]] = {}
         self._stale_flights: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get_many(self, article_ids: Sequence[str]) -> list[Counts]:
-        """The counts of each article (ids must be distinct), missing ones in one read."""
+    async def get_many(self, article_ids: Sequence[str]) -> list[Tally]:
+        """The tally of each article (ids must be distinct), missing ones in one read."""
         now = self._clock()
-        found: dict[str, Counts] = {}
-        waits: dict[str, asyncio.Future[Counts]] = {}
+        found: dict[str, Tally] = {}
+        waits: dict[str, asyncio.Future[Tally]] = {}
         misses: list[str] = []
         for article_id in article_ids:
             entry = self._entries.get(article_id)
@@ -81,7 +93,7 @@ class TallyCache:
             found[article_id] = await asyncio.shield(future)
         return [found[a] for a in article_ids]
 
-    async def _read(self, misses: list[str], found: dict[str, Counts]) -> None:
+    async def _read(self, misses: list[str], found: dict[str, Tally]) -> None:
         loop = asyncio.get_running_loop()
         futures = {a: loop.create_future() for a in misses}
         self._flights.update(futures)
@@ -106,7 +118,7 @@ class TallyCache:
             elif self._ttl > 0:
                 self._store(article_id, expires, counts)
 
-    def _store(self, article_id: str, expires: float, counts: Counts) -> None:
+    def _store(self, article_id: str, expires: float, counts: Tally) -> None:
         self._entries[article_id] = (expires, counts)
         self._entries.move_to_end(article_id)
         while len(self._entries) > self._max_entries:

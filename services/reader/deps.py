@@ -13,6 +13,7 @@ from services.reader.live import ChangeFeed
 from services.reader.store import TallyStore
 from services.reader.trending import Trending
 from shared.http import redis_reachable
+from shared.identity import Verifier
 from shared.reactions import ReactionSet
 
 
@@ -26,6 +27,7 @@ class ReaderState(TypedDict):
     store: TallyStore
     feed: ChangeFeed
     trending: Trending
+    verifier: Verifier
 
 
 def _state(request: Request) -> ReaderState:
@@ -64,6 +66,11 @@ async def get_trending_lists(request: Request) -> Trending:
     return _state(request)["trending"]
 
 
+async def get_verifier(request: Request) -> Verifier:
+    """The reader-token verifier (public keys only)."""
+    return _state(request)["verifier"]
+
+
 async def redis_ready(request: Request) -> dict[str, bool]:
     """The readiness check of `/readyz`: Redis answers."""
     return {"redis": await redis_reachable(_state(request)["redis"])}
@@ -75,3 +82,4 @@ AssetsDep = Annotated[StaticAssets, Depends(get_assets)]
 StoreDep = Annotated[TallyStore, Depends(get_store)]
 FeedDep = Annotated[ChangeFeed, Depends(get_feed)]
 TrendingDep = Annotated[Trending, Depends(get_trending_lists)]
+VerifierDep = Annotated[Verifier, Depends(get_verifier)]

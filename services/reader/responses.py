@@ -23,6 +23,24 @@ ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     422: {"model": ErrorBody, "description": "Invalid identifier or parameter."},
     503: {"model": ErrorBody, "description": "Redis unavailable; retry (see Retry-After)."},
 }
+USER_ID_REFUSED: Final[dict[int | str, dict[str, Any]]] = {
+    400: {
+        "model": ErrorBody,
+        "description": "A user_id parameter: count reads carry no identity "
+        "(user_id_not_supported); a reader's own reactions come from GET /v1/me/reactions.",
+    },
+}
+
+
+def refuse_user_id(request: Request) -> None:
+    """400 for the old `?user_id=`: counts are public, a reader's own votes need a token."""
+    if "user_id" in request.query_params:
+        raise ApiError(
+            400,
+            "user_id_not_supported",
+            "Count reads carry no identity: read your own reactions with "
+            "GET /v1/me/reactions?ids=… and a reader token (Authorization: Bearer).",
+        )
 
 
 @contextmanager

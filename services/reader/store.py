@@ -1,16 +1,33 @@
-"""Tallies from Redis through the micro-cache, rendered as the contract's JSON."""
+"""Tallies from Redis through the micro-cache, rendered as the contract's JSON, and a
+reader's own reactions read together with the tallies."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from redis.asyncio import Redis
 
-from services.reader.cache import Counts, TallyCache
+from services.reader.cache import Tally, TallyCache
 from shared.reactions import ReactionSet
-from shared.tallies import counts_key, parse_counts, parse_reader_state, readers_key
+from shared.tallies import (
+    FENCE_FIELD,
+    counts_key,
+    parse_counts,
+    parse_fence_offset,
+    parse_reader_state,
+    readers_key,
+)
+
+# One article's counts, fence and one reader's entry in one atomic step: the keys share the
+# article's hash tag, so this also runs on Redis Cluster. Read-only (it may run on a
+# replica, and while Redis refuses writes for lack of memory).
+SNAPSHOT_SCRIPT: Final = """#!lua flags=no-writes
+local row = redis.call('HMGET', KEYS[1], unpack(ARGV, 2))
+row[#row + 1] = redis.call('HGET', KEYS[2], ARGV[1])
+return row
+"""
 
 
 class TallyStore:
@@ -21,63 +38,52 @@ class TallyStore:
     ) -> None:
         self.redis = redis
         self.reaction_ids = reactions.ids
+        # The fence is read with the counts, from the same hash: the seq of a tally is the
+        # last event its counts include.
+        self._fields = [*self.reaction_ids, FENCE_FIELD]
         self.cache = TallyCache(self._load, ttl=cache_ttl, max_entries=entries)
 
-    async def _load(self, article_ids: Sequence[str]) -> list[Counts]:
-        fields = list(self.reaction_ids)
+    async def _load(self, article_ids: Sequence[str]) -> list[Tally]:
         if len(article_ids) == 1:
-            rows = [await self.redis.hmget(counts_key(article_ids[0]), fields)]
+            rows = [await self.redis.hmget(counts_key(article_ids[0]), self._fields)]
         else:
             pipe = self.redis.pipeline(transaction=False)
             for article_id in article_ids:
-                pipe.hmget(counts_key(article_id), fields)
+                pipe.hmget(counts_key(article_id), self._fields)
             rows = await pipe.execute()
-        return [parse_counts(row) for row in rows]
+        return [Tally(parse_counts(row[:-1]), parse_fence_offset(row[-1])) for row in rows]
 
     async def snapshot(
-        self, article_ids: Sequence[str], user_id: str
-    ) -> tuple[list[Counts], list[str | None]]:
-        """Counts and the reader's reaction of each article, read together in one round trip.
+        self, article_ids: Sequence[str], reader_id: str
+    ) -> tuple[list[Tally], list[str | None]]:
+        """Each article's tally and the reader's reaction, read together, in one round trip.
 
-        Not from the cache: the widget compares `mine` with the counts to know whether they
-        include its reader's vote, so both must come from the same moment. One article is
-        read in MULTI (its keys share a slot); several with each pair adjacent.
+        Not from the cache: the widget compares `mine` and `seq` with its own votes, so the
+        counts, the seq and `mine` of an article must come from one moment.
         """
-        fields = list(self.reaction_ids)
-        pipe = self.redis.pipeline(transaction=len(article_ids) == 1)
+        pipe = self.redis.pipeline(transaction=False)
         for article_id in article_ids:
-            pipe.hmget(counts_key(article_id), fields)
-            pipe.hget(readers_key(article_id), user_id)
-        replies = await pipe.execute()
-        counts: list[Counts] = []
-        mines: list[str | None] = []
-        for row, raw in zip(replies[::2], replies[1::2], strict=True):
-            counts.append(parse_counts(row))
-            state = parse_reader_state(raw)
-            mines.append(state.reaction or None if state else None)
-        return counts, mines
+            keys = (counts_key(article_id), readers_key(article_id))
+            pipe.eval(SNAPSHOT_SCRIPT, 2, *keys, reader_id, *self._fields)
+        rows = await pipe.execute()
+        tallies = [Tally(parse_counts(row[:-2]), parse_fence_offset(row[-2])) for row in rows]
+        states = [parse_reader_state(row[-1]) for row in rows]
+        return tallies, [state.reaction or None if state else None for state in states]
 
-    async def entries(
-        self, article_ids: Sequence[str], user_id: str | None
-    ) -> list[dict[str, Any]]:
-        """Counts, total (and `mine` with a user) of each distinct article."""
-        mines: list[str | None] = []
-        if user_id is None:
-            all_counts = await self.cache.get_many(article_ids)
-        else:
-            all_counts, mines = await self.snapshot(article_ids, user_id)
-        out = []
-        for i, counts in enumerate(all_counts):
-            entry: dict[str, Any] = {
-                "counts": dict(zip(self.reaction_ids, counts, strict=True)),
-                "total": sum(counts),
-            }
-            if user_id is not None:
-                entry["mine"] = mines[i]
-            out.append(entry)
-        return out
+    def entry(self, tally: Tally) -> dict[str, Any]:
+        """The contract's JSON of one tally: zero-filled counts in display order, total, seq."""
+        counts = tally.counts
+        return {
+            "counts": dict(zip(self.reaction_ids, counts, strict=True)),
+            "total": sum(counts),
+            "seq": tally.seq,
+        }
 
-    async def render(self, article_id: str, user_id: str | None = None) -> bytes:
-        """The plain GET's JSON body for one article."""
-        (entry,) = await self.entries([article_id], user_id)
+    async def entries(self, article_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Counts, total and seq of each distinct article, through the cache."""
+        return [self.entry(tally) for tally in await self.cache.get_many(article_ids)]
+
+    async def render(self, article_id: str) -> bytes:
+        """The plain GET's JSON body for one article (also each SSE tally event's data)."""
+        (entry,) = await self.entries([article_id])
         return orjson.dumps({"article_id": article_id, **entry})

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from deploy.local.client import MintedTokens, bearer
 from deploy.local.services import Service
 from services.reader.trending import WINDOW_MINUTES
 from shared.reactions import DEFAULT_TYPES
@@ -42,9 +43,8 @@ async def http(reader: Service) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def test_tally_is_zero_filled_with_mine(http: httpx.AsyncClient, redis: Redis) -> None:
-    await redis.hset(counts_key("a1"), mapping={"love": 2, "angry": 1, "@fence": "0:7"})
-    await redis.hset(readers_key("a1"), mapping={"u1": "love|1700000000000", "u2": "|17"})
+async def test_tally_is_zero_filled_with_its_seq(http: httpx.AsyncClient, redis: Redis) -> None:
+    await redis.hset(counts_key("a1"), mapping={"love": 2, "angry": 1, "@fence": "3:7"})
 
     plain = await http.get("/v1/articles/a1/reactions")
     assert plain.status_code == 200
@@ -52,23 +52,81 @@ async def test_tally_is_zero_filled_with_mine(http: httpx.AsyncClient, redis: Re
         "article_id": "a1",
         "counts": {**ZEROS, "love": 2, "angry": 1},
         "total": 3,
+        "seq": 7,  # the fence's offset: the last event applied to the article
     }
     assert list(plain.json()["counts"]) == list(DEFAULT_TYPES)  # display order
     assert plain.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=5"
 
-    mine = await http.get("/v1/articles/a1/reactions", params={"user_id": "u1"})
-    assert mine.json()["mine"] == "love"
-    assert mine.headers["cache-control"] == "private, no-store"
-    cleared = await http.get("/v1/articles/a1/reactions", params={"user_id": "u2"})
-    assert cleared.json()["mine"] is None
-    stranger = await http.get("/v1/articles/a1/reactions", params={"user_id": "u9"})
-    assert stranger.json()["mine"] is None
+
+async def test_count_reads_refuse_user_id_and_name_the_call_to_use(
+    http: httpx.AsyncClient,
+) -> None:
+    for path in (
+        "/v1/articles/a1/reactions?user_id=u1",
+        "/v1/reactions?ids=a1,a2&user_id=u1",
+        "/v1/articles/a1/reactions/stream?user_id=u1",
+        "/v1/articles/a1/reactions?user_id=",
+    ):
+        body = assert_error(await http.get(path), 400, "user_id_not_supported")
+        assert "GET /v1/me/reactions" in body["error"]["message"], path
+
+
+async def test_my_reactions_come_with_counts_and_seq_privately(
+    http: httpx.AsyncClient, redis: Redis, tokens: MintedTokens
+) -> None:
+    await redis.hset(counts_key("m1"), mapping={"love": 2, "angry": 1, "@fence": "0:41"})
+    await redis.hset(readers_key("m1"), mapping={"a.u1": "love|1700000000000", "a.u2": "|17"})
+    await redis.hset(counts_key("m2"), mapping={"wow": 1, "@fence": "2:5"})
+    await redis.hset(readers_key("m2"), mapping={"a.u1": "wow"})
+
+    response = await http.get(
+        "/v1/me/reactions", params={"ids": "m1,m2,m3,m1"}, headers=bearer(tokens.token("a.u1"))
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "private, no-store"
+    assert "Authorization" in response.headers["vary"]
+    assert response.json() == {
+        "reader_id": "a.u1",
+        "articles": {
+            "m1": {
+                "mine": "love",
+                "counts": {**ZEROS, "love": 2, "angry": 1},
+                "total": 3,
+                "seq": 41,
+            },
+            "m2": {"mine": "wow", "counts": {**ZEROS, "wow": 1}, "total": 1, "seq": 5},
+            "m3": {"mine": None, "counts": ZEROS, "total": 0, "seq": -1},
+        },
+    }
+    cleared = await http.get(
+        "/v1/me/reactions", params={"ids": "m1"}, headers=bearer(tokens.token("a.u2"))
+    )
+    assert cleared.json()["articles"]["m1"]["mine"] is None
+    # There is no parameter to name another reader: the token alone says who reads.
+    assert_error(await http.get("/v1/me/reactions", params={"ids": "m1"}), 401, "missing_token")
+    bad = await http.get("/v1/me/reactions?ids=m1", headers={"authorization": "Bearer x.y.z"})
+    assert_error(bad, 401, "invalid_token")
+    assert bad.headers["www-authenticate"].startswith('Bearer realm="reactions", error=')
+    assert_error(
+        await http.get(
+            "/v1/me/reactions", params={"ids": ""}, headers=bearer(tokens.token("a.u1"))
+        ),
+        422,
+        "invalid_ids",
+    )
+    metrics = (await http.get("/metrics")).text
+    assert re.search(r"^reactions_reader_own_reads_total 2\.0$", metrics, re.M), metrics
 
 
 async def test_unknown_article_is_all_zeros(http: httpx.AsyncClient) -> None:
     response = await http.get("/v1/articles/never.seen:1~x-y_z/reactions")
     assert response.status_code == 200
-    assert response.json() == {"article_id": "never.seen:1~x-y_z", "counts": ZEROS, "total": 0}
+    assert response.json() == {
+        "article_id": "never.seen:1~x-y_z",
+        "counts": ZEROS,
+        "total": 0,
+        "seq": -1,
+    }
 
 
 async def test_etag_and_if_none_match(http: httpx.AsyncClient, redis: Redis) -> None:
@@ -98,18 +156,17 @@ async def test_etag_and_if_none_match(http: httpx.AsyncClient, redis: Redis) -> 
 
 
 async def test_bulk(http: httpx.AsyncClient, redis: Redis) -> None:
-    await redis.hset(counts_key("b1"), mapping={"wow": 4})
-    await redis.hset(counts_key("b2"), mapping={"sad": 1, "like": 1})
-    await redis.hset(readers_key("b2"), "u1", "sad|5")
+    await redis.hset(counts_key("b1"), mapping={"wow": 4, "@fence": "1:12"})
+    await redis.hset(counts_key("b2"), mapping={"sad": 1, "like": 1, "@fence": "0:3"})
 
     response = await http.get("/v1/reactions", params={"ids": "b1,b2,b3,b1,"})
     assert response.status_code == 200
     assert response.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=5"
     assert response.json() == {
         "articles": {
-            "b1": {"counts": {**ZEROS, "wow": 4}, "total": 4},
-            "b2": {"counts": {**ZEROS, "sad": 1, "like": 1}, "total": 2},
-            "b3": {"counts": ZEROS, "total": 0},
+            "b1": {"counts": {**ZEROS, "wow": 4}, "total": 4, "seq": 12},
+            "b2": {"counts": {**ZEROS, "sad": 1, "like": 1}, "total": 2, "seq": 3},
+            "b3": {"counts": ZEROS, "total": 0, "seq": -1},
         }
     }
     assert (
@@ -119,11 +176,6 @@ async def test_bulk(http: httpx.AsyncClient, redis: Redis) -> None:
             headers={"If-None-Match": response.headers["etag"]},
         )
     ).status_code == 200  # a different set is a different body
-
-    mine = await http.get("/v1/reactions", params={"ids": "b1,b2", "user_id": "u1"})
-    assert mine.headers["cache-control"] == "private, no-store"
-    assert mine.json()["articles"]["b1"]["mine"] is None
-    assert mine.json()["articles"]["b2"]["mine"] == "sad"
 
     hundred = ",".join(f"x{i}" for i in range(100))
     full = await http.get("/v1/reactions", params={"ids": hundred})
@@ -139,11 +191,6 @@ async def test_bulk(http: httpx.AsyncClient, redis: Redis) -> None:
     assert_error(
         await http.get("/v1/reactions", params={"ids": "ok,b@d"}), 422, "invalid_article_id"
     )
-    assert_error(
-        await http.get("/v1/reactions", params={"ids": "ok", "user_id": "bad user"}),
-        422,
-        "invalid_user_id",
-    )
 
 
 @pytest.mark.parametrize(
@@ -153,15 +200,14 @@ async def test_bulk(http: httpx.AsyncClient, redis: Redis) -> None:
         "/v1/articles/" + "a" * 129 + "/reactions",
         "/v1/articles/%C3%A9t%C3%A9/reactions",
         "/v1/articles/bad%00id/reactions/stream",
-        "/v1/articles/ok/reactions?user_id=" + "u" * 65,
-        "/v1/articles/ok/reactions?user_id=a:b",
-        "/v1/articles/ok/reactions?user_id=",
         "/v1/trending?reaction=nope",
         "/v1/trending?window=2h",
         "/v1/trending?limit=0",
         "/v1/trending?limit=101",
         "/v1/trending?limit=ten",
         "/v1/reactions?ids=%FF%FE",
+        "/demo?article=",
+        "/demo?article=no%20spaces",
     ],
 )
 async def test_bad_input_gets_422_in_the_error_shape(http: httpx.AsyncClient, path: str) -> None:
@@ -175,6 +221,8 @@ async def test_no_500_on_odd_requests(http: httpx.AsyncClient) -> None:
         ("POST", "/v1/articles/a/reactions"),
         ("DELETE", "/v1/reactions?ids=a"),
         ("GET", "/v1/articles/a/reactions?user_id=u&user_id=v"),
+        ("GET", "/v1/me/reactions?ids=a"),
+        ("POST", "/v1/me/reactions?ids=a"),
         ("GET", "/v1/reactions?ids=a&ids=b"),
         ("GET", "/v1/trending?reaction=&window=&limit="),
         ("GET", "/nowhere"),
@@ -223,6 +271,7 @@ async def test_config_openapi_widget_and_demo(http: httpx.AsyncClient) -> None:
     for path in (
         "/v1/articles/{article_id}/reactions",
         "/v1/reactions",
+        "/v1/me/reactions",
         "/v1/articles/{article_id}/reactions/stream",
         "/v1/trending",
         "/v1/config",
@@ -231,7 +280,11 @@ async def test_config_openapi_widget_and_demo(http: httpx.AsyncClient) -> None:
     ):
         assert "get" in paths[path], path
     tally = paths["/v1/articles/{article_id}/reactions"]["get"]
-    assert {"200", "304", "422", "503"} <= set(tally["responses"])
+    assert {"200", "304", "400", "422", "503"} <= set(tally["responses"])
+    assert "security" not in tally  # public: no credential, cacheable
+    mine = paths["/v1/me/reactions"]["get"]
+    assert mine["security"] == [{"readerToken": []}]
+    assert spec["components"]["securitySchemes"]["readerToken"]["scheme"] == "bearer"
     assert (
         "text/event-stream"
         in paths["/v1/articles/{article_id}/reactions/stream"]["get"]["responses"]["200"]["content"]
@@ -258,7 +311,9 @@ def test_widget_is_under_8_kb_gzipped() -> None:
     assert size < 8 * 1024, f"widget.js is {size} bytes gzipped"
 
 
-async def test_redis_down_gives_503_in_the_error_shape(start_service: ServiceFactory) -> None:
+async def test_redis_down_gives_503_in_the_error_shape(
+    start_service: ServiceFactory, tokens: MintedTokens
+) -> None:
     from deploy.local.process import free_port
 
     reader = start_service(
@@ -279,6 +334,8 @@ async def test_redis_down_gives_503_in_the_error_shape(start_service: ServiceFac
         assert response.headers["retry-after"] == "1"
         assert_error(await http.get("/v1/reactions?ids=a,b"), 503, "redis_unavailable")
         assert_error(await http.get("/v1/trending"), 503, "redis_unavailable")
+        mine = await http.get("/v1/me/reactions?ids=a", headers=bearer(tokens.token("a.u1")))
+        assert_error(mine, 503, "redis_unavailable")
         assert (await http.get("/readyz")).status_code == 503
 
 
@@ -292,6 +349,17 @@ async def test_cors_preflights(start_service: ServiceFactory) -> None:
         )
         assert granted.status_code == 200, granted.text
         assert granted.headers["access-control-allow-origin"] == allowed
+        own = await http.options(
+            "/v1/me/reactions?ids=a",
+            headers={
+                "origin": allowed,
+                "access-control-request-method": "GET",
+                "access-control-request-headers": "authorization",
+            },
+        )
+        assert own.status_code == 200, own.text
+        assert "authorization" in own.headers["access-control-allow-headers"].lower()
+        assert "access-control-allow-credentials" not in own.headers
         refused = await http.options(
             url, headers={"origin": "https://evil.example", "access-control-request-method": "GET"}
         )
@@ -318,6 +386,7 @@ async def test_bulk_etag_gives_304(http: httpx.AsyncClient, redis: Redis) -> Non
     reaction=st.text(max_size=20),
     window=st.text(max_size=5),
     limit=st.text(max_size=5),
+    token=st.text(max_size=300),
 )
 async def test_no_input_gets_a_500(
     http: httpx.AsyncClient,
@@ -327,19 +396,23 @@ async def test_no_input_gets_a_500(
     reaction: str,
     window: str,
     limit: str,
+    token: str,
 ) -> None:
     quoted = urllib.parse.quote(article, safe="")
     params = {"user_id": user} if user is not None else {}
+    value = f"Bearer {token}".strip()  # what an HTTP client may send at all
+    auth = {"authorization": value} if value.isascii() and value.isprintable() else {}
     requests = [
         http.build_request("GET", f"/v1/articles/{quoted}/reactions", params=params),
         http.build_request("GET", "/v1/reactions", params={"ids": ids, **params}),
+        http.build_request("GET", "/v1/me/reactions", params={"ids": ids}, headers=auth),
         http.build_request(
             "GET", "/v1/trending", params={"reaction": reaction, "window": window, "limit": limit}
         ),
     ]
     for request in requests:
         response = await http.send(request)
-        assert response.status_code in (200, 404, 422), (request.url, response.text)
+        assert response.status_code in (200, 400, 401, 404, 422), (request.url, response.text)
         if response.status_code != 200:
             assert_error(response, response.status_code)
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
-from deploy.local.client import VoteClient
+from deploy.local.client import MintedTokens, VoteClient
 from tests.support import ServiceFactory, assert_error, eventually, metric
 
 
@@ -31,14 +31,14 @@ async def next_tally(lines: AsyncIterator[str]) -> dict[str, Any]:
 
 
 async def test_stream_sends_the_tally_at_connect_and_on_every_change(
-    start_service: ServiceFactory,
+    start_service: ServiceFactory, tokens: MintedTokens
 ) -> None:
     ingest = start_service("ingest")
     start_service("aggregator")
     reader = start_service("reader")
     stream_url = f"{reader.url}/v1/articles/live-1/reactions/stream"
     async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=60)) as http:
-        votes = VoteClient(ingest.url, http=http)
+        votes = VoteClient(ingest.url, http=http, tokens=tokens)
         async with http.stream("GET", stream_url) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -52,20 +52,24 @@ async def test_stream_sends_the_tally_at_connect_and_on_every_change(
                     ["like", "dislike", "love", "funny", "angry", "sad", "wow"], 0
                 ),
                 "total": 0,
+                "seq": -1,
             }
             assert await metric(reader.url, "reactions_reader_sse_clients") == 1
 
-            put = await votes.set("live-1", "u1", "love")
+            put = await votes.set("live-1", "a.u1", "love")
             assert put.status_code == 202
             tally = await asyncio.wait_for(next_tally(lines), 60)
             assert tally["counts"]["love"] == 1 and tally["total"] == 1
+            assert tally["seq"] == put.json()["seq"]  # the tally that includes the vote
 
-            await votes.set("live-1", "u1", "wow")
+            moved = await votes.set("live-1", "a.u1", "wow")
             tally = await asyncio.wait_for(next_tally(lines), 60)
             # Tallies may be coalesced, but the latest state always arrives.
             while tally["counts"]["wow"] != 1:
+                assert tally["seq"] < moved.json()["seq"]  # not yet including the move
                 tally = await asyncio.wait_for(next_tally(lines), 60)
             assert tally["counts"]["love"] == 0 and tally["total"] == 1
+            assert tally["seq"] >= moved.json()["seq"]
 
         assert await metric(reader.url, "reactions_reader_sse_messages_total") >= 3
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import random
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from services.reader.deps import FeedDep, SettingsDep, StoreDep
 from services.reader.live import Mailbox
-from services.reader.responses import ERRORS, redis_unavailable_as_503
+from services.reader.responses import (
+    ERRORS,
+    USER_ID_REFUSED,
+    redis_unavailable_as_503,
+    refuse_user_id,
+)
 from services.reader.sse import check_stream_room, tally_events, tally_stream
 from shared.params import ArticleIdPath, check_article_id
 
@@ -23,16 +28,22 @@ router = APIRouter()
         200: {
             "content": {"text/event-stream": {}},
             "description": "`event: tally` with the plain GET's JSON at connect and on "
-            "every change (at most 4 a second); a comment every 15 s; the stream ends "
-            "after a maximum lifetime and the browser reconnects.",
+            "every change (at most 4 a second), each with its seq; a comment every 15 s; "
+            "the stream ends after a maximum lifetime and the browser reconnects.",
         },
+        **USER_ID_REFUSED,
         **ERRORS,
     },
 )
 async def stream_tally(
-    article_id: ArticleIdPath, feed: FeedDep, store: StoreDep, settings: SettingsDep
+    article_id: ArticleIdPath,
+    request: Request,
+    feed: FeedDep,
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> Response:
     """Live tallies of one article over Server-Sent Events."""
+    refuse_user_id(request)
     check_article_id(article_id)
     check_stream_room(feed, settings.sse_max_clients)
     mailbox: Mailbox = feed.add(article_id)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import html
-from typing import Annotated, Final
+from typing import Final
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from services.reader.deps import AssetsDep, SettingsDep
 from services.reader.responses import etag_matches, validated_response
-from shared.params import check_article_id
+from shared.params import ArticleIdQuery, check_article_id
 
 DEMO_ARTICLE: Final = "demo-night-market"
 WIDGET_CACHE: Final = "public, max-age=300"
@@ -65,9 +65,7 @@ async def get_demo(
     request: Request,
     assets: AssetsDep,
     settings: SettingsDep,
-    article: Annotated[
-        str, Query(description="Article id of the main story's bar (try your own).")
-    ] = DEMO_ARTICLE,
+    article: ArticleIdQuery = DEMO_ARTICLE,
 ) -> Response:
     """A demo article page with the widget under the story and on each 'more stories' item."""
     check_article_id(article)

@@ -1,44 +1,51 @@
-"""Tallies: one article's, or up to 100 articles' in one Redis round trip."""
+"""Public tallies: one article's, or up to 100 articles' in one Redis round trip. They never
+carry identity (a reader's own reactions are read with a token: routes/me.py), so any
+cache may keep them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Final
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from services.reader.deps import StoreDep
 from services.reader.responses import (
     ERRORS,
-    PRIVATE_CACHE,
     PUBLIC_CACHE,
+    USER_ID_REFUSED,
     redis_unavailable_as_503,
+    refuse_user_id,
     validated_response,
 )
 from shared.events import ARTICLE_ID_MESSAGE, valid_article_id
 from shared.http import ApiError
-from shared.params import ArticleIdPath, UserIdQuery, check_article_id, check_user_id
+from shared.params import ArticleIdPath, ArticleIdsQuery, check_article_id
 
 MAX_BULK_IDS: Final = 100
+SEQ_DESCRIPTION: Final = (
+    "The offset of the last event applied to the article (-1 when none): a vote whose 202 "
+    "carried seq S is included in every tally whose seq is S or more."
+)
 
 router = APIRouter()
 
 
 class TallyBody(BaseModel):
-    """One article's zero-filled counts; `mine` only when `user_id` was given."""
+    """One article's zero-filled counts, total and seq."""
 
     article_id: str
     counts: dict[str, int] = Field(examples=[{"like": 3, "love": 1}])
     total: int
-    mine: str | None = Field(None, description="Present only with user_id.")
+    seq: int = Field(ge=-1, description=SEQ_DESCRIPTION)
 
 
 class BulkEntry(BaseModel):
     counts: dict[str, int]
     total: int
-    mine: str | None = Field(None, description="Present only with user_id.")
+    seq: int = Field(ge=-1, description=SEQ_DESCRIPTION)
 
 
 class BulkBody(BaseModel):
@@ -66,38 +73,37 @@ def parse_bulk_ids(raw: str) -> list[str]:
 @router.get(
     "/v1/articles/{article_id}/reactions",
     response_model=None,
-    responses={200: {"model": TallyBody}, 304: {"description": "Not modified."}, **ERRORS},
+    responses={
+        200: {"model": TallyBody},
+        304: {"description": "Not modified."},
+        **USER_ID_REFUSED,
+        **ERRORS,
+    },
 )
-async def get_tally(
-    article_id: ArticleIdPath, request: Request, store: StoreDep, user_id: UserIdQuery = None
-) -> Response:
-    """The zero-filled tally of one article, and the reader's own choice with user_id."""
+async def get_tally(article_id: ArticleIdPath, request: Request, store: StoreDep) -> Response:
+    """The zero-filled tally of one article."""
+    refuse_user_id(request)
     check_article_id(article_id)
-    check_user_id(user_id)
     with redis_unavailable_as_503():
-        body = await store.render(article_id, user_id)
-    cache = PUBLIC_CACHE if user_id is None else PRIVATE_CACHE
-    return validated_response(request, body, "application/json", {"Cache-Control": cache})
+        body = await store.render(article_id)
+    return validated_response(request, body, "application/json", {"Cache-Control": PUBLIC_CACHE})
 
 
 @router.get(
     "/v1/reactions",
     response_model=None,
-    responses={200: {"model": BulkBody}, 304: {"description": "Not modified."}, **ERRORS},
+    responses={
+        200: {"model": BulkBody},
+        304: {"description": "Not modified."},
+        **USER_ID_REFUSED,
+        **ERRORS,
+    },
 )
-async def get_tallies(
-    request: Request,
-    store: StoreDep,
-    ids: Annotated[
-        str, Query(description="Up to 100 article ids, comma-separated; duplicates ignored.")
-    ],
-    user_id: UserIdQuery = None,
-) -> Response:
+async def get_tallies(request: Request, store: StoreDep, ids: ArticleIdsQuery) -> Response:
     """Tallies of up to 100 articles (a front page) in one Redis round trip."""
+    refuse_user_id(request)
     article_ids = parse_bulk_ids(ids)
-    check_user_id(user_id)
     with redis_unavailable_as_503():
-        entries = await store.entries(article_ids, user_id)
+        entries = await store.entries(article_ids)
     body = orjson.dumps({"articles": dict(zip(article_ids, entries, strict=True))})
-    cache = PUBLIC_CACHE if user_id is None else PRIVATE_CACHE
-    return validated_response(request, body, "application/json", {"Cache-Control": cache})
+    return validated_response(request, body, "application/json", {"Cache-Control": PUBLIC_CACHE})
