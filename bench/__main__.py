@@ -21,6 +21,7 @@ from bench.latency import latency_table, open_loop
 from bench.scenarios import drain, e2e, ingest, memory, read, sse
 from bench.stack import BenchStack, machine_description
 from bench.stats import unavailable
+from deploy.local.client import TokenFile
 from shared.logs import configure_logging
 
 SCENARIOS: dict[str, Callable[[Context], None]] = {
@@ -74,11 +75,13 @@ def run(quick: bool, only: list[str]) -> int:
 
 
 def spike(args: argparse.Namespace) -> int:
-    """Open-loop PUTs at a fixed rate against a deployment, then the latency table."""
+    """Open-loop votes at a fixed rate against a deployment, then the latency table."""
+    tokens = list(TokenFile(Path(args.tokens)).tokens.values())
     result = uvloop.run(
         open_loop(
             args.ingest.rstrip("/"),
             args.reader.rstrip("/"),
+            tokens=tokens,
             rate=args.rate,
             duration_s=args.duration,
             probe_articles=args.articles,
@@ -117,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     spike_p = sub.add_parser("spike", help="viral-spike latency against your own deployment")
     spike_p.add_argument("--ingest", required=True, help="ingest base URL")
     spike_p.add_argument("--reader", required=True, help="reader base URL")
-    spike_p.add_argument("--rate", type=float, required=True, help="PUTs per second")
+    spike_p.add_argument("--rate", type=float, required=True, help="votes per second")
+    spike_p.add_argument(
+        "--tokens",
+        required=True,
+        help="readers' tokens, from `python -m services.ingest mint-tokens` with the "
+        "deployment's signing key (one reader per vote and article)",
+    )
     spike_p.add_argument("--duration", type=float, required=True, help="seconds of load")
     spike_p.add_argument("--articles", type=int, default=1, help="probe articles (1 = one viral)")
     spike_p.add_argument("--method", choices=["auto", "sse", "poll"], default="auto")
@@ -136,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "spike":
         if args.rate <= 0 or args.duration <= 0 or args.duration * args.rate > 10_000_000:
             parser.error("--rate and --duration must be positive and bounded")
-        return spike(args)
+        try:
+            return spike(args)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SCENARIOS)
     if unknown:

@@ -1,8 +1,10 @@
-"""End-to-end latency: an open-loop generator of PUTs and watchers that see each new vote
+"""End-to-end latency: an open-loop generator of votes and watchers that see each new vote
 arrive in the tally, recorded into HDR histograms.
 
-Each PUT sets a reaction of a fresh reader on one of a few probe articles, so it raises that
-article's total by exactly one. When its 202 arrives, `s` PUTs have been sent to the article
+Each vote sets a reaction of a fresh reader on one of a few probe articles, so it raises
+that article's total by exactly one: vote `n` goes to article `n % A` as reader `n // A`
+(one token per reader, used once per article). When its 202 arrives, `s` votes have been
+sent to the article
 so far; every event that can precede it in the partition was sent before that moment, so the
 vote is surely visible once the article's total reaches `start + s` (a bound that errs on
 the late side by at most the in-flight PUTs). Watchers follow the totals over the reader's
@@ -19,7 +21,7 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -229,10 +231,16 @@ async def sample_lag(
         await asyncio.sleep(0.25)
 
 
+def readers_needed(rate: float, duration_s: float, probe_articles: int) -> int:
+    """How many readers (tokens) a run needs: each votes once on each probe article."""
+    return math.ceil(max(int(rate * duration_s), 1) / probe_articles)
+
+
 async def open_loop(
     ingest: str,
     reader: str,
     *,
+    tokens: Sequence[str],
     rate: float,
     duration_s: float,
     probe_articles: int = 4,
@@ -243,8 +251,9 @@ async def open_loop(
     settle_timeout_s: float = 30.0,
     prefix: str | None = None,
 ) -> LatencyResult:
-    """Send `rate` PUTs a second for `duration_s` on schedule, whatever the answers' pace,
-    and measure PUT→202 (from the scheduled send) and 202→visible for every vote.
+    """Send `rate` votes a second for `duration_s` on schedule, whatever the answers' pace,
+    and measure vote→202 (from the scheduled send) and 202→visible for every vote. The
+    readers' `tokens` must be enough for `readers_needed` (ValueError otherwise).
 
     With `sse_votes_per_article` and a streaming reader, the votes are spread over enough
     probe articles that none gets more than that many a second: the stream coalesces
@@ -265,6 +274,12 @@ async def open_loop(
         if chosen == "sse" and sse_votes_per_article:
             probe_articles = max(probe_articles, math.ceil(rate / sse_votes_per_article))
         articles = [f"{prefix}{i}" for i in range(probe_articles)]
+        needed = readers_needed(rate, duration_s, probe_articles)
+        if len(tokens) < needed:
+            raise ValueError(
+                f"{rate:g} votes/s for {duration_s:g} s on {probe_articles} article(s) need "
+                f"{needed} readers' tokens; {len(tokens)} given"
+            )
         result = LatencyResult(chosen, rate, duration_s)
         watch = TallyWatch(partial(_record_visible, result))
         start_totals = dict(
@@ -284,7 +299,7 @@ async def open_loop(
             watchers.append(
                 asyncio.create_task(sample_lag(watch_client, aggregator_metrics, lag_series))
             )
-        sender = _VoteSender(client, VoteApi(ingest), start_totals, watch, result)
+        sender = _VoteSender(client, VoteApi(ingest), tokens, start_totals, watch, result)
         load_ended = await sender.send_on_schedule(rate, duration_s, settle_timeout_s)
         deadline = load_ended + settle_timeout_s
         with contextlib.suppress(TimeoutError):
@@ -355,18 +370,19 @@ class _VoteSender:
         self,
         client: aiohttp.ClientSession,
         api: VoteApi,
+        tokens: Sequence[str],
         start_totals: dict[str, int],
         watch: TallyWatch,
         result: LatencyResult,
     ) -> None:
         self.client = client
         self.api = api
+        self.tokens = tokens
         self.articles = list(start_totals)
         self.start_totals = start_totals
         self.sent_per_article = dict.fromkeys(self.articles, 0)
         self.watch = watch
         self.result = result
-        self.run_id = uuid.uuid4().hex[:6]
 
     async def send_on_schedule(self, rate: float, duration_s: float, settle_s: float) -> float:
         """Send `rate` votes a second for `duration_s`; wait up to `settle_s` for answers.
@@ -395,10 +411,10 @@ class _VoteSender:
         return load_ended
 
     async def put(self, seq: int, scheduled: float) -> None:
-        """One vote; its PUT latency counts from its scheduled time."""
+        """One vote; its latency to the 202 counts from its scheduled time."""
         article = self.articles[seq % len(self.articles)]
         self.sent_per_article[article] += 1
-        vote = self.api.set(article, f"u{self.run_id}-{seq}", "love")
+        vote = self.api.vote(self.tokens[seq // len(self.articles)], article, "love")
         try:
             async with self.client.request(
                 vote.method, vote.url, data=vote.body, headers=dict(vote.headers)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +135,7 @@ def measure(
     reader_url: str,
     ingest_url: str,
     *,
+    tokens: Sequence[str],
     clients: int,
     rate: int,
     duration_s: float,
@@ -142,7 +144,8 @@ def measure(
 ) -> dict[str, float | None]:
     """`clients` streams on one viral article while `rate` new readers a second react to it.
 
-    Every reaction comes from a new reader, so the k-th accepted one makes the total k: a
+    Every reaction comes from a new reader (one of `tokens`, at least `rate * duration_s`),
+    so the k-th accepted one makes the total k: a
     sampled client's delay for reaction k is when it first saw a total of at least k, minus
     when ingest answered 202 for it. Returns delivered updates per second (all clients), the
     p99 of those delays in ms, and the reader's RSS growth per client.
@@ -150,13 +153,14 @@ def measure(
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return asyncio.run(
-        _measure(reader_url, ingest_url, clients, rate, duration_s, reader_pid, sampled)
+        _measure(reader_url, ingest_url, tokens, clients, rate, duration_s, reader_pid, sampled)
     )
 
 
 async def _measure(
     reader_url: str,
     ingest_url: str,
+    tokens: Sequence[str],
     clients: int,
     rate: int,
     duration_s: float,
@@ -179,7 +183,7 @@ async def _measure(
         await asyncio.gather(*(connect(c) for c in streams))
         held = rss_bytes(reader_pid) if reader_pid else None
         before = sum(len(c.tallies) for c in streams)
-        acked, elapsed = await _react_open_loop(ingest_url, article, rate, duration_s)
+        acked, elapsed = await _react_open_loop(ingest_url, tokens, article, rate, duration_s)
         # Give the sampled clients up to 30 s to see the last reaction; late ones count as such.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(30):
@@ -205,17 +209,19 @@ async def _measure(
 
 
 async def _react_open_loop(
-    ingest_url: str, article: str, rate: int, duration_s: float
+    ingest_url: str, tokens: Sequence[str], article: str, rate: int, duration_s: float
 ) -> tuple[list[float], float]:
     """`rate` new readers a second react to `article`; when each 202 came, and for how long."""
     import aiohttp
 
     acked: list[float] = []
     api = VoteApi(ingest_url)
+    if len(tokens) < int(rate * duration_s):
+        raise ValueError(f"{int(rate * duration_s)} reactions need as many readers' tokens")
     async with aiohttp.ClientSession() as http:
 
         async def react(i: int) -> None:
-            vote = api.set(article, f"viral-{i}", "love")
+            vote = api.vote(tokens[i], article, "love")
             async with http.request(
                 vote.method, vote.url, data=vote.body, headers=dict(vote.headers)
             ) as response:

@@ -12,9 +12,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from deploy.local.kafka import KafkaBroker
+from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import UNLIMITED_RATES, Service, service_env
+from services.ingest.tokens import IssuedToken, write_tokens
+
+# Readers the load generators vote as, each with a token minted with the stack's key (no
+# issuance limit in the way): more than ingest's cache of verified tokens holds, so the
+# write path pays for signature checks as a real crowd of readers would make it.
+BENCH_READERS = 30_000
 
 # Extra environment for the services under test. A load generator on loopback is one IP
 # and reuses readers, and throttled answers are not counted as throughput (the table flags
@@ -31,7 +38,9 @@ class BenchStack:
         self.partitions = partitions
         self.kafka = KafkaBroker(self.dir / "kafka", free_port(), free_port(), heap="768m")
         self.redis = RedisServer(self.dir / "redis", free_port())
+        self.keys = DevelopmentKeys.ensure(self.dir / "keys")
         self._started: list[Service | AppProcess] = []
+        self._issued: list[IssuedToken] = []
 
     def start(self) -> None:
         """Start Kafka and Redis (both wait until they answer)."""
@@ -54,14 +63,30 @@ class BenchStack:
         return f"redis://127.0.0.1:{self.redis.port}/{db}"
 
     def service_env(self, **overrides: str) -> dict[str, str]:
-        """REACTIONS_ variables pointing a service at this stack."""
+        """REACTIONS_ variables pointing a service at this stack (and its token keys)."""
         return service_env(
             kafka_bootstrap=self.kafka.bootstrap,
             redis_url=self.redis_url(),
             topic=self.topic,
             partitions=self.partitions,
+            keys=self.keys,
             overrides={**SERVICE_ENV, **overrides},
         )
+
+    def tokens(self, count: int = BENCH_READERS) -> list[str]:
+        """Tokens of `count` readers (`a.bench-0`, …), minted once with the stack's key."""
+        issuer = self.keys.issuer()
+        while len(self._issued) < count:
+            self._issued.append(issuer.issue(f"a.bench-{len(self._issued)}"))
+        return [issued.token for issued in self._issued[:count]]
+
+    def tokens_file(self, count: int = BENCH_READERS) -> Path:
+        """The same tokens as a file of `reader_id<TAB>token` lines, for wrk."""
+        path = self.dir / f"tokens-{count}.tsv"
+        if not path.exists():
+            self.tokens(count)
+            write_tokens(iter(self._issued[:count]), path)
+        return path
 
     def start_service(self, name: str, **overrides: str) -> Service:
         """Run `python -m services.<name>` on a free port against this stack."""

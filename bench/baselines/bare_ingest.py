@@ -1,5 +1,6 @@
-"""The HTTP ceiling of the write path: parse and check the same PUT body, answer 202, and
-store nothing. The ingest service's ratio to this is the cost of Kafka and of its features."""
+"""The HTTP ceiling of the write path: parse and check the same vote body, answer 202, and
+store nothing. The ingest service's ratio to this is the cost of Kafka and of its features
+(the token's signature check among them: here the token is only required to be there)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,34 @@ from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse, Response
 
 from bench.baselines.serve import serve
-from shared.events import valid_article_id, valid_client_ts, valid_user_id
+from shared.events import valid_article_id, valid_client_ts
 from shared.reactions import DEFAULT_TYPES
 
 REACTIONS = frozenset(DEFAULT_TYPES)
 
 
 def create_app() -> FastAPI:
-    """PUT parses and validates like ingest, then answers 202 without producing anything."""
+    """POST parses and validates like ingest, then answers 202 without producing anything."""
     app = FastAPI(default_response_class=ORJSONResponse)
 
     @app.get("/readyz")
     async def ready() -> dict[str, bool]:
         return {"ready": True}
 
-    @app.put("/v1/articles/{article_id}/reactions/{user_id}", status_code=202)
-    async def set_reaction(article_id: str, user_id: str, request: Request) -> Response:
+    @app.post("/v1/votes", status_code=202)
+    async def vote(request: Request) -> Response:
         body = orjson.loads(await request.body())
         ok = (
-            valid_article_id(article_id)
-            and valid_user_id(user_id)
+            request.headers.get("authorization", "").startswith("Bearer ")
             and isinstance(body, dict)
+            and isinstance(body.get("article_id"), str)
+            and valid_article_id(body["article_id"])
             and body.get("reaction") in REACTIONS
             and (body.get("client_ts") is None or valid_client_ts(body["client_ts"]))
         )
         if not ok:
             return ORJSONResponse({"error": {"code": "invalid", "message": "Bad."}}, 422)
-        return ORJSONResponse({"accepted": True, "event_id": str(uuid.uuid4())}, 202)
+        return ORJSONResponse({"accepted": True, "event_id": str(uuid.uuid4()), "seq": 0}, 202)
 
     return app
 

@@ -1,28 +1,33 @@
 """The naive peer a user might write instead of this project: one FastAPI endpoint that
-updates Redis directly per request (HGET the reader, HINCRBY the counts, HSET the reader),
-with no Kafka, no durability guarantee and no exactly-once."""
+checks the reader's token with PyJWT and updates Redis directly per request (HGET the
+reader, HINCRBY the counts, HSET the reader), with no Kafka, no durability guarantee and no
+exactly-once."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import jwt
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse, Response
 from redis.asyncio import Redis
 
 from bench.baselines.serve import serve
-from shared.events import valid_article_id, valid_client_ts, valid_user_id
+from shared.events import valid_article_id, valid_client_ts
+from shared.jwks import load_jwks
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import counts_key, readers_key
 
 REACTIONS = frozenset(DEFAULT_TYPES)
 
 
-def create_app(redis_url: str) -> FastAPI:
-    """PUT validates like ingest and applies the vote to Redis before answering."""
+def create_app(redis_url: str, jwks: Path) -> FastAPI:
+    """POST verifies the token and validates like ingest, then applies the vote to Redis."""
+    keys = {kid: key.key for kid, key in load_jwks(jwks, ed25519_only=True).items()}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,17 +43,25 @@ def create_app(redis_url: str) -> FastAPI:
     async def ready(request: Request) -> dict[str, bool]:
         return {"redis": bool(await request.app.state.redis.ping())}
 
-    @app.put("/v1/articles/{article_id}/reactions/{user_id}", status_code=202)
-    async def set_reaction(article_id: str, user_id: str, request: Request) -> Response:
+    @app.post("/v1/votes", status_code=202)
+    async def vote(request: Request) -> Response:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            claims = jwt.decode(token, keys[kid], algorithms=["EdDSA"], audience="reactions")
+        except (jwt.PyJWTError, KeyError):
+            return ORJSONResponse({"error": {"code": "invalid_token", "message": "Bad."}}, 401)
+        user_id = str(claims["sub"])
         body = orjson.loads(await request.body())
+        article_id = body.get("article_id") if isinstance(body, dict) else None
         reaction = body.get("reaction") if isinstance(body, dict) else None
         ok = (
-            valid_article_id(article_id)
-            and valid_user_id(user_id)
+            isinstance(article_id, str)
+            and valid_article_id(article_id)
             and reaction in REACTIONS
             and (body.get("client_ts") is None or valid_client_ts(body["client_ts"]))
         )
-        if not ok or not isinstance(reaction, str):
+        if not ok or not isinstance(reaction, str) or not isinstance(article_id, str):
             return ORJSONResponse({"error": {"code": "invalid", "message": "Bad."}}, 422)
         redis: Redis = request.app.state.redis
         counts, readers = counts_key(article_id), readers_key(article_id)
@@ -66,4 +79,4 @@ def create_app(redis_url: str) -> FastAPI:
 
 
 if __name__ == "__main__":
-    serve(create_app(os.environ["BENCH_REDIS_URL"]), "naive_redis")
+    serve(create_app(os.environ["BENCH_REDIS_URL"], Path(os.environ["BENCH_JWKS"])), "naive_redis")

@@ -1,12 +1,12 @@
-"""End to end: open-loop PUTs at 25, 50 and 75 % of the measured ingest maximum, latency from
-each 202 to the vote showing in the tally (SSE when the reader streams, else polling)."""
+"""End to end: open-loop votes at 25, 50 and 75 % of the measured ingest maximum, latency
+from each 202 to the vote showing in the tally (SSE when the reader streams, else polling)."""
 
 from __future__ import annotations
 
 import uvloop
 
 from bench.context import Context
-from bench.latency import LatencyResult, latency_table, open_loop, summary_ms
+from bench.latency import LatencyResult, latency_table, open_loop, readers_needed, summary_ms
 from bench.stats import Figure, Row, Target
 
 LEVELS = (0.25, 0.50, 0.75)
@@ -27,15 +27,21 @@ def run(ctx: Context) -> None:
     )
     max_rps = float(ctx.facts.get("ingest_max_rps") or FALLBACK_MAX_RPS)
     by_level: dict[float, list[LatencyResult]] = {level: [] for level in LEVELS}
+    # Probe articles are fresh per run, so the same readers vote anew in every run.
+    most = readers_needed(max_rps * LEVELS[-1], ctx.sizes.e2e_seconds, 4)
+    tokens = stack.tokens(max(most, 20))
     # Discarded warm-up: the first votes wait for the consumer group to settle and for
     # connections and metadata to be set up, which is start-up, not steady-state latency.
-    uvloop.run(open_loop(ingest.url, reader.url, rate=20, duration_s=1, settle_timeout_s=30))
+    uvloop.run(
+        open_loop(ingest.url, reader.url, tokens=tokens, rate=20, duration_s=1, settle_timeout_s=30)
+    )
     for r in range(ctx.sizes.rounds):
         for level in LEVELS:
             result = uvloop.run(
                 open_loop(
                     ingest.url,
                     reader.url,
+                    tokens=tokens,
                     rate=max(max_rps * level, 1.0),
                     duration_s=ctx.sizes.e2e_seconds,
                     aggregator_metrics=f"{aggregator.url}/metrics",

@@ -1,5 +1,6 @@
-"""Ingest at saturation (wrk, random articles and readers) against the bare HTTP ceiling and
-the naive Redis-per-request peer, measured in alternating rounds."""
+"""Ingest at saturation (wrk, random articles and readers, each reader with its token)
+against the bare HTTP ceiling and the naive Redis-per-request peer, measured in alternating
+rounds."""
 
 from __future__ import annotations
 
@@ -13,19 +14,20 @@ CONNECTIONS = 32
 
 
 def put(url: str, ctx: Context) -> WrkResult:
-    """One saturation run of random PUTs."""
+    """One saturation run of random votes."""
     return run_wrk(
         url,
         "put",
-        ["10000", "1000000", "bench-a"],
+        [str(ctx.stack.tokens_file()), "10000", "bench-a"],
         duration_s=ctx.sizes.wrk_seconds,
         connections=CONNECTIONS,
     )
 
 
-def warm_up(url: str) -> None:
+def warm_up(url: str, ctx: Context) -> None:
     """One short run so connection set-up and first-call costs stay out of the rounds."""
-    run_wrk(url, "put", ["100", "1000", "bench-warm"], duration_s=1, connections=4)
+    tokens = str(ctx.stack.tokens_file())
+    run_wrk(url, "put", [tokens, "100", "bench-warm"], duration_s=1, connections=4)
 
 
 def run(ctx: Context) -> None:
@@ -33,9 +35,11 @@ def run(ctx: Context) -> None:
     stack = ctx.stack
     ctx.say("ingest: starting ingest (1 worker), bare endpoint, naive peer")
     ingest1, ingest2 = stack.start_services(("ingest", {}), ("ingest", {"REACTIONS_WORKERS": "2"}))
-    bare, naive = stack.start_apps(
-        ("bare_ingest", {}), ("naive_redis", {"BENCH_REDIS_URL": stack.redis_url(3)})
-    )
+    naive_env = {
+        "BENCH_REDIS_URL": stack.redis_url(3),
+        "BENCH_JWKS": str(stack.keys.public_keys_file),
+    }
+    bare, naive = stack.start_apps(("bare_ingest", {}), ("naive_redis", naive_env))
     targets: dict[str, Service | AppProcess] = {"ingest": ingest1, "bare": bare, "naive": naive}
     pid = ingest2.process.pid()
     two_workers = pid is not None and len(child_pids(pid)) >= 2
@@ -45,7 +49,7 @@ def run(ctx: Context) -> None:
         stack.stop_part(ingest2)
     results: dict[str, list[WrkResult]] = {name: [] for name in targets}
     for target in targets.values():
-        warm_up(target.url)
+        warm_up(target.url, ctx)
     for r in range(ctx.sizes.rounds):
         for name, target in targets.items():
             results[name].append(put(target.url, ctx))
@@ -67,7 +71,7 @@ def run(ctx: Context) -> None:
     ctx.add(
         Row(
             "ingest",
-            "PUT req/s, 1 worker",
+            "vote req/s, 1 worker",
             "req/s",
             Figure.of(rps["ingest"]),
             "bare FastAPI 202",
@@ -78,7 +82,7 @@ def run(ctx: Context) -> None:
         ),
         Row(
             "ingest",
-            "PUT req/s, 1 worker",
+            "vote req/s, 1 worker",
             "req/s",
             Figure.of(rps["ingest"]),
             "naive Redis per request",
@@ -89,7 +93,7 @@ def run(ctx: Context) -> None:
         ),
         Row(
             "ingest",
-            "PUT p50 at saturation",
+            "vote p50 at saturation",
             "ms",
             Figure.of(p50["ingest"]),
             "bare FastAPI 202",
@@ -98,7 +102,7 @@ def run(ctx: Context) -> None:
         ),
         Row(
             "ingest",
-            "PUT p99 at saturation",
+            "vote p99 at saturation",
             "ms",
             Figure.of(p99["ingest"]),
             "bare FastAPI 202",
@@ -110,7 +114,7 @@ def run(ctx: Context) -> None:
         ctx.add(
             Row(
                 "ingest",
-                "PUT req/s, 2 workers",
+                "vote req/s, 2 workers",
                 "req/s",
                 Figure.of(rps["ingest2"]),
                 "ingest, 1 worker",
@@ -123,7 +127,7 @@ def run(ctx: Context) -> None:
         ctx.add(
             unavailable(
                 "ingest",
-                "PUT req/s, 2 workers",
+                "vote req/s, 2 workers",
                 "req/s",
                 "ingest ran one process with REACTIONS_WORKERS=2",
                 baseline_name="ingest, 1 worker",

@@ -3,7 +3,7 @@
 The clients live in bench/sse_clients.py (maintained with the reader). This scenario calls
 its `measure()` when it exists:
 
-    measure(reader_url, ingest_url, *, clients, rate, duration_s, reader_pid) -> dict
+    measure(reader_url, ingest_url, *, tokens, clients, rate, duration_s, reader_pid) -> dict
         with "delivered_per_s", "p99_ms" and "bytes_per_client" (any may be None)
 
 and reports "not available" otherwise.
@@ -83,6 +83,7 @@ def run(ctx: Context) -> None:
             value = measure(
                 reader.url,
                 ingest.url,
+                tokens=stack.tokens(int(RATE * ctx.sizes.sse_seconds)),
                 clients=clients,
                 rate=RATE,
                 duration_s=ctx.sizes.sse_seconds,

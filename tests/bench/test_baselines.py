@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from importlib import resources
+from pathlib import Path
 
 from redis.asyncio import Redis
 
 from bench.wrk import run_wrk
+from deploy.local.keys import DevelopmentKeys
+from deploy.local.process import ROOT
 from services.aggregator.scripts import apply_event_line, apply_script
+from services.ingest.tokens import minted, write_tokens
 from shared.tallies import counts_key, readers_key
 from tests.support import ServiceFactory
 
@@ -37,10 +43,28 @@ async def test_per_event_lua_moves_votes_like_the_apply_script(redis: Redis) -> 
     assert await redis.hgetall(readers_key("lua")) == await redis.hgetall(readers_key("real"))
 
 
-def test_put_script_sends_only_requests_ingest_accepts(start_service: ServiceFactory) -> None:
+def test_the_wrk_scripts_send_only_votes_ingest_accepts(
+    start_service: ServiceFactory, token_keys: DevelopmentKeys, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.tsv"
+    write_tokens(minted(token_keys.issuer(), 200, "a.wrk-", None), tokens)
     ingest = start_service("ingest")
     result = run_wrk(
-        ingest.url, "put", ["50", "1000", "wrk-a"], duration_s=1, connections=2, timeout_s=10
+        ingest.url, "put", [str(tokens), "50", "wrk-a"], duration_s=1, connections=2, timeout_s=10
     )
     assert result.requests > 0
     assert result.non2xx == 0
+
+    # The load-test script of the README, run as documented.
+    wrk = shutil.which("wrk")
+    assert wrk, "wrk is not installed: run `make setup`"
+    script = ROOT / "tests" / "ingest" / "wrk_put.lua"
+    documented = subprocess.run(
+        [wrk, "-t1", "-c2", "-d1s", "-s", str(script), ingest.url, "--", str(tokens)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert documented.returncode == 0, documented.stderr
+    assert "requests in" in documented.stdout, documented.stdout
+    assert "Non-2xx" not in documented.stdout, documented.stdout

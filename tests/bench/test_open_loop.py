@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.latency import open_loop, summary_ms
+from deploy.local.client import MintedTokens
 from tests.support import ServiceFactory
 
 
-async def test_every_accepted_vote_is_seen_and_recorded(start_service: ServiceFactory) -> None:
+async def test_every_accepted_vote_is_seen_and_recorded(
+    start_service: ServiceFactory, tokens: MintedTokens
+) -> None:
     ingest = start_service("ingest")
     start_service("aggregator")
     reader = start_service("reader")
+    readers = [tokens.token(f"a.open-loop-{i}") for i in range(10)]
+    with pytest.raises(ValueError, match="need 10 readers"):
+        await open_loop(
+            ingest.url, reader.url, tokens=readers[:9], rate=20, duration_s=1.0, probe_articles=2
+        )
     result = await open_loop(
-        ingest.url, reader.url, rate=20, duration_s=1.0, probe_articles=2, settle_timeout_s=60
+        ingest.url,
+        reader.url,
+        tokens=readers,
+        rate=20,
+        duration_s=1.0,
+        probe_articles=2,
+        settle_timeout_s=60,
     )
     assert result.method in ("sse", "poll")
     assert result.sent == 20

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from deploy.local.client import MintedTokens
 from deploy.local.kafka import KafkaBroker
+from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT, free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import SERVICE_NAMES, Service, service_env
@@ -35,12 +37,20 @@ def dashboard() -> dict[str, Any]:
 
 @pytest.fixture(scope="package")
 def running_stack(
-    kafka: KafkaBroker, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    kafka: KafkaBroker,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    token_keys: DevelopmentKeys,
+    tokens: MintedTokens,
 ) -> Iterator[RunningStack]:
     """ingest, aggregator and reader as real processes, with a few reactions applied."""
     topic = f"reactions-{uuid.uuid4().hex[:12]}"
     env = service_env(
-        kafka_bootstrap=kafka.bootstrap, redis_url=redis_server.url, topic=topic, partitions=4
+        kafka_bootstrap=kafka.bootstrap,
+        redis_url=redis_server.url,
+        topic=topic,
+        partitions=4,
+        keys=token_keys,
     )
     logs = tmp_path_factory.mktemp("deploy-stack")
     services: dict[str, Service] = {}
@@ -48,7 +58,7 @@ def running_stack(
         for name in SERVICE_NAMES:
             services[name] = Service(name, free_port(), env, logs)
             services[name].start()
-        drive_traffic(services)
+        drive_traffic(services, tokens)
         yield RunningStack(services)
     finally:
         for service in reversed(list(services.values())):

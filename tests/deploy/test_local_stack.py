@@ -61,8 +61,14 @@ def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> N
         f"http://127.0.0.1:{ports['ingest']}", f"http://127.0.0.1:{ports['reader']}"
     )
 
-    def vote_counted(user: str, total: int) -> None:
-        response = votes.set("cycle", user, "love")
+    def new_token() -> str:
+        response = votes.new_reader()
+        assert response.status_code == 201, response.text
+        token: str = response.json()["token"]
+        return token
+
+    def vote_counted(token: str, total: int) -> None:
+        response = votes.send(votes.api.vote(token, "cycle", "love"))
         assert response.status_code == 202, response.text
         wait_until(
             lambda: votes.tally("cycle").json()["total"] == total,
@@ -72,13 +78,19 @@ def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> N
 
     try:
         up()
-        vote_counted("u1", 1)
+        # The stack made its development key pair, and gave the reader the public half only.
+        keys = tmp_path / "run" / "keys"
+        assert (keys / "dev.pem").is_file() and (keys / "jwks.json").is_file()
+        first = new_token()
+        vote_counted(first, 1)
         assert cli("down").returncode == 0
         status = cli("status").stdout
         assert status.count("stopped") == 5, status
         up()
         assert votes.tally("cycle").json()["total"] == 1  # Redis kept the view
-        vote_counted("u2", 2)
+        vote_counted(new_token(), 2)
+        # The same key after a restart: a token issued before it still votes.
+        assert votes.send(votes.api.vote(first, "cycle", "wow")).status_code == 202
     finally:
         votes.close()
         cli("down")

@@ -1,4 +1,5 @@
-"""The whole pipeline through the three real services: PUT → Kafka → aggregator → Redis → GET."""
+"""The whole pipeline through the three real services: a token from POST /v1/readers → vote
+→ Kafka → aggregator → Redis → public GET and the reader's own read, with seq."""
 
 from __future__ import annotations
 
@@ -6,56 +7,73 @@ from typing import Any
 
 import httpx
 
-from deploy.local.client import VoteClient
+from deploy.local.client import MintedTokens, VoteClient
 from tests.support import ServiceFactory, eventually
 
+ZEROS = dict.fromkeys(["like", "dislike", "love", "funny", "angry", "sad", "wow"], 0)
 
-async def test_reactions_flow_from_put_to_get(start_service: ServiceFactory) -> None:
+
+async def test_reactions_flow_from_a_vote_to_the_tallies(
+    start_service: ServiceFactory, tokens: MintedTokens
+) -> None:
     ingest = start_service("ingest")
     start_service("aggregator")
     reader = start_service("reader")
 
-    async with VoteClient(ingest.url, reader.url) as votes:
+    async with VoteClient(ingest.url, reader.url, tokens=tokens) as votes:
+        # A browser's reader: its token from ingest, its id from the token.
+        issued = await votes.new_reader()
+        assert issued.status_code == 201, issued.text
+        browser = issued.json()
 
-        async def react(user: str, reaction: str | None) -> None:
-            if reaction is None:
+        async def react(user: str, reaction: str | None) -> int:
+            if user == "browser":
+                response = await votes.vote(browser["token"], "story-1", reaction)
+            elif reaction is None:
                 response = await votes.clear("story-1", user)
             else:
                 response = await votes.set("story-1", user, reaction)
             assert response.status_code == 202, response.text
             assert response.json()["accepted"] is True
+            seq: int = response.json()["seq"]
+            return seq
 
-        await react("u1", "love")
-        await react("u2", "angry")
-        await react("u3", "love")
-        await react("u3", "love")  # the same reaction again changes nothing
-        await react("u1", "angry")  # moves u1's vote from love to angry
-        await react("u2", None)  # clears u2's vote
-        await react("u4", None)  # clearing nothing changes nothing
+        await react("browser", "love")
+        await react("a.u2", "angry")
+        await react("a.u3", "love")
+        await react("a.u3", "love")  # the same reaction again changes nothing
+        await react("browser", "angry")  # moves the browser's vote from love to angry
+        await react("a.u2", None)  # clears u2's vote
+        last = await react("a.u4", None)  # clearing nothing changes nothing
 
         async def tally() -> dict[str, Any]:
-            response = await votes.tally("story-1", "u1")
+            response = await votes.tally("story-1")
             assert response.status_code == 200
             body: dict[str, Any] = response.json()
             return body
 
-        body = await eventually(tally, lambda b: b["total"] == 2, what="the tally to settle")
-        assert body["counts"] == {
-            "like": 0,
-            "dislike": 0,
-            "love": 1,
-            "funny": 0,
-            "angry": 1,
-            "sad": 0,
-            "wow": 0,
+        body = await eventually(tally, lambda b: b["seq"] >= last, what="the tally to settle")
+        assert body["counts"] == {**ZEROS, "love": 1, "angry": 1}
+        assert body["total"] == 2
+        assert body["seq"] == last  # the last event applied to the article is the last vote
+
+        mine = await votes.send(votes.api.mine(browser["token"], ["story-1", "never-seen"]))
+        assert mine.status_code == 200, mine.text
+        assert mine.json() == {
+            "reader_id": browser["reader_id"],
+            "articles": {
+                "story-1": {"mine": "angry", **{k: body[k] for k in ("counts", "total", "seq")}},
+                "never-seen": {"mine": None, "counts": ZEROS, "total": 0, "seq": -1},
+            },
         }
-        assert body["mine"] == "angry"
+        assert (await votes.mine(["story-1"], "a.u2")).json()["articles"]["story-1"]["mine"] is None
 
         unseen = await votes.tally("never-seen")
         assert unseen.json() == {
             "article_id": "never-seen",
-            "counts": dict.fromkeys(["like", "dislike", "love", "funny", "angry", "sad", "wow"], 0),
+            "counts": ZEROS,
             "total": 0,
+            "seq": -1,
         }
 
 

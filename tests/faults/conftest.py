@@ -14,6 +14,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from deploy.local.client import MintedTokens
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
@@ -51,7 +52,10 @@ def stack_env(stack_env: dict[str, str], fault_redis: RedisServer) -> dict[str, 
 
 @pytest.fixture
 async def rig(
-    stack_env: dict[str, str], fault_redis: RedisServer, start_service: ServiceFactory
+    stack_env: dict[str, str],
+    fault_redis: RedisServer,
+    start_service: ServiceFactory,
+    tokens: MintedTokens,
 ) -> AsyncIterator[Rig]:
     """The stack on the session's broker and this test's own Redis."""
     # Retries, because the tests kill and restart this Redis under the client's feet.
@@ -69,6 +73,7 @@ async def rig(
         redis_server=fault_redis,
         redis=redis,
         start_service=start_service,
+        tokens=tokens,
     )
     await redis.aclose()
 
@@ -86,5 +91,5 @@ def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
 async def kafka_rig(own_kafka: KafkaBroker, rig: Rig) -> Rig:
     """The rig on a broker of the test's own (started first, so it stops after the services)."""
     rig.bootstrap = own_kafka.bootstrap
-    rig.env = service_env(kafka_bootstrap=own_kafka.bootstrap)
+    rig.env = service_env(kafka_bootstrap=own_kafka.bootstrap)  # the keys stay the session's
     return rig

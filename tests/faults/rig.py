@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 
+from deploy.local.client import TokenSource
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service
 from tests.faults.harness import OracleReport, assert_oracle
-from tests.faults.traffic import Outcome
+from tests.faults.traffic import Outcome, Traffic
 from tests.support import ServiceFactory
 
 PARTITIONS = 4
@@ -30,11 +32,16 @@ class Rig:
     redis_server: RedisServer
     redis: Redis
     start_service: ServiceFactory
+    tokens: TokenSource
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self, name: str, *, wait: bool = True, **env: str) -> Service:
         """Start `python -m services.<name>` against this rig's Kafka and Redis."""
         return self.start_service(name, env={**self.env, **env}, wait=wait)
+
+    def traffic(self, ingest: Service, **options: Any) -> Traffic:
+        """Traffic against `ingest`, its readers' tokens minted with the rig's key."""
+        return Traffic(ingest.url, tokens=self.tokens, **options)
 
     async def launch(self, name: str, **env: str) -> Service:
         """`start` in a thread, so traffic keeps flowing while the service boots."""

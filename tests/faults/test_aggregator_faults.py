@@ -20,7 +20,7 @@ from tests.faults.harness import (
     produce_raw,
 )
 from tests.faults.rig import PARTITIONS, Rig
-from tests.faults.traffic import Traffic, wait_for_outcomes
+from tests.faults.traffic import wait_for_outcomes
 from tests.support import eventually, metric, read_topic
 
 
@@ -46,7 +46,7 @@ async def pause_mid_batch(rig: Rig, aggregator: Service, timeout: float = 90.0) 
 
 async def test_aggregator_killed_mid_batch_recounts_nothing(rig: Rig) -> None:
     ingest = rig.start("ingest")
-    async with Traffic(ingest.url, seed=7) as traffic:
+    async with rig.traffic(ingest, seed=7) as traffic:
         # A backlog makes the aggregator's batches large, so it is often caught mid-batch.
         await wait_for_outcomes(traffic, 1500)
         aggregator = await rig.launch("aggregator")
@@ -90,7 +90,7 @@ async def test_zombie_aggregator_cannot_double_count(rig: Rig) -> None:
         timeout=60,
         what="both aggregators to join the group",
     )
-    async with Traffic(ingest.url, seed=11) as traffic:
+    async with rig.traffic(ingest, seed=11) as traffic:
         await wait_for_outcomes(traffic, 1500)
         first.process.signal(signal.SIGSTOP)
         try:
@@ -124,7 +124,7 @@ async def test_rebalance_storm_keeps_counts_exact(rig: Rig) -> None:
     rig.start("aggregator")
     rnd = random.Random(5)
     extras: list[Service] = []
-    async with Traffic(ingest.url, seed=13) as traffic:
+    async with rig.traffic(ingest, seed=13) as traffic:
         await wait_for_outcomes(traffic, 500)
         for round_ in range(4):
             while len(extras) < 2:
@@ -162,7 +162,7 @@ async def _replay_everything(rig: Rig, aggregator: Service) -> Service:
 async def test_replaying_the_whole_topic_changes_nothing(rig: Rig) -> None:
     ingest = rig.start("ingest")
     aggregator = rig.start("aggregator")
-    async with Traffic(ingest.url, seed=47) as traffic:
+    async with rig.traffic(ingest, seed=47) as traffic:
         await wait_for_outcomes(traffic, 800)
     await rig.oracle(traffic.outcomes)
     await _replay_everything(rig, aggregator)
@@ -176,7 +176,7 @@ async def test_replaying_the_whole_topic_changes_nothing(rig: Rig) -> None:
 async def test_event_on_a_foreign_partition_cannot_reopen_a_fence(rig: Rig) -> None:
     ingest = rig.start("ingest")
     aggregator = rig.start("aggregator")
-    async with Traffic(ingest.url, articles=20, seed=53) as traffic:
+    async with rig.traffic(ingest, articles=20, seed=53) as traffic:
         await wait_for_outcomes(traffic, 300)
     # A well-formed event from a producer that partitions differently (by the whole key,
     # say): the aggregator must not apply it, or the article's fence would name a foreign

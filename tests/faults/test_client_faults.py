@@ -66,18 +66,18 @@ async def _scripted(votes: VoteClient) -> list[Outcome]:
             )
         )
 
-    await asyncio.gather(*(send("u1", "love") for _ in range(3)))  # concurrent duplicates
-    await send("u2", "angry")
-    await send("u2", None)
-    await send("u2", None)  # clearing twice
-    await send("u3", "like", 200)
-    await send("u3", "sad", 100)  # stale: older than the applied one
-    await send("u4", "wow", 300)
-    await send("u4", None)  # no client_ts: applies, moves the stored client_ts to 301
-    await send("u4", "funny", 250)  # still stale
-    await send("u5", None)  # clearing what was never set
-    await send("u6", "love", 10)
-    await send("u6", "love", 10)  # a retry of the same request
+    await asyncio.gather(*(send("a.u1", "love") for _ in range(3)))  # concurrent duplicates
+    await send("a.u2", "angry")
+    await send("a.u2", None)
+    await send("a.u2", None)  # clearing twice
+    await send("a.u3", "like", 200)
+    await send("a.u3", "sad", 100)  # stale: older than the applied one
+    await send("a.u4", "wow", 300)
+    await send("a.u4", None)  # no client_ts: applies, moves the stored client_ts to 301
+    await send("a.u4", "funny", 250)  # still stale
+    await send("a.u5", None)  # clearing what was never set
+    await send("a.u6", "love", 10)
+    await send("a.u6", "love", 10)  # a retry of the same request
     return outcomes
 
 
@@ -86,16 +86,23 @@ async def test_client_retries_and_reordering_end_in_the_model_state(rig: Rig) ->
     ingest = rig.start("ingest")
     rig.start("aggregator")
     reader = rig.start("reader")
-    async with VoteClient(ingest.url, reader.url, timeout=30) as votes:
+    async with VoteClient(ingest.url, reader.url, timeout=30, tokens=rig.tokens) as votes:
         scripted = await _scripted(votes)
-        async with RetryingTraffic(ingest.url, articles=30, readers=40, seed=41) as traffic:
+        async with RetryingTraffic(
+            ingest.url, tokens=rig.tokens, articles=30, readers=40, seed=41
+        ) as traffic:
             await wait_for_outcomes(traffic, 1000)
         report = await rig.oracle([*scripted, *traffic.outcomes])
         assert report.model.stale_offsets, "the traffic had events arrive out of order"
 
         script = report.model.articles["script-1"]
         assert script.counts == {"love": 2, "like": 1}
-        assert script.readers == {"u1": "love", "u3": "like|200", "u4": "|301", "u6": "love|10"}
+        assert script.readers == {
+            "a.u1": "love",
+            "a.u3": "like|200",
+            "a.u4": "|301",
+            "a.u6": "love|10",
+        }
         # The reader service serves the same state.
         tally = (await votes.tally("script-1")).json()
         assert tally["total"] == 3
@@ -113,7 +120,7 @@ async def test_stale_events_leave_the_compacted_log_true(rig: Rig) -> None:
     ingest = rig.start("ingest")
     rig.start("aggregator")
     async with RetryingTraffic(
-        ingest.url, articles=20, readers=30, client_ts_share=0.8, seed=43
+        ingest.url, tokens=rig.tokens, articles=20, readers=30, client_ts_share=0.8, seed=43
     ) as traffic:
         await wait_for_outcomes(traffic, 800)
     report = await rig.oracle(traffic.outcomes)

@@ -19,7 +19,7 @@ from tests.faults.harness import (
     produce_raw,
 )
 from tests.faults.rig import PARTITIONS, Rig
-from tests.faults.traffic import Traffic, wait_for_outcomes
+from tests.faults.traffic import wait_for_outcomes
 from tests.support import eventually, read_topic
 
 
@@ -30,7 +30,7 @@ async def test_broker_crash_gives_503s_never_a_false_202(
     rig = kafka_rig
     ingest = rig.start("ingest")
     aggregator = rig.start("aggregator")
-    async with Traffic(ingest.url, seed=17) as traffic:
+    async with rig.traffic(ingest, seed=17) as traffic:
         await wait_for_outcomes(traffic, 500)
         own_kafka.kill()
         killed_at = time.monotonic()
@@ -75,7 +75,7 @@ def _reason(value: bytes | None) -> str:
 async def test_poison_messages_are_dead_lettered_and_counts_unaffected(rig: Rig) -> None:
     ingest = rig.start("ingest")
     aggregator = rig.start("aggregator")
-    async with Traffic(ingest.url, articles=50, seed=19) as traffic:
+    async with rig.traffic(ingest, articles=50, seed=19) as traffic:
         await wait_for_outcomes(traffic, 300)
         # Garbage straight onto the topic, on partitions that also carry real events.
         poison = [(i % PARTITIONS, b"garbage-key", value) for i, value in enumerate(POISON)]

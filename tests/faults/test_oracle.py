@@ -17,7 +17,7 @@ from shared.events import ReactionEvent, partition_for
 from shared.tallies import counts_key, readers_key
 from tests.faults.harness import assert_oracle, model, read_view
 from tests.faults.rig import Rig
-from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
+from tests.faults.traffic import Outcome, wait_for_outcomes
 from tests.support import TopicRecord
 
 
@@ -155,7 +155,7 @@ async def test_model_matches_the_real_apply_script(
 async def test_oracle_fails_when_redis_or_topic_disagree_with_clients(rig: Rig) -> None:
     ingest = rig.start("ingest")
     rig.start("aggregator")
-    async with Traffic(ingest.url, articles=20, readers=20, workers=2, seed=3) as traffic:
+    async with rig.traffic(ingest, articles=20, readers=20, workers=2, seed=3) as traffic:
         await wait_for_outcomes(traffic, 100)
     report = await rig.oracle(traffic.outcomes)
     assert report.accepted >= 100 and report.rejected == 0

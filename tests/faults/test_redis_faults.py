@@ -10,7 +10,7 @@ import pytest
 
 from tests.faults.harness import assert_consistent_prefix, positions
 from tests.faults.rig import PARTITIONS, Rig
-from tests.faults.traffic import Traffic, wait_for_outcomes
+from tests.faults.traffic import wait_for_outcomes
 from tests.support import eventually, read_topic
 
 
@@ -34,7 +34,7 @@ async def _oom_errors(rig: Rig) -> int:
 async def test_redis_crash_resumes_from_what_redis_kept(rig: Rig) -> None:
     ingest = rig.start("ingest")
     rig.start("aggregator")
-    async with Traffic(ingest.url, seed=23) as traffic:
+    async with rig.traffic(ingest, seed=23) as traffic:
         await wait_for_outcomes(traffic, 500)
         await _positions_advance(rig)
         rig.redis_server.kill()
@@ -50,7 +50,7 @@ async def test_redis_crash_resumes_from_what_redis_kept(rig: Rig) -> None:
 async def test_wiped_redis_is_rebuilt_by_replay(rig: Rig) -> None:
     ingest = rig.start("ingest")
     aggregator = rig.start("aggregator")
-    async with Traffic(ingest.url, seed=29) as traffic:
+    async with rig.traffic(ingest, seed=29) as traffic:
         await wait_for_outcomes(traffic, 800)
         await _positions_advance(rig)
         rig.redis_server.kill()
@@ -70,7 +70,7 @@ async def test_wiped_redis_is_rebuilt_by_replay(rig: Rig) -> None:
 async def test_paused_redis_delays_but_skips_nothing(rig: Rig) -> None:
     ingest = rig.start("ingest")
     rig.start("aggregator")
-    async with Traffic(ingest.url, seed=31) as traffic:
+    async with rig.traffic(ingest, seed=31) as traffic:
         await wait_for_outcomes(traffic, 300)
         for _ in range(3):
             await _positions_advance(rig)
@@ -84,7 +84,7 @@ async def test_paused_redis_delays_but_skips_nothing(rig: Rig) -> None:
 async def test_redis_out_of_memory_stalls_then_catches_up_exactly(rig: Rig) -> None:
     ingest = rig.start("ingest")
     aggregator = rig.start("aggregator")
-    async with Traffic(ingest.url, seed=37, readers=2000) as traffic:
+    async with rig.traffic(ingest, seed=37, readers=2000) as traffic:
         await wait_for_outcomes(traffic, 300)
         await _positions_advance(rig)
         # Below what Redis already uses: with noeviction every write is refused from now on,

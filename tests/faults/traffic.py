@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from deploy.local.client import VoteClient
+from deploy.local.client import TokenSource, VoteClient
 from shared.reactions import DEFAULT_TYPES
 
 REACTIONS = tuple(DEFAULT_TYPES)
@@ -56,16 +56,18 @@ class Outcome:
 
 
 class Traffic:
-    """A bounded load of PUTs and DELETEs against ingest, recording every outcome.
+    """A bounded load of votes (sets and clears) against ingest, recording every outcome.
 
-    `workers` concurrent loops each send one request at a time over `articles` x `readers`;
-    a share of the PUTs carries a random `client_ts`, so some arrive stale.
+    `workers` concurrent loops each send one request at a time over `articles` x `readers`,
+    each reader with its token from `tokens`; a share of the sets carries a random
+    `client_ts`, so some arrive stale.
     """
 
     def __init__(
         self,
         ingest_url: str,
         *,
+        tokens: TokenSource,
         articles: int = 200,
         readers: int = 300,
         workers: int = 6,
@@ -75,8 +77,9 @@ class Traffic:
         timeout: float = 30.0,
     ) -> None:
         self.ingest_url = ingest_url
+        self.tokens = tokens
         self.articles = [f"{prefix}-{i}" for i in range(articles)]
-        self.readers = [f"r{i}" for i in range(readers)]
+        self.readers = [f"a.r{i}" for i in range(readers)]
         self.workers = workers
         self.client_ts_share = client_ts_share
         self.random = random.Random(seed)
@@ -138,7 +141,7 @@ class Traffic:
         self._client = httpx.AsyncClient(
             timeout=self.timeout, limits=httpx.Limits(max_connections=self.workers)
         )
-        self._votes = VoteClient(self.ingest_url, http=self._client)
+        self._votes = VoteClient(self.ingest_url, http=self._client, tokens=self.tokens)
         self._stop.clear()
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
         return self

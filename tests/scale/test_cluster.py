@@ -13,7 +13,7 @@ import httpx
 import pytest
 from redis.asyncio import RedisCluster
 
-from deploy.local.client import VoteClient
+from deploy.local.client import MintedTokens, VoteClient
 from deploy.local.process import free_port
 from deploy.local.redis import redis_cli
 from deploy.local.services import UNLIMITED_RATES
@@ -51,6 +51,11 @@ async def redis(cluster: ClusterStack) -> AsyncIterator[RedisCluster]:
     await client.aclose()
 
 
+def cluster_tokens(cluster: ClusterStack) -> MintedTokens:
+    """Tokens signed with the cluster's development key."""
+    return MintedTokens(cluster.keys.issuer())
+
+
 # Outcomes of every test in the module: they share one topic, so the oracle of a later test
 # must know what earlier tests were told.
 OUTCOMES: list[Outcome] = []
@@ -67,8 +72,8 @@ async def test_traffic_through_two_ingests_converges_to_the_model(
 ) -> None:
     first, second = cluster.service("ingest")
     async with (
-        Traffic(first.url, seed=1, prefix="conv") as a,
-        Traffic(second.url, seed=2, prefix="conv") as b,
+        Traffic(first.url, tokens=cluster_tokens(cluster), seed=1, prefix="conv") as a,
+        Traffic(second.url, tokens=cluster_tokens(cluster), seed=2, prefix="conv") as b,
     ):
         await wait_for_outcomes(a, 400)
         await wait_for_outcomes(b, 400)
@@ -92,7 +97,9 @@ async def test_an_aggregator_killed_and_another_added_keep_counts_exact(
 ) -> None:
     ingest = cluster.service("ingest")[0]
     victim = cluster.service("aggregator")[0]
-    async with Traffic(ingest.url, seed=3, prefix="churn") as traffic:
+    async with Traffic(
+        ingest.url, tokens=cluster_tokens(cluster), seed=3, prefix="churn"
+    ) as traffic:
         await wait_for_outcomes(traffic, 300)
         victim.kill()
         killed_at = time.monotonic()
@@ -110,7 +117,9 @@ async def test_a_broker_killed_under_load_loses_no_accepted_event(
 ) -> None:
     ingest = cluster.service("ingest")[1]
     broker = cluster.kafka.brokers[2]
-    async with Traffic(ingest.url, seed=4, prefix="broker") as traffic:
+    async with Traffic(
+        ingest.url, tokens=cluster_tokens(cluster), seed=4, prefix="broker"
+    ) as traffic:
         await wait_for_outcomes(traffic, 300)
         broker.kill()
         killed_at = time.monotonic()
@@ -136,7 +145,9 @@ async def test_a_redis_master_lost_is_restored_by_replay(
     # other. (Seed production clients through an address that survives a node, or several.)
     seed = cluster.redis.nodes[0]
     master = next(m for m in cluster.redis.masters() if m is not seed)
-    async with Traffic(ingest.url, seed=5, prefix="failover") as traffic:
+    async with Traffic(
+        ingest.url, tokens=cluster_tokens(cluster), seed=5, prefix="failover"
+    ) as traffic:
         await wait_for_outcomes(traffic, 300)
         master.kill()
         killed_at = time.monotonic()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.client import SyncVoteClient
+from deploy.local.client import MintedTokens, SyncVoteClient
 from deploy.local.services import UNLIMITED_RATES
 from deploy.local.stack import ClusterPorts, ClusterStack
 from tests.support import wait_until
@@ -20,7 +20,8 @@ def test_the_scaled_out_stack_starts_again_after_down(tmp_path: Path) -> None:
         tmp_path / "cluster", ClusterPorts.free(), partitions=6, env=UNLIMITED_RATES
     )
     ingest = stack.service("ingest")[0].url
-    readers = [SyncVoteClient(ingest, r.url) for r in stack.service("reader")]
+    tokens = MintedTokens(stack.keys.issuer())
+    readers = [SyncVoteClient(ingest, r.url, tokens=tokens) for r in stack.service("reader")]
 
     def vote_counted(user: str, expected: int) -> None:
         response = readers[0].set("restart", user, "wow")
@@ -33,13 +34,13 @@ def test_the_scaled_out_stack_starts_again_after_down(tmp_path: Path) -> None:
 
     try:
         stack.up()
-        vote_counted("u1", 1)
+        vote_counted("a.u1", 1)
         stack.down()
         assert all(s.process.pid() is None for s in stack.services)
         started = stack.up()
         assert "kafka x3" in started and len(started) == 1 + len(stack.services), started
         assert stack.redis.healthy()
-        vote_counted("u2", 2)
+        vote_counted("a.u2", 2)
     finally:
         for reader in readers:
             reader.close()
