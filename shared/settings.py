@@ -76,7 +76,7 @@ class CommonSettings(BaseSettings):
 
 
 def empty_path_is_unset(value: object) -> object:
-    """An empty file setting means "not set", not the current directory."""
+    """An empty file (or secret) setting means "not set", not the current directory."""
     return None if value == "" else value
 
 

@@ -73,9 +73,9 @@ class IngestSettings(HttpServiceSettings):
         parse(value)  # raises ValueError with the offending string
         return value
 
-    @field_validator("token_signing_key_file", "ip_hash_salt_file", mode="before")
+    @field_validator("token_signing_key_file", "ip_hash_salt_file", "ip_hash_salt", mode="before")
     @classmethod
-    def _empty_path_is_unset(cls, value: object) -> object:
+    def _empty_is_unset(cls, value: object) -> object:
         return empty_path_is_unset(value)
 
     @field_validator("token_signing_key_file")
