@@ -166,7 +166,8 @@ class Verifier:
         raise _invalid("wrong_issuer", "The token's issuer is not accepted here.")
 
     def _verify_ours(self, token: str, header: dict[str, Any]) -> Reader:
-        key = self.keys.get(header.get("kid"))
+        kid = header.get("kid")
+        key = self.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise _invalid("unknown_key", "The token's key id is not known.")
         claims = self._decode(token, header, key.key, {EDDSA}, self.issuer, self.audience)
@@ -182,7 +183,7 @@ class Verifier:
         else:
             assert site.keys is not None
             kid = header.get("kid")
-            found = site.keys.get(kid)
+            found = site.keys.get(kid) if isinstance(kid, str) else None
             if found is None and kid is None and len(site.keys) == 1:
                 found = next(iter(site.keys.values()))
             if found is None:

@@ -25,9 +25,12 @@ from shared.http import (
     ops_router,
 )
 from shared.identity import Verifier
+from shared.logs import get_logger
 from shared.metrics import RequestMetrics
 from shared.reactions import ReactionSet
 from shared.tallies import connect_redis
+
+log = get_logger(__name__)
 
 
 @asynccontextmanager
@@ -68,6 +71,11 @@ def create_app(settings: ReaderSettings) -> FastAPI:
     assets = StaticAssets.load(reactions)
     # Public keys only: the reader never holds the key that signs reader tokens.
     verifier = settings.verifier()
+    if settings.token_public_keys_file is None:
+        log.warning(
+            "identity_unconfigured",
+            reason="REACTIONS_TOKEN_PUBLIC_KEYS_FILE is not set: own-vote reads answer 401",
+        )
     app = FastAPI(
         title="Reactions reader",
         version="1",

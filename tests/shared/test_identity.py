@@ -272,3 +272,23 @@ def test_verified_tokens_are_cached_until_they_expire(keys: tuple[TokenIssuer, P
     for i in range(3):  # bounded: older entries are evicted
         verifier.verify(issuer.issue(f"a.r{i}").token)
     assert len(verifier._cache) == 2
+
+
+def test_odd_headers_and_claims_are_refused_not_crashed_on(
+    keys: tuple[TokenIssuer, Path],
+) -> None:
+    issuer, jwks = keys
+    verifier = verifier_for(jwks)
+
+    def encode(part: object) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(part)).rstrip(b"=").decode()
+
+    body = encode(claims())
+    for header in ({"alg": "EdDSA", "kid": ["k1"]}, {"alg": ["EdDSA"], "kid": "k1"}, [1], "x"):
+        token = f"{encode(header)}.{body}.c2ln"
+        assert refused(verifier, token).code == "invalid_token", header
+    for odd in ([], "x", {"iss": ["reactions"]}, {"iss": {"a": 1}}):
+        token = f"{encode({'alg': 'EdDSA', 'kid': 'k1'})}.{encode(odd)}.c2ln"
+        assert refused(verifier, token).code == "invalid_token", odd
+    signed = jwt.encode(claims(sub=["a.x"]), issuer.key, algorithm="EdDSA", headers={"kid": "k1"})
+    assert refused(verifier, signed).reason == "bad_claims"
