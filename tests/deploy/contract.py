@@ -42,6 +42,27 @@ CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
     "reactions_ingest_rate_limited_total": ContractMetric(
         "counter", "ingest", "Writes refused with 429, by scope (ip or reader).", ("scope",)
     ),
+    "reactions_ingest_tokens_issued_total": ContractMetric(
+        "counter",
+        "ingest",
+        "Reader tokens issued, by kind: new (a new anonymous reader) or renewal.",
+        ("kind",),
+    ),
+    "reactions_ingest_issuance_refused_total": ContractMetric(
+        "counter",
+        "ingest",
+        "New reader identities refused, by reason: rate_limited or limit_store_unavailable.",
+        ("reason",),
+    ),
+    "reactions_token_rejections_total": ContractMetric(
+        "counter",
+        "http",
+        "Requests refused with 401 for their reader token, by reason (missing, expired, ...).",
+        ("reason",),
+    ),
+    "reactions_reader_own_reads_total": ContractMetric(
+        "counter", "reader", "Own-vote reads answered (GET /v1/me/reactions, 200)."
+    ),
     "reactions_ingest_events_total": ContractMetric(
         "counter",
         "ingest",

@@ -32,6 +32,10 @@ REQUIRED_VIEWS = {
     "end-to-end latency p99": "reactions_aggregator_end_to_end_seconds_bucket",
     "SSE clients": "reactions_reader_sse_clients",
     "Redis memory": "reactions_redis_used_memory_bytes",
+    "reader tokens issued": "reactions_ingest_tokens_issued_total",
+    "new identities refused": "reactions_ingest_issuance_refused_total",
+    "tokens refused (401)": "reactions_token_rejections_total",
+    "own-vote reads": "reactions_reader_own_reads_total",
 }
 
 
@@ -136,9 +140,11 @@ def test_exported_series_carry_the_contract_labels(running_stack: RunningStack) 
     assert not wrong, f"labels other than the contract's: {wrong}"
 
 
-def label_values(running_stack: RunningStack, counter: str, label: str) -> set[str | None]:
-    """The values of `label` on the aggregator's series of `counter` (a `_total` name)."""
-    families = text_string_to_metric_families(running_stack.metrics_text("aggregator"))
+def label_values(
+    running_stack: RunningStack, counter: str, label: str, service: str = "aggregator"
+) -> set[str | None]:
+    """The values of `label` on a service's series of `counter` (a `_total` name)."""
+    families = text_string_to_metric_families(running_stack.metrics_text(service))
     return {
         sample.labels.get(label)
         for family in families
@@ -162,3 +168,18 @@ def test_retry_series_exist_before_the_first_retry(running_stack: RunningStack) 
     """The same for the retries the dashboard shows by dependency."""
     dependencies = label_values(running_stack, "reactions_aggregator_retries_total", "dependency")
     assert dependencies == {"redis", "kafka"}
+
+
+def test_identity_series_exist_before_their_first_event(running_stack: RunningStack) -> None:
+    """The identity alerts use increase() and rate() on labelled counters: every reason's
+    series exists at 0 from the start, on ingest and on the reader."""
+    refused = "reactions_ingest_issuance_refused_total"
+    assert label_values(running_stack, refused, "reason", "ingest") == {
+        "rate_limited",
+        "limit_store_unavailable",
+    }
+    issued = label_values(running_stack, "reactions_ingest_tokens_issued_total", "kind", "ingest")
+    assert issued == {"new", "renewal"}
+    for service in ("ingest", "reader"):
+        reasons = label_values(running_stack, "reactions_token_rejections_total", "reason", service)
+        assert {"missing", "expired", "bad_signature", "malformed"} <= reasons, service

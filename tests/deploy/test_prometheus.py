@@ -172,9 +172,9 @@ def test_prometheus_scrapes_all_three_services(prometheus: PrometheusServer) -> 
     wait_until(lambda: scraped_up() == set(SERVICE_NAMES), timeout=30, what="up == 1 per job")
     writes = prometheus.api(
         "query",
-        query='sum(reactions_http_requests_total{job="ingest", method="PUT", status="202"})',
+        query='sum(reactions_http_requests_total{job="ingest", route="/v1/votes", status="202"})',
     )["result"]
-    assert float(writes[0]["value"][1]) >= 3  # the three PUTs the fixture drove
+    assert float(writes[0]["value"][1]) >= 4  # the four votes the fixture drove
     reads = prometheus.api(
         "query", query='sum(reactions_http_requests_total{job="reader", method="GET"})'
     )["result"]
