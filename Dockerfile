@@ -15,7 +15,11 @@ COPY services ./services
 COPY deploy/__init__.py ./deploy/
 COPY deploy/local ./deploy/local
 RUN pip install . \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin reactions
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin reactions \
+    # Where docker-compose's volumes of development keys mount: a new named volume takes
+    # its owner from here, so the non-root services can write (keys) and read them.
+    && mkdir -p /var/lib/reactions/keys /var/lib/reactions/public \
+    && chown -R 10001:10001 /var/lib/reactions
 
 USER 10001:10001
 EXPOSE 8000 8001 8002

@@ -3,7 +3,8 @@ three services, without Docker. Used by `make run/up/down/status/up-cluster/down
 
 `python -m deploy.local run` runs everything in the foreground until Ctrl-C; `up` starts
 whatever part is not running and returns; `down` stops everything (safe to run twice);
-`up-cluster` and `down-cluster` do the same for the scaled-out stack.
+`up-cluster` and `down-cluster` do the same for the scaled-out stack; `keys --dir DIR`
+makes a development signing key, its JWKS and a salt once (docker-compose runs it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import argparse
 import signal
 import sys
 import time
+from pathlib import Path
 
+from deploy.local.keys import DEVELOPMENT_KID, ensure_secrets
 from deploy.local.process import StackError
 from deploy.local.stack import ClusterPorts, ClusterStack, LocalSettings, Stack, StackConfig
 
@@ -41,11 +44,28 @@ def cluster_main(command: str) -> int:
     return 0
 
 
+def keys_main(argv: list[str]) -> int:
+    """`keys --dir DIR [--public-dir DIR] [--kid KID]`: development keys and salt, once."""
+    parser = argparse.ArgumentParser(prog="python -m deploy.local keys")
+    parser.add_argument("--dir", required=True, help="signing key, JWKS and salt go here")
+    parser.add_argument("--public-dir", help="a copy of the JWKS for verifying services")
+    parser.add_argument("--kid", default=DEVELOPMENT_KID, help="key id of a new key")
+    args = parser.parse_args(argv)
+    public = Path(args.public_dir) if args.public_dir else None
+    keys = ensure_secrets(Path(args.dir), public, args.kid)
+    sys.stdout.write(f"signing key {keys.signing_key_file}, public keys {keys.public_keys_file}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`run`, `up`, `down` or `status` for the local stack; `up-cluster`, `down-cluster`."""
+    """`run`, `up`, `down` or `status` for the local stack; `up-cluster`, `down-cluster`;
+    `keys`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        return keys_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__)
     parser.add_argument(
-        "command", choices=["run", "up", "down", "status", "up-cluster", "down-cluster"]
+        "command", choices=["run", "up", "down", "status", "up-cluster", "down-cluster", "keys"]
     )
     args = parser.parse_args(argv)
     if args.command.endswith("-cluster"):

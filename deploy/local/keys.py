@@ -5,12 +5,16 @@ services as file paths. Production keys are made the same way, once, by an opera
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.ingest.tokens import JWKS_FILE_NAME, TokenIssuer, generate_key_files, load_signing_key
 
 DEVELOPMENT_KID = "dev"
+SALT_FILE_NAME = "ip-hash-salt"
 SIGNING_KEY_VARIABLE = "REACTIONS_TOKEN_SIGNING_KEY_FILE"
 PUBLIC_KEYS_VARIABLE = "REACTIONS_TOKEN_PUBLIC_KEYS_FILE"
 # A token lifetime long enough for any test or benchmark run.
@@ -62,3 +66,23 @@ class DevelopmentKeys:
             audience=audience,
             ttl_s=ttl_s,
         )
+
+
+def ensure_salt(path: Path) -> Path:
+    """A random salt for client-network hashes in `path` (mode 600), made once."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+def ensure_secrets(directory: Path, public_dir: Path | None, kid: str) -> DevelopmentKeys:
+    """Keys and a salt in `directory`, the JWKS also copied to `public_dir` (the services
+    that only verify mount that one): what docker-compose's one-shot `keys` service makes."""
+    keys = DevelopmentKeys.ensure(directory, kid)
+    ensure_salt(directory / SALT_FILE_NAME)
+    if public_dir is not None:
+        public_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(keys.public_keys_file, public_dir / keys.public_keys_file.name)
+    return keys

@@ -39,6 +39,7 @@ def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {
         "kafka",
         "redis",
+        "keys",
         *SERVICE_NAMES,
         "prometheus",
         "grafana",
@@ -116,10 +117,70 @@ def test_each_service_is_wired_to_its_settings(compose: dict[str, Any], name: st
     assert service["ports"] == [f"{port}:{port}"]
     check = " ".join(service["healthcheck"]["test"])
     assert f"http://127.0.0.1:{port}/readyz" in check
-    assert service["depends_on"] == {
+    expected = {
         "kafka": {"condition": "service_healthy"},
         "redis": {"condition": "service_healthy"},
     }
+    if name != "aggregator":  # the HTTP services need the token keys first
+        expected["keys"] = {"condition": "service_completed_successfully"}
+    assert service["depends_on"] == expected
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Container path -> (volume, read-only) of a service's volumes."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        found[target] = (source, mode == ["ro"])
+    return found
+
+
+def _file_on(mounts: dict[str, tuple[str, bool]], path: str) -> str:
+    """The volume a file path lies on."""
+    directory = path.rsplit("/", 1)[0]
+    assert directory in mounts, f"{path} is on no volume"
+    return mounts[directory][0]
+
+
+def test_the_token_keys_and_salt_are_made_once_and_handed_in_as_files(
+    compose: dict[str, Any],
+) -> None:
+    keys = compose["services"]["keys"]
+    assert keys["image"] == compose["services"]["ingest"]["image"]
+    assert keys["restart"] == "no"
+    command = keys["command"]
+    assert command[:4] == ["python", "-m", "deploy.local", "keys"]
+    options = dict(zip(command[4::2], command[5::2], strict=True))
+    made = _mounts(keys)
+    signing_volume = made[options["--dir"]][0]
+    public_volume = made[options["--public-dir"]][0]
+    assert {signing_volume, public_volume} <= set(compose["volumes"])
+
+    ingest = compose["services"]["ingest"]
+    env = ingest["environment"]
+    mounts = _mounts(ingest)
+    assert all(read_only for _, read_only in mounts.values())
+    assert env["REACTIONS_TOKEN_SIGNING_KEY_FILE"] == f"{options['--dir']}/{options['--kid']}.pem"
+    assert _file_on(mounts, env["REACTIONS_TOKEN_SIGNING_KEY_FILE"]) == signing_volume
+    assert _file_on(mounts, env["REACTIONS_IP_HASH_SALT_FILE"]) == signing_volume
+    assert env["REACTIONS_IP_HASH_SALT_FILE"].endswith("/ip-hash-salt")
+    assert _file_on(mounts, env["REACTIONS_TOKEN_PUBLIC_KEYS_FILE"]) == public_volume
+    # New identities are counted in Redis, so every ingest instance shares the limit.
+    assert env["REACTIONS_RATE_LIMIT_STORAGE"].startswith("redis://redis:6379/")
+
+    reader = compose["services"]["reader"]
+    mounts = _mounts(reader)
+    assert {volume for volume, _ in mounts.values()} == {public_volume}  # never the signing key
+    assert "REACTIONS_TOKEN_SIGNING_KEY_FILE" not in reader["environment"]
+    public = reader["environment"]["REACTIONS_TOKEN_PUBLIC_KEYS_FILE"]
+    assert _file_on(mounts, public) == public_volume
+    assert "volumes" not in compose["services"]["aggregator"]
+
+
+def test_the_image_gives_the_key_volumes_to_the_service_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "mkdir -p /var/lib/reactions/keys /var/lib/reactions/public" in dockerfile
+    assert "chown -R 10001:10001 /var/lib/reactions" in dockerfile
 
 
 def test_the_services_agree_on_the_shared_settings(compose: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ resources and non-root security are set, and PDB, HPA and Service point at what 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -70,7 +71,7 @@ def test_each_service_has_all_its_objects() -> None:
     for name in SERVICE_NAMES:
         for kind in kinds:
             assert (kind, f"reactions-{name}") in MANIFESTS, (kind, name)
-    assert {kind for kind, _ in MANIFESTS} == kinds | {"ConfigMap"}
+    assert {kind for kind, _ in MANIFESTS} == kinds | {"ConfigMap", "NetworkPolicy"}
 
 
 @pytest.mark.parametrize("name", SERVICE_NAMES)
@@ -169,3 +170,74 @@ def test_one_image_for_all_three_matching_compose() -> None:
     images = {container(name)["image"] for name in SERVICE_NAMES}
     compose = load_yaml(ROOT / "docker-compose.yml")
     assert images == {compose["services"]["ingest"]["image"]}
+
+
+def secret_refs(name: str) -> dict[str, tuple[str, str, bool]]:
+    """Variable -> (secret, key, optional) of a container's secretKeyRef variables."""
+    refs = {}
+    for item in container(name)["env"]:
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            refs[item["name"]] = (ref["name"], ref["key"], ref.get("optional", False))
+    return refs
+
+
+def secret_files(name: str) -> dict[str, str]:
+    """Mounted file path -> secret name, for a container's Secret volumes."""
+    pod = deployment(name)["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+    files = {}
+    for mount in container(name)["volumeMounts"]:
+        secret = secrets.get(mount["name"])
+        if secret is None:
+            continue
+        assert mount.get("readOnly") is True, mount
+        for item in secret["items"]:
+            files[f"{mount['mountPath']}/{item['path']}"] = secret["secretName"]
+    return files
+
+
+def test_production_settings_and_token_keys_come_from_secrets() -> None:
+    config = config_map()
+    assert config["REACTIONS_ENV"] == "production"
+    assert "*" not in config["REACTIONS_ALLOWED_ORIGINS"]
+    assert config["REACTIONS_RATE_LIMIT_STORAGE"].startswith("redis://")
+    ingest_env = {i["name"]: i.get("value") for i in container("ingest")["env"]}
+    ingest_files, reader_files = secret_files("ingest"), secret_files("reader")
+    public = config["REACTIONS_TOKEN_PUBLIC_KEYS_FILE"]
+    assert ingest_files[public] == reader_files[public] == "reactions-token-public-keys"
+    signing = ingest_env["REACTIONS_TOKEN_SIGNING_KEY_FILE"]
+    assert ingest_files[signing] == "reactions-token-signing-key"
+    # The salt and the kid are required: a pod without them does not start.
+    refs = secret_refs("ingest")
+    assert refs["REACTIONS_IP_HASH_SALT"] == ("reactions-secrets", "ip-hash-salt", False)
+    assert refs["REACTIONS_TOKEN_SIGNING_KEY_ID"] == (
+        "reactions-token-signing-key",
+        "kid",
+        False,
+    )
+    # Only ingest signs: the reader and the aggregator never see the signing key.
+    assert set(reader_files.values()) == {"reactions-token-public-keys"}
+    assert not secret_files("aggregator") and not secret_refs("aggregator")
+    assert not secret_refs("reader")
+
+
+def test_forwarded_for_is_believed_from_the_ingress_controller_only() -> None:
+    trusted = [
+        ipaddress.ip_network(cidr.strip())
+        for cidr in config_map()["REACTIONS_TRUSTED_PROXIES"].split(",")
+    ]
+    # Narrow: no range wider than a /16 (10.0.0.0/8 let any pod choose its address).
+    assert trusted and all(net.prefixlen >= 16 for net in trusted), trusted
+    policy = MANIFESTS[("NetworkPolicy", "reactions-ingest")]["spec"]
+    assert (
+        policy["podSelector"]["matchLabels"]
+        == deployment("ingest")["spec"]["selector"]["matchLabels"]
+    )
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    namespaces = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in rule["from"]
+    }
+    assert namespaces == {"ingress-nginx", "monitoring"}
