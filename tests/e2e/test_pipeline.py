@@ -87,3 +87,31 @@ async def test_every_service_has_ops_endpoints(start_service: ServiceFactory) ->
             metrics = await http.get(f"{service.url}/metrics")
             assert metrics.status_code == 200
             assert "text/plain" in metrics.headers["content-type"]
+
+
+async def test_identities_rotated_from_one_address_are_limited_and_each_counts_once(
+    start_service: ServiceFactory,
+) -> None:
+    ingest = start_service("ingest", env={"REACTIONS_RATE_LIMIT_TOKENS": "3/hour"})
+    start_service("aggregator")
+    reader = start_service("reader")
+    async with VoteClient(ingest.url, reader.url) as votes:
+        tokens = []
+        for _ in range(3):
+            issued = await votes.new_reader()
+            assert issued.status_code == 201, issued.text
+            tokens.append(issued.json()["token"])
+        assert (await votes.new_reader()).status_code == 429
+        last = 0
+        for token in tokens:
+            for _ in range(2):  # the same vote twice counts once
+                response = await votes.vote(token, "stuffed", "love")
+                assert response.status_code == 202, response.text
+                last = max(last, response.json()["seq"])
+
+        async def tally() -> dict[str, Any]:
+            body: dict[str, Any] = (await votes.tally("stuffed")).json()
+            return body
+
+        body = await eventually(tally, lambda b: b["seq"] >= last, what="every vote applied")
+        assert body["counts"]["love"] == 3 and body["total"] == 3
