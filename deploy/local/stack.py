@@ -68,9 +68,9 @@ class Stack:
             config.state_dir / "kafka", config.kafka_port, config.controller_port
         )
         self.redis = RedisServer(config.state_dir / "redis", config.redis_port)
-        # A development key pair made once: tokens issued by `make run` stay valid across
-        # restarts of the stack.
-        self.keys = DevelopmentKeys.ensure(config.state_dir / "keys")
+        # A development key pair, made by the first `up`: tokens issued by `make run` stay
+        # valid across restarts of the stack.
+        self.keys = DevelopmentKeys(config.state_dir / "keys")
         env = service_env(
             kafka_bootstrap=self.kafka.bootstrap,
             redis_url=self.redis.url,
@@ -90,6 +90,7 @@ class Stack:
 
     def up(self) -> list[str]:
         """Start every part that is not running; leave running parts alone."""
+        DevelopmentKeys.ensure(self.keys.directory, self.keys.kid)
         started = []
         if self.kafka.process.pid() is None:
             self.kafka.start()
