@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.keys import DevelopmentKeys
-from deploy.local.process import free_port
+from deploy.local.process import ROOT, free_port
 from deploy.local.services import UNLIMITED_RATES, Service, service_env
 
 T = TypeVar("T")
@@ -205,6 +205,8 @@ def run_schemathesis(
     return subprocess.run(
         [
             str(st),
+            "--config-file",
+            str(ROOT / "schemathesis.toml"),
             "run",
             f"{url}/openapi.json",
             "--checks",
