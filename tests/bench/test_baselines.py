@@ -68,8 +68,10 @@ def test_the_wrk_scripts_send_only_votes_ingest_accepts(
     assert documented.returncode == 0, documented.stderr
     assert "requests in" in documented.stdout, documented.stdout
 
-    # Every vote either script sent was one ingest takes: no 4xx at all. (A 503 on a busy
-    # machine is Kafka answering late, not a bad request, so the check is on 4xx.)
+    # Every vote either script sent was one ingest takes: no 4xx. (A 503 on a busy machine
+    # is Kafka answering late, not a bad request, so the check is on 4xx.) wrk stops at its
+    # deadline mid-request, and a body cut off that way is answered 400 incomplete_body:
+    # at most one per connection, two connections per run.
     text = httpx.get(f"{ingest.url}/metrics", timeout=10).text
     answered = {
         status: metric_sum(
@@ -78,4 +80,5 @@ def test_the_wrk_scripts_send_only_votes_ingest_accepts(
         for status in ("202", "400", "401", "403", "404", "405", "410", "413", "415", "422", "429")
     }
     assert answered["202"] >= result.requests / 2, answered
+    assert answered.pop("400") <= 4, answered
     assert not any(n for status, n in answered.items() if status != "202"), answered
