@@ -22,7 +22,6 @@ while N+1's events are applied (see `Aggregator.run`).
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections import defaultdict
@@ -32,12 +31,12 @@ from typing import Any, Final
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 from services.aggregator import metrics
 from services.aggregator.decode import ArticleBatch, Batch, DecodedBatch, Decoder
+from services.aggregator.produce import append_correctives, dead_letter
 from services.aggregator.retry import (
     APPLY,
     CORRECTIVE,
@@ -58,7 +57,7 @@ from services.aggregator.scripts import (
     run_pipelined,
     trend_script,
 )
-from shared.events import InvalidEvent, ReactionEvent, record_key
+from shared.events import ReactionEvent
 from shared.logs import get_logger
 from shared.tallies import (
     CHANGES_CHANNEL,
@@ -195,12 +194,14 @@ class BatchApplier:
         report = BatchReport(decoded.positions, context, articles=list(decoded.by_article))
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
-            await self.retry.run(lambda: self._dead_letter(dead), DEAD_LETTER, context)
+            dead_letters = partial(dead_letter, self.producer, self.dlq_topic, dead)
+            await self.retry.run(dead_letters, DEAD_LETTER, context)
         replies = await self.retry.run(lambda: self._apply_articles(by_article), APPLY, context)
         correctives = _fold_replies(report, by_article, replies)
         report.outcomes["dead_lettered"] = len(dead)
         if correctives and self.mode.correctives:
-            await self.retry.run(lambda: self._append_correctives(correctives), CORRECTIVE, context)
+            append = partial(append_correctives, self.producer, self.topic, correctives)
+            await self.retry.run(append, CORRECTIVE, context)
             report.correctives = len(correctives)
 
         applied_at = time.time()
@@ -254,45 +255,6 @@ class BatchApplier:
             merged.append(first)
             i += n
         return merged
-
-    async def _dead_letter(self, dead: list[tuple[ConsumerRecord, InvalidEvent]]) -> None:
-        sends = []
-        for record, exc in dead:
-            log.warning(
-                "dead_letter",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                reason=exc.reason,
-                detail=exc.detail[:200],
-            )
-            headers = [
-                *(record.headers or ()),
-                ("reason", exc.reason.encode()),
-                ("detail", exc.detail[:1000].encode()),
-                ("source_topic", record.topic.encode()),
-                ("source_partition", str(record.partition).encode()),
-                ("source_offset", str(record.offset).encode()),
-            ]
-            sends.append(
-                await self.producer.send(
-                    self.dlq_topic, record.value, key=record.key, headers=headers
-                )
-            )
-        await asyncio.gather(*sends)
-
-    async def _append_correctives(self, correctives: list[tuple[int, ReactionEvent]]) -> None:
-        sends = [
-            await self.producer.send(
-                self.topic,
-                event.encode(),
-                key=record_key(event.article_id, event.user_id),
-                partition=partition,
-                headers=[("origin", b"corrective")],
-            )
-            for partition, event in correctives
-        ]
-        await asyncio.gather(*sends)
 
     async def _finish(self, report: BatchReport, epoch: bytes | str | None) -> None:
         """Positions first (the applies are done), then trending, then one notification.
