@@ -7,7 +7,7 @@ from importlib import resources
 from redis.asyncio import Redis
 
 from bench.wrk import run_wrk
-from services.aggregator.scripts import apply_event_line, apply_script
+from services.aggregator.scripts import apply_event_line, apply_keys, apply_script
 from shared.tallies import counts_key, readers_key
 from tests.conftest import ServiceFactory
 
@@ -20,7 +20,7 @@ async def test_per_event_lua_moves_votes_like_the_apply_script(redis: Redis) -> 
         apply_event_line(offset, user, reaction, None)
         for offset, (user, reaction) in enumerate(VOTES)
     )
-    await apply(keys=[counts_key("real"), readers_key("real")], args=[0, lines])
+    await apply(keys=list(apply_keys("real")), args=[0, lines, "0", "test"])
 
     source = resources.files("bench").joinpath("baselines/per_event.lua").read_text()
     per_event = redis.register_script(source)
