@@ -57,12 +57,13 @@ async def watch_identity(
             await asyncio.sleep(RETRY_INTERVAL_S)
             continue
         if identity != seen:
-            log.info(
-                "redis_masters_changed",
-                before=sorted(node for node, *_ in seen),
-                after=sorted(node for node, *_ in identity),
-            )
+            log.info("redis_masters_changed", before=_names(seen), after=_names(identity))
             if not await on_change():
                 return
             seen = identity
         await asyncio.sleep(interval_s)
+
+
+def _names(identity: Identity) -> list[str]:
+    """Each master as node/run id, for log lines."""
+    return sorted(f"{node}/{run_id[:12]}".lstrip("/") for node, run_id, _ in identity)
