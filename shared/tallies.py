@@ -49,13 +49,13 @@ def mark_key(slot: int) -> str:
     `services/aggregator/marks.py`). Being in the articles' slot, it may be read and
     written by their apply script on Redis Cluster too.
     """
-    return f"rx:mark:{{{_slot_tags()[slot]}}}"
+    return mark_keys()[slot]
 
 
 @functools.cache
-def _slot_tags() -> tuple[str, ...]:
-    """For each slot, the first of `m0`, `m1`, ... whose hash slot it is (about 150,000
-    CRC16 computations, once per process)."""
+def mark_keys() -> tuple[str, ...]:
+    """`mark_key` of every slot, in slot order: `rx:mark:{m<n>}` with the first n whose tag
+    hashes to the slot (about 150,000 CRC16 computations, once per process)."""
     tags: list[str | None] = [None] * SLOTS
     missing, n = SLOTS, 0
     while missing:
@@ -65,7 +65,7 @@ def _slot_tags() -> tuple[str, ...]:
             tags[slot] = tag
             missing -= 1
         n += 1
-    return tuple(cast(str, tag) for tag in tags)
+    return tuple(f"rx:mark:{{{tag}}}" for tag in tags)
 
 
 def position_key(topic: str, partition: int) -> str:

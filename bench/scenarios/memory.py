@@ -18,6 +18,7 @@ from services.aggregator.scripts import (
     apply_event_line,
     apply_keys,
     apply_script,
+    mark_text,
 )
 from shared.tallies import counts_key, readers_key
 
@@ -44,7 +45,8 @@ async def load(redis_url: str, workload: Workload) -> int:
                     apply_event_line(offset, user, reaction, None)
                     for offset, user, reaction in events[start : start + MAX_EVENTS_PER_CALL]
                 )
-                args: list[int | str] = [0, lines, str(marks[keys[2]]), "bench"]
+                count = marks[keys[2]]
+                args: list[int | str] = [0, lines, mark_text(count, "bench"), f"{count + 1}:bench"]
                 await apply(keys=list(keys), args=args, client=pipe)
                 marks[keys[2]] += 1
                 queued += 1

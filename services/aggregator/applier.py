@@ -40,7 +40,7 @@ from redis.exceptions import NoScriptError
 
 from services.aggregator import metrics
 from services.aggregator.decode import ArticleBatch, Batch, DecodedBatch, Decoder
-from services.aggregator.marks import ApplyMarks, Chain
+from services.aggregator.marks import ApplyMarks, Chain, chain_of
 from services.aggregator.produce import append_correctives, dead_letter
 from services.aggregator.retry import (
     APPLY,
@@ -72,7 +72,7 @@ from shared.tallies import (
     article_slot,
     counts_key,
     epoch_key,
-    mark_key,
+    mark_keys,
     position_key,
     readers_key,
     trend_key,
@@ -118,7 +118,7 @@ class ApplyCall:
     """One apply call: a chunk of an article's events, and its reply once it applied."""
 
     partition: int
-    slot: int
+    chain: Chain  # its partition and its article's slot (marks.py)
     keys: tuple[str, str, str]
     payload: str
     reply: ApplyReply | None = None
@@ -261,18 +261,18 @@ class BatchApplier:
         """One round trip with every call that has not applied yet, in order; each checks
         the apply mark of its slot and partition (`marks.py`)."""
         pending = [call for call in calls if call.reply is None]
-        chains = [(call.partition, call.slot) for call in pending]
+        chains = [call.chain for call in pending]
         await self.marks.prepare(chains)
         # A writer id per round trip: a later call of it can only follow the call before it
         # in this same round trip, never a stray one of an earlier round trip.
         writer = f"{random.getrandbits(32):08x}"
-        expected = self.marks.expectations(chains, writer)
+        expected, leaves = self.marks.expectations(chains, writer)
         args = [
-            (call.keys, (call.partition, call.payload, mark, writer))
-            for call, mark in zip(pending, expected, strict=True)
+            (call.keys, (call.partition, call.payload, before, after))
+            for call, before, after in zip(pending, expected, leaves, strict=True)
         ]
         outcomes = await self._send_applies(args, chains)
-        replies, error = self.marks.record(chains, outcomes)
+        replies, error = self.marks.record(chains, outcomes, writer)
         for call, reply in zip(pending, replies, strict=True):
             call.reply = reply
         if isinstance(error, NoScriptError):
@@ -345,27 +345,27 @@ class BatchApplier:
 
 def _apply_calls(by_article: dict[str, ArticleBatch]) -> list[list[ApplyCall]]:
     """The calls of each article: its events in chunks of at most MAX_EVENTS_PER_CALL."""
-    step = MAX_EVENTS_PER_CALL
+    step, marks = MAX_EVENTS_PER_CALL, mark_keys()
     calls = []
     for article_id, article in by_article.items():
-        slot, lines = article_slot(article_id), article.lines
-        keys = (counts_key(article_id), readers_key(article_id), mark_key(slot))
-        calls.append(
-            [
-                ApplyCall(article.partition, slot, keys, "".join(lines[start : start + step]))
-                for start in range(0, len(lines), step)
-            ]
-        )
+        slot, lines, partition = article_slot(article_id), article.lines, article.partition
+        keys = (counts_key(article_id), readers_key(article_id), marks[slot])
+        chain = chain_of(partition, slot)
+        if len(lines) <= step:  # most articles: one call
+            calls.append([ApplyCall(partition, chain, keys, "".join(lines))])
+            continue
+        chunks = [lines[start : start + step] for start in range(0, len(lines), step)]
+        calls.append([ApplyCall(partition, chain, keys, "".join(chunk)) for chunk in chunks])
     return calls
 
 
 def _merged(calls: list[ApplyCall]) -> ApplyReply:
     """The replies of an article's calls, all applied, as one."""
-    first, *rest = (call.reply for call in calls)
+    first = calls[0].reply
     assert first is not None
-    for reply in rest:
-        assert reply is not None
-        first.merge(reply)
+    for call in calls[1:]:
+        assert call.reply is not None
+        first.merge(call.reply)
     return first
 
 

@@ -4,6 +4,7 @@ replies, and the pipelines that carry many calls in one round trip."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -66,8 +67,7 @@ def apply_keys(article_id: str) -> tuple[str, str, str]:
 
 @dataclass(slots=True)
 class ApplyReply:
-    """What one apply call did: outcome counts, net count deltas, readers to restate, and
-    the slot's apply mark (for the call's partition) after it."""
+    """What one apply call did: outcome counts, net count deltas, readers to restate."""
 
     applied: int
     noop: int
@@ -75,7 +75,6 @@ class ApplyReply:
     stale: int
     deltas: dict[str, int]
     correctives: list[tuple[str, str, int]]
-    mark: int = 0
 
     def merge(self, other: ApplyReply) -> None:
         """Fold in the reply of the article's next chunk."""
@@ -93,36 +92,43 @@ class ApplyReply:
 
 @dataclass(frozen=True, slots=True)
 class MarkRefusal:
-    """The apply script wrote nothing: the slot's mark was `mark`, not the one expected."""
+    """The apply script wrote nothing: the slot's mark was this one, not the one expected."""
 
-    mark: int
+    count: int
+    writer: str
 
 
-def parse_mark(raw: bytes | str | None) -> int:
-    """The count of a stored apply mark ("count:writer"; None when never written)."""
-    if raw is None:
-        return 0
+def parse_mark(raw: bytes | str | None) -> tuple[int, str]:
+    """A stored apply mark, "count:writer", as (count, writer); (0, "") when never written."""
+    if not raw:
+        return 0, ""
     text = raw.decode() if isinstance(raw, bytes) else raw
-    return int(text.partition(":")[0])
+    count, _, writer = text.partition(":")
+    return int(count), sys.intern(writer)  # one writer id per round trip: shared
+
+
+def mark_text(count: int, writer: str) -> str:
+    """An apply mark as stored ("" when never written)."""
+    return f"{count}:{writer}" if count else ""
 
 
 def parse_apply_reply(raw: bytes | str) -> ApplyReply | MarkRefusal:
     """Decode the apply script's reply (three tab-separated lines, or a refusal)."""
     text = raw.decode() if isinstance(raw, bytes) else raw
     if text.startswith("!"):
-        return MarkRefusal(parse_mark(text[1:]))
+        return MarkRefusal(*parse_mark(text[1:]))
     outcome, deltas, corrective = text.split("\n")
-    applied, noop, duplicate, stale, mark = (int(n) for n in outcome.split("\t"))
-    d = deltas.split("\t") if deltas else []
-    c = corrective.split("\t") if corrective else []
+    applied, noop, duplicate, stale = outcome.split("\t")
+    # Once per call: no comprehension where there is nothing to parse.
+    d = deltas.split("\t") if deltas else ()
+    c = corrective.split("\t") if corrective else ()
     return ApplyReply(
-        applied,
-        noop,
-        duplicate,
-        stale,
-        {d[i]: int(d[i + 1]) for i in range(0, len(d), 2)},
-        [(c[i], c[i + 1], int(c[i + 2])) for i in range(0, len(c), 3)],
-        mark,
+        int(applied),
+        int(noop),
+        int(duplicate),
+        int(stale),
+        {d[i]: int(d[i + 1]) for i in range(0, len(d), 2)} if d else {},
+        [(c[i], c[i + 1], int(c[i + 2])) for i in range(0, len(c), 3)] if c else [],
     )
 
 

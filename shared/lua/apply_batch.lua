@@ -6,17 +6,17 @@
 -- ARGV[1] partition; ARGV[2] the events, one line each: offset TAB user TAB reaction ("" = a
 -- clear) TAB client_ts ("" = none) NEWLINE. (One argument, not four per event: encoding
 -- thousands of arguments costs the client more than the whole script costs Redis.)
--- ARGV[3] the mark the caller expects: "count" (any writer) or "count:writer" (exactly the
--- call before, in the caller's own chain); ARGV[4] the caller's writer id.
--- Returns one string of three lines: "applied TAB noop TAB duplicate TAB stale TAB mark",
--- "reaction TAB delta ..." and "user TAB reaction TAB client_ts ...", where mark is the new
--- count of the slot's apply calls; or, having written nothing, "!" and the mark it found.
+-- ARGV[3] the mark the caller expects ("" when never written); ARGV[4] the mark the call
+-- leaves: one more call, and the caller's writer id ("count:writer").
+-- Returns one string of three lines: "applied TAB noop TAB duplicate TAB stale",
+-- "reaction TAB delta ..." and "user TAB reaction TAB client_ts ..."; or, having written
+-- nothing, "!" and the mark it found.
 --
--- The mark counts the apply calls executed on the slot's articles of this partition. A call
--- expecting another mark writes nothing: after a refused call, the same caller's next calls
--- on the slot are refused too (no chunk can apply past a chunk that did not, which would
--- move the fence past its events), and a Redis that went back in time refuses every call
--- until the caller has noticed (services/aggregator/marks.py).
+-- The mark counts the apply calls executed on the slot's articles of this partition, and
+-- names who made the last one. A call expecting another mark writes nothing: after a refused
+-- call, the same caller's next calls on the slot are refused too (no chunk can apply past a
+-- chunk that did not, which would move the fence past its events), and a Redis that went
+-- back in time refuses every call until the caller has noticed (services/aggregator/marks.py).
 -- The last line restates, after the whole chunk, the state of every reader one of whose events
 -- was ignored as stale: the caller appends it to the topic as a corrective record, so the
 -- compacted log's last record per (article, reader) stays the truth and a rebuild matches.
@@ -34,14 +34,8 @@ local counts, readers, marks = KEYS[1], KEYS[2], KEYS[3]
 local partition = ARGV[1]
 local find, sub, tonumber = string.find, string.sub, tonumber
 
-local mark = redis.call('HGET', marks, partition) or '0'
-local expected = ARGV[3]
-if mark ~= expected then
-  -- "count" alone accepts whichever writer made that count.
-  if find(expected, ':', 1, true) or string.match(mark, '^%d+') ~= expected then
-    return '!' .. mark
-  end
-end
+local mark = redis.call('HGET', marks, partition) or ''
+if mark ~= ARGV[3] then return '!' .. mark end
 
 -- The fence: events at or below the last applied offset of this partition were applied before
 -- (a replay after a crash, or a zombie consumer after a rebalance) and are skipped.
@@ -175,8 +169,7 @@ for _, reaction in ipairs(order) do
 end
 
 -- Last, so that a call that failed on the way cannot satisfy the next call's expectation.
-local count = tonumber(string.match(mark, '^%d+')) + 1
-redis.call('HSET', marks, partition, string.format('%d:%s', count, ARGV[4]))
+redis.call('HSET', marks, partition, ARGV[4])
 
 local corrective = {}
 for _, user in ipairs(restate_order) do
@@ -186,5 +179,5 @@ for _, user in ipairs(restate_order) do
   corrective[#corrective + 1] = sub(value, 1, sep - 1)
   corrective[#corrective + 1] = sub(value, sep + 1)
 end
-return string.format('%d\t%d\t%d\t%d\t%d\n', applied, noop, duplicate, stale, count)
+return string.format('%d\t%d\t%d\t%d\n', applied, noop, duplicate, stale)
   .. table.concat(deltas, '\t') .. '\n' .. table.concat(corrective, '\t')

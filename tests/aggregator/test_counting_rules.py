@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from deploy.stack import RedisServer
-from services.aggregator.scripts import ApplyReply, apply_event_line, apply_keys, parse_apply_reply
+from services.aggregator.scripts import (
+    ApplyReply,
+    apply_event_line,
+    apply_keys,
+    mark_text,
+    parse_apply_reply,
+)
 from shared.tallies import FENCE_FIELD, article_slot, counts_key, readers_key
 from tests.aggregator.model import ArticleModel, Event
 
@@ -111,9 +117,10 @@ class Harness:
             for offset, op, user, reaction, ts in events
         )
         mark = (article_slot(article), partition)
+        count = self.marks[mark]
         reply: str = self.script(
             keys=list(apply_keys(article)),
-            args=[partition, payload, str(self.marks[mark]), "harness"],
+            args=[partition, payload, mark_text(count, "harness"), f"{count + 1}:harness"],
         )
         self.marks[mark] += 1
         return reply

@@ -20,7 +20,7 @@ async def test_per_event_lua_moves_votes_like_the_apply_script(redis: Redis) -> 
         apply_event_line(offset, user, reaction, None)
         for offset, (user, reaction) in enumerate(VOTES)
     )
-    await apply(keys=list(apply_keys("real")), args=[0, lines, "0", "test"])
+    await apply(keys=list(apply_keys("real")), args=[0, lines, "", "1:test"])
 
     source = resources.files("bench").joinpath("baselines/per_event.lua").read_text()
     per_event = redis.register_script(source)

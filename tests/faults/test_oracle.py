@@ -145,8 +145,9 @@ async def test_model_matches_the_real_apply_script(
             )
             for i in chunk
         )
-        mark = parse_mark(await plain_redis.hget(keys[2], "0"))
-        await apply(keys=keys, args=[0, lines, str(mark), "test"])
+        mark = await plain_redis.hget(keys[2], "0") or ""
+        count, _ = parse_mark(mark)
+        await apply(keys=keys, args=[0, lines, mark, f"{count + 1}:test"])
     expected = model(_records(*reaction_events)).articles.get(article)
     actual = (await read_view(plain_redis, [article]))[article]
     if expected is None:
