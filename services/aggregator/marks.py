@@ -136,6 +136,10 @@ class ApplyMarks:
         )
         found: dict[int, list[int]] = {}
         for partition, (counts, writers) in read.items():
+            if counts == self._counts[partition] and writers == self._writers[partition]:
+                # Nothing moved (the usual answer): no slot-by-slot look.
+                self._uncertain = {c for c in self._uncertain if c >> SLOT_BITS != partition}
+                continue
             for slot, (count, writer) in enumerate(zip(counts, writers, strict=True)):
                 chain = chain_of(partition, slot)
                 if self._lost(chain, count, writer):
