@@ -106,26 +106,20 @@ class ApplyMarks:
         """The partitions whose marks are known."""
         return sorted(self._counts)
 
-    def known(self, partition: int, slot: int) -> tuple[int, str] | None:
-        """The known mark of one slot, as (count, writer); None when its partition is not known."""
-        if partition not in self._counts:
-            return None
-        return self._counts[partition][slot], self._writers[partition][slot]
-
     async def adopt(self, partitions: Iterable[int]) -> None:
         """Read every slot's mark of `partitions` and take them as known (on assignment,
         and when a replay starts)."""
         read = await self._read_partitions(sorted(set(partitions)))
         for partition, (counts, writers) in read.items():
             self._counts[partition], self._writers[partition] = counts, writers
-        self._uncertain = {c for c in self._uncertain if _split(c)[0] not in read}
+        self._uncertain = {c for c in self._uncertain if c >> SLOT_BITS not in read}
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget the marks of partitions given up (their next owner reads its own)."""
         for partition in partitions:
             self._counts.pop(partition, None)
             self._writers.pop(partition, None)
-        self._uncertain = {c for c in self._uncertain if _split(c)[0] in self._counts}
+        self._uncertain = {c for c in self._uncertain if c >> SLOT_BITS in self._counts}
 
     async def behind(self, partitions: Iterable[int] | None = None) -> dict[int, list[int]]:
         """The slots whose mark in Redis is behind the known one, per partition (default:
@@ -136,6 +130,8 @@ class ApplyMarks:
         )
         found: dict[int, list[int]] = {}
         for partition, (counts, writers) in read.items():
+            if partition not in self._counts:
+                continue  # given up meanwhile
             if counts == self._counts[partition] and writers == self._writers[partition]:
                 # Nothing moved (the usual answer): no slot-by-slot look.
                 self._uncertain = {c for c in self._uncertain if c >> SLOT_BITS != partition}
