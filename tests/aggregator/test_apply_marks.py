@@ -4,7 +4,9 @@ lost, another writer's calls are adopted, and replies lost in transit are read a
 
 The applier's round trip goes through one seam (`_send_applies`); `Seamed` uses it to make
 Redis refuse a call for real (the call is sent under a SHA Redis does not know, and Redis
-answers NOSCRIPT) or to drop the replies of calls Redis applied.
+answers NOSCRIPT) or to drop the replies of calls Redis applied. NOSCRIPT rather than OOM:
+Redis runs a pipeline's calls back to back, so memory freed from another connection cannot
+land between two of them, and an OOM that refuses the first call refuses the second too.
 """
 
 from __future__ import annotations
