@@ -8,6 +8,8 @@ Cluster. How the aggregator calls the scripts lives with it (`services/aggregato
 
 from __future__ import annotations
 
+import functools
+from binascii import crc_hqx
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -29,6 +31,41 @@ def counts_key(article_id: str) -> str:
 def readers_key(article_id: str) -> str:
     """Hash of reader -> current reaction (and the client_ts that set it)."""
     return f"rx:{{{article_id}}}:u"
+
+
+# Redis Cluster's hash slots; the apply marks keep one hash per slot on a single Redis too.
+SLOTS: Final = 16384
+
+
+def article_slot(article_id: str) -> int:
+    """The hash slot of an article's keys (their hash tag is the article id)."""
+    return crc_hqx(article_id.encode(), 0) % SLOTS
+
+
+def mark_key(slot: int) -> str:
+    """Hash of partition -> apply mark of the articles in `slot`; the key lives in that slot.
+
+    The mark counts the apply calls Redis executed on those articles (see
+    `services/aggregator/marks.py`). Being in the articles' slot, it may be read and
+    written by their apply script on Redis Cluster too.
+    """
+    return mark_keys()[slot]
+
+
+@functools.cache
+def mark_keys() -> tuple[str, ...]:
+    """`mark_key` of every slot, in slot order: `rx:mark:{m<n>}` with the first n whose tag
+    hashes to the slot (about 150,000 CRC16 computations, once per process)."""
+    tags: list[str | None] = [None] * SLOTS
+    missing, n = SLOTS, 0
+    while missing:
+        tag = f"m{n}"
+        slot = crc_hqx(tag.encode(), 0) % SLOTS
+        if tags[slot] is None:
+            tags[slot] = tag
+            missing -= 1
+        n += 1
+    return tuple(f"rx:mark:{{{tag}}}" for tag in tags)
 
 
 def position_key(topic: str, partition: int) -> str:

@@ -13,7 +13,13 @@ from redis.asyncio import Redis
 from bench.backlog import Workload, generate
 from bench.context import Context
 from bench.stats import Figure, Row, Target, paired_ratios
-from services.aggregator.scripts import MAX_EVENTS_PER_CALL, apply_event_line, apply_script
+from services.aggregator.scripts import (
+    MAX_EVENTS_PER_CALL,
+    apply_event_line,
+    apply_keys,
+    apply_script,
+    mark_text,
+)
 from shared.tallies import counts_key, readers_key
 
 MEMORY_DB = 2
@@ -31,14 +37,18 @@ async def load(redis_url: str, workload: Workload) -> int:
             by_article[event.article_id].append((offset, event.user_id, event.reaction))
         pipe = redis.pipeline(transaction=False)
         queued = 0
+        marks: dict[str, int] = defaultdict(int)  # each call names its slot's mark
         for article_id, events in by_article.items():
-            keys = [counts_key(article_id), readers_key(article_id)]
+            keys = apply_keys(article_id)
             for start in range(0, len(events), MAX_EVENTS_PER_CALL):
                 lines = "".join(
                     apply_event_line(offset, user, reaction, None)
                     for offset, user, reaction in events[start : start + MAX_EVENTS_PER_CALL]
                 )
-                await apply(keys=keys, args=[0, lines], client=pipe)
+                count = marks[keys[2]]
+                args: list[int | str] = [0, lines, mark_text(count, "bench"), f"{count + 1}:bench"]
+                await apply(keys=list(keys), args=args, client=pipe)
+                marks[keys[2]] += 1
                 queued += 1
                 if queued >= 200:
                     await pipe.execute()

@@ -8,7 +8,9 @@ command. Order inside one batch, and why:
    to the dead-letter topic (acknowledged before the position moves past them, so none is
    lost);
 2. one non-transactional pipeline with one fenced Lua call per article chunk — the fence
-   makes a retry of a half-applied pipeline, a replay or a zombie consumer harmless;
+   makes a replay or a zombie consumer harmless, and each call checks its slot's apply mark
+   (`marks.py`), so a refused chunk stops the article's next ones and a Redis that went back
+   in time refuses them all; a retry sends the calls that did not apply;
 3. corrective records for stale events, acknowledged by Kafka before the position moves;
 4. one more pipeline: resume positions (only now, so they never run ahead of the applies,
    and only if the Redis epoch marker is unchanged, so never onto an emptied Redis),
@@ -22,22 +24,24 @@ while N+1's events are applied (see `Aggregator.run`).
 
 from __future__ import annotations
 
-import asyncio
+import random
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 from services.aggregator import metrics
 from services.aggregator.decode import ArticleBatch, Batch, DecodedBatch, Decoder
+from services.aggregator.marks import ApplyMarks, Chain, chain_of
+from services.aggregator.produce import append_correctives, dead_letter
 from services.aggregator.retry import (
     APPLY,
     CORRECTIVE,
@@ -50,22 +54,25 @@ from services.aggregator.retry import (
 from services.aggregator.scripts import (
     MAX_EVENTS_PER_CALL,
     ApplyReply,
+    ScriptCall,
     apply_script,
     evalsha_command,
     evalsha_many,
-    parse_apply_reply,
     positions_script,
     run_pipelined,
+    send_applies,
     trend_script,
 )
-from shared.events import InvalidEvent, ReactionEvent, record_key
+from shared.events import ReactionEvent
 from shared.logs import get_logger
 from shared.tallies import (
     CHANGES_CHANNEL,
     TREND_BUCKET_SECONDS,
     TREND_TTL_SECONDS,
+    article_slot,
     counts_key,
     epoch_key,
+    mark_keys,
     position_key,
     readers_key,
     trend_key,
@@ -104,6 +111,17 @@ LIVE: Final = ApplyMode(dead_letters=True, correctives=True, trending=True, noti
 REBUILD: Final = ApplyMode(
     dead_letters=False, correctives=False, trending=False, notifications=False
 )
+
+
+@dataclass(slots=True)
+class ApplyCall:
+    """One apply call: a chunk of an article's events, and its reply once it applied."""
+
+    partition: int
+    chain: Chain  # its partition and its article's slot (marks.py)
+    keys: tuple[str, str, str]
+    payload: str
+    reply: ApplyReply | None = None
 
 
 @dataclass
@@ -148,14 +166,15 @@ class BatchApplier:
         self.retry = retry
         self.mode = mode
         self.decoder = Decoder(reactions, partitions)
-        self._apply = apply_script(redis)
+        self.marks = ApplyMarks(redis)
+        self._apply_script = apply_script(redis)
         self._trend = trend_script(redis)
         self._positions = positions_script(redis)
 
     async def load_scripts(self) -> None:
         """Load the Lua scripts so the pipelines can call them by SHA."""
         context = BatchContext(self.topic)
-        for script in (self._apply, self._trend, self._positions):
+        for script in (self._apply_script, self._trend, self._positions):
             load = partial(self.redis.script_load, script.script)
             await self.retry.run(load, SCRIPT_LOAD, context)
 
@@ -195,12 +214,16 @@ class BatchApplier:
         report = BatchReport(decoded.positions, context, articles=list(decoded.by_article))
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
-            await self.retry.run(lambda: self._dead_letter(dead), DEAD_LETTER, context)
-        replies = await self.retry.run(lambda: self._apply_articles(by_article), APPLY, context)
-        correctives = _fold_replies(report, by_article, replies)
+            dead_letters = partial(dead_letter, self.producer, self.dlq_topic, dead)
+            await self.retry.run(dead_letters, DEAD_LETTER, context)
+        calls = _apply_calls(by_article)
+        pending = [call for article in calls for call in article]
+        await self.retry.run(lambda: self._apply(pending), APPLY, context)
+        correctives = _fold_replies(report, by_article, [_merged(article) for article in calls])
         report.outcomes["dead_lettered"] = len(dead)
         if correctives and self.mode.correctives:
-            await self.retry.run(lambda: self._append_correctives(correctives), CORRECTIVE, context)
+            append = partial(append_correctives, self.producer, self.topic, correctives)
+            await self.retry.run(append, CORRECTIVE, context)
             report.correctives = len(correctives)
 
         applied_at = time.time()
@@ -229,70 +252,40 @@ class BatchApplier:
         for start in range(0, len(keys), 1000):
             await self.redis.delete(*keys[start : start + 1000])
 
-    async def _apply_articles(self, by_article: dict[str, ArticleBatch]) -> list[ApplyReply]:
-        """One round trip, one fenced EVALSHA per article chunk; replies merged per article."""
-        calls: list[tuple[tuple[str, str], tuple[int, str]]] = []
-        chunks: list[int] = []
-        step = MAX_EVENTS_PER_CALL
-        for article_id, article in by_article.items():
-            keys = (counts_key(article_id), readers_key(article_id))
-            lines = article.lines
-            for start in range(0, len(lines), step):
-                calls.append((keys, (article.partition, "".join(lines[start : start + step]))))
-            chunks.append((len(lines) + step - 1) // step)
-        try:
-            replies = await evalsha_many(self.redis, self._apply.sha, calls)
-        except NoScriptError:
-            await self.redis.script_load(self._apply.script)  # Redis restarted empty
-            raise
-        merged: list[ApplyReply] = []
-        i = 0
-        for n in chunks:
-            first = parse_apply_reply(replies[i])
-            for extra in replies[i + 1 : i + n]:
-                first.merge(parse_apply_reply(extra))
-            merged.append(first)
-            i += n
-        return merged
+    async def forget_positions(self, partitions: list[int]) -> None:
+        """Delete the stored positions of `partitions`: they are resumed from the start."""
+        if partitions:
+            await self.redis.delete(*(position_key(self.topic, p) for p in partitions))
 
-    async def _dead_letter(self, dead: list[tuple[ConsumerRecord, InvalidEvent]]) -> None:
-        sends = []
-        for record, exc in dead:
-            log.warning(
-                "dead_letter",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                reason=exc.reason,
-                detail=exc.detail[:200],
-            )
-            headers = [
-                *(record.headers or ()),
-                ("reason", exc.reason.encode()),
-                ("detail", exc.detail[:1000].encode()),
-                ("source_topic", record.topic.encode()),
-                ("source_partition", str(record.partition).encode()),
-                ("source_offset", str(record.offset).encode()),
-            ]
-            sends.append(
-                await self.producer.send(
-                    self.dlq_topic, record.value, key=record.key, headers=headers
-                )
-            )
-        await asyncio.gather(*sends)
-
-    async def _append_correctives(self, correctives: list[tuple[int, ReactionEvent]]) -> None:
-        sends = [
-            await self.producer.send(
-                self.topic,
-                event.encode(),
-                key=record_key(event.article_id, event.user_id),
-                partition=partition,
-                headers=[("origin", b"corrective")],
-            )
-            for partition, event in correctives
+    async def _apply(self, calls: list[ApplyCall]) -> None:
+        """One round trip with every call that has not applied yet, in order; each checks
+        the apply mark of its slot and partition (`marks.py`)."""
+        pending = [call for call in calls if call.reply is None]
+        chains = [call.chain for call in pending]
+        await self.marks.prepare(chains)
+        # A writer id per round trip: a later call of it can only follow the call before it
+        # in this same round trip, never a stray one of an earlier round trip.
+        writer = f"{random.getrandbits(32):08x}"
+        expected, leaves = self.marks.expectations(chains, writer)
+        args = [
+            (call.keys, (call.partition, call.payload, before, after))
+            for call, before, after in zip(pending, expected, leaves, strict=True)
         ]
-        await asyncio.gather(*sends)
+        outcomes = await self._send_applies(args, chains)
+        replies, error = self.marks.record(chains, outcomes, writer)
+        for call, reply in zip(pending, replies, strict=True):
+            call.reply = reply
+        if isinstance(error, NoScriptError):
+            await self.redis.script_load(self._apply_script.script)  # Redis restarted empty
+        if error is not None:
+            raise error
+
+    async def _send_applies(
+        self, calls: Sequence[ScriptCall], chains: Sequence[Chain]
+    ) -> list[Any]:
+        """The round trip itself (`send_applies`); tests replace it to make Redis refuse or
+        lose a call."""
+        return await send_applies(self.redis, self._apply_script.sha, calls, chains)
 
     async def _finish(self, report: BatchReport, epoch: bytes | str | None) -> None:
         """Positions first (the applies are done), then trending, then one notification.
@@ -348,6 +341,32 @@ class BatchApplier:
             return ("MSET", *(item for pair in positions.items() for item in pair))
         keys = (epoch_key(self.topic), *positions)
         return evalsha_command(self._positions.sha, keys, (epoch, *positions.values()))
+
+
+def _apply_calls(by_article: dict[str, ArticleBatch]) -> list[list[ApplyCall]]:
+    """The calls of each article: its events in chunks of at most MAX_EVENTS_PER_CALL."""
+    step, marks = MAX_EVENTS_PER_CALL, mark_keys()
+    calls = []
+    for article_id, article in by_article.items():
+        slot, lines, partition = article_slot(article_id), article.lines, article.partition
+        keys = (counts_key(article_id), readers_key(article_id), marks[slot])
+        chain = chain_of(partition, slot)
+        if len(lines) <= step:  # most articles: one call
+            calls.append([ApplyCall(partition, chain, keys, "".join(lines))])
+            continue
+        chunks = [lines[start : start + step] for start in range(0, len(lines), step)]
+        calls.append([ApplyCall(partition, chain, keys, "".join(chunk)) for chunk in chunks])
+    return calls
+
+
+def _merged(calls: list[ApplyCall]) -> ApplyReply:
+    """The replies of an article's calls, all applied, as one."""
+    first = calls[0].reply
+    assert first is not None
+    for call in calls[1:]:
+        assert call.reply is not None
+        first.merge(call.reply)
+    return first
 
 
 def _fold_replies(

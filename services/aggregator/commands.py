@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from services.aggregator.applier import REBUILD, BatchApplier
 from services.aggregator.config import AggregatorSettings
+from services.aggregator.marks import RedisRolledBack
 from services.aggregator.retry import RetryPolicy
 from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_user_id
 from shared.kafka import ensure_topics, new_producer
@@ -117,7 +118,12 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
                         remaining.discard(tp)
                 if not batch:
                     continue
-                report = await applier.apply(batch)
+                try:
+                    report = await applier.apply(batch)
+                except RedisRolledBack as exc:
+                    raise CommandError(
+                        f"Redis went back in time during the rebuild ({exc}); run it again"
+                    ) from exc
                 for outcome, n in report.outcomes.items():
                     outcomes[outcome] = outcomes.get(outcome, 0) + n
                 # Compaction leaves offset gaps: progress counts offsets, not records.

@@ -16,19 +16,22 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
-from services.aggregator import metrics
+from services.aggregator import metrics, recovery
 from services.aggregator.applier import LIVE, BatchApplier, BatchReport, RedisLostData
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.decode import DecodedBatch
+from services.aggregator.marks import RedisRolledBack
 from services.aggregator.retry import (
     EPOCH,
     FORGET,
+    MARKS,
     POSITION,
     BatchAbandoned,
     BatchContext,
     RetryPolicy,
     error_fields,
 )
+from services.aggregator.watch import Identity, redis_identity, watch_identity
 from shared.kafka import new_producer
 from shared.logs import get_logger
 from shared.tallies import position_key
@@ -59,6 +62,7 @@ class ResumeFromRedis(ConsumerRebalanceListener):  # type: ignore[misc]
             # The last batch's positions and commit too. (Had it found Redis emptied, the
             # next owners replay: they find no position but a committed offset.)
             await self.aggregator.settle_tail(replay=False)
+            await recovery.release_marks(self.aggregator, revoked)
             self.aggregator.generation += 1
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
@@ -94,12 +98,17 @@ class Aggregator:
         self.generation = 0
         # The last batch's step 4 and commit, running while the next batch is applied.
         self.tail: asyncio.Task[None] | None = None
+        # Who the Redis masters were when the member started (see watch.py).
+        self.masters: Identity = frozenset()
 
     async def start(self) -> None:
         """Start the producer (dead letters, correctives) and join the consumer group."""
         await self.producer.start()
         await self.applier.load_scripts()
-        await self.retry.run(self.applier.check_epoch, EPOCH, BatchContext(self.settings.topic))
+        context = BatchContext(self.settings.topic)
+        await self.retry.run(self.applier.check_epoch, EPOCH, context)
+        # Before any partition's marks are read: a change after this is seen by the watch.
+        self.masters = await self.retry.run(partial(redis_identity, self.redis), MARKS, context)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.group_id,
@@ -120,23 +129,6 @@ class Aggregator:
             await consumer.stop()
         await self.producer.stop()  # aiokafka's stop does nothing the second time
 
-    async def replay_after_loss(self, reason: RedisLostData) -> None:
-        """Replay every assigned partition from the start; fences skip what survived."""
-        assigned = list(self.consumer.assignment())
-        metrics.REPLAYS.inc(len(assigned))
-        log.warning(
-            "redis_lost_data_replaying",
-            reason=str(reason),
-            partitions=sorted(tp.partition for tp in assigned),
-        )
-        self.consumer.pause(*assigned)
-        try:
-            for tp in assigned:
-                await self.consumer.seek_to_beginning(tp)
-        finally:
-            self.generation += 1
-            self.consumer.resume(*assigned)
-
     async def seek_to_resume_positions(self, assigned: list[TopicPartition]) -> None:
         """Seek each assigned partition to its Redis position, or replay it from the start."""
         # Paused while seeking, so no batch is fetched from a position about to be replaced;
@@ -144,6 +136,11 @@ class Aggregator:
         # the Redis position, which never passes an unapplied batch.
         self.consumer.pause(*assigned)
         try:
+            # The marks first: a Redis that goes back in time after they are read is noticed
+            # (had they been read after the positions, it could go back in between unseen).
+            partitions = [tp.partition for tp in assigned]
+            context = BatchContext(self.settings.topic, tuple(sorted(partitions)))
+            await self.retry.run(partial(self.applier.marks.adopt, partitions), MARKS, context)
             for tp in assigned:
                 await self._seek_to_resume_position(tp)
         finally:
@@ -181,6 +178,8 @@ class Aggregator:
         N's. The applies themselves reach Redis one batch at a time, in order.
         """
         watch = asyncio.create_task(self._forward_stop(stop))
+        check = partial(recovery.check_marks, self)
+        masters = asyncio.create_task(watch_identity(self.redis, self.masters, check))
         in_flight: asyncio.Task[bool] | None = None
         try:
             while not stop.is_set():
@@ -200,6 +199,7 @@ class Aggregator:
                 await in_flight
         finally:
             watch.cancel()
+            masters.cancel()
             async with self.batch_lock:
                 await self.settle_tail(replay=False)
 
@@ -261,6 +261,10 @@ class Aggregator:
             except BatchAbandoned as exc:
                 exc.log()
                 return False
+            except RedisRolledBack as exc:
+                # No call of this batch landed on the slots that went back (their marks
+                # refuse them): the replay reads the batch again.
+                return await recovery.replay_after_rollback(self, exc, decoded, epoch)
             # This batch's positions may only follow the previous batch's.
             if not await self.settle_tail():
                 return False
@@ -289,7 +293,7 @@ class Aggregator:
             return False
         except RedisLostData as exc:
             if replay:
-                await self.replay_after_loss(exc)
+                await recovery.replay_from_start(self, exc)
         return True
 
     async def _finish_batch(self, report: BatchReport, epoch: bytes | str | None) -> None:

@@ -40,8 +40,9 @@ CONSUMER_LAG: Final = Gauge(
 )
 REPLAYS: Final = Counter(
     "reactions_aggregator_replays_total",
-    "Partitions replayed from the earliest offset because Redis lost the resume position "
-    "while Kafka still had a committed offset for the group.",
+    "Partitions replayed from the earliest offset because Redis lost data: the resume "
+    "position was missing while Kafka had a committed offset for the group, or a running "
+    "aggregator found Redis emptied or gone back in time.",
 )
 RETRIES: Final = Counter(
     "reactions_aggregator_retries_total",

@@ -51,6 +51,7 @@ APPLY: Final = Step("apply", Dependency.REDIS)
 CORRECTIVE: Final = Step("corrective", Dependency.KAFKA)
 FINISH: Final = Step("finish", Dependency.REDIS)
 FORGET: Final = Step("forget", Dependency.REDIS)
+MARKS: Final = Step("marks", Dependency.REDIS)
 
 
 @dataclass(frozen=True, slots=True)

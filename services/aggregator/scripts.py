@@ -4,7 +4,8 @@ replies, and the pipelines that carry many calls in one round trip."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import sys
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, cast
@@ -12,13 +13,23 @@ from typing import Any, Final, cast
 import hiredis
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.tallies import article_slot, counts_key, mark_key, readers_key
 
 # Events per apply call: bounded, because a Lua script blocks Redis while it runs and
 # cannot be killed once it has written.
 MAX_EVENTS_PER_CALL: Final = 500
+# What a lost connection raises: the replies not read yet are unknown.
+LOST_CONNECTION: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 # On Redis Cluster, how many script calls are in flight at once (its pipelines refuse scripts).
 CLUSTER_SCRIPT_CONCURRENCY: Final = 64  # well under the client pool (100 per node)
+
+
+# One script call: its keys and its arguments.
+ScriptCall = tuple[Sequence[str], Sequence[str | int]]
 
 
 def _script(redis: Redis, name: str) -> AsyncScript:
@@ -49,6 +60,11 @@ def apply_event_line(offset: int, user_id: str, reaction: str | None, client_ts:
     return f"{offset}\t{user_id}\t{reaction or ''}\t{'' if client_ts is None else client_ts}\n"
 
 
+def apply_keys(article_id: str) -> tuple[str, str, str]:
+    """The keys of an article's apply call: counts, readers and its slot's apply marks."""
+    return counts_key(article_id), readers_key(article_id), mark_key(article_slot(article_id))
+
+
 @dataclass(slots=True)
 class ApplyReply:
     """What one apply call did: outcome counts, net count deltas, readers to restate."""
@@ -74,26 +90,49 @@ class ApplyReply:
         self.correctives = kept + other.correctives
 
 
-def parse_apply_reply(raw: bytes | str) -> ApplyReply:
-    """Decode the apply script's reply (three tab-separated lines)."""
+@dataclass(frozen=True, slots=True)
+class MarkRefusal:
+    """The apply script wrote nothing: the slot's mark was this one, not the one expected."""
+
+    count: int
+    writer: str
+
+
+def parse_mark(raw: bytes | str | None) -> tuple[int, str]:
+    """A stored apply mark, "count:writer", as (count, writer); (0, "") when never written."""
+    if not raw:
+        return 0, ""
     text = raw.decode() if isinstance(raw, bytes) else raw
+    count, _, writer = text.partition(":")
+    return int(count), sys.intern(writer)  # one writer id per round trip: shared
+
+
+def mark_text(count: int, writer: str) -> str:
+    """An apply mark as stored ("" when never written)."""
+    return f"{count}:{writer}" if count else ""
+
+
+def parse_apply_reply(raw: bytes | str) -> ApplyReply | MarkRefusal:
+    """Decode the apply script's reply (three tab-separated lines, or a refusal)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if text.startswith("!"):
+        return MarkRefusal(*parse_mark(text[1:]))
     outcome, deltas, corrective = text.split("\n")
-    applied, noop, duplicate, stale = (int(n) for n in outcome.split("\t"))
-    d = deltas.split("\t") if deltas else []
-    c = corrective.split("\t") if corrective else []
+    applied, noop, duplicate, stale = outcome.split("\t")
+    # Once per call: no comprehension where there is nothing to parse.
+    d = deltas.split("\t") if deltas else ()
+    c = corrective.split("\t") if corrective else ()
     return ApplyReply(
-        applied,
-        noop,
-        duplicate,
-        stale,
-        {d[i]: int(d[i + 1]) for i in range(0, len(d), 2)},
-        [(c[i], c[i + 1], int(c[i + 2])) for i in range(0, len(c), 3)],
+        int(applied),
+        int(noop),
+        int(duplicate),
+        int(stale),
+        {d[i]: int(d[i + 1]) for i in range(0, len(d), 2)} if d else {},
+        [(c[i], c[i + 1], int(c[i + 2])) for i in range(0, len(c), 3)] if c else [],
     )
 
 
-async def evalsha_many(
-    redis: Redis, sha: str, calls: Sequence[tuple[Sequence[str], Sequence[str | int]]]
-) -> list[Any]:
+async def evalsha_many(redis: Redis, sha: str, calls: Sequence[ScriptCall]) -> list[Any]:
     """Run many EVALSHA calls in one round trip; their replies in order.
 
     On Redis, one non-transactional pipeline, which runs the calls in the order given. Redis
@@ -121,6 +160,45 @@ async def evalsha_many(
     return replies
 
 
+async def send_applies(
+    redis: Redis,
+    sha: str,
+    calls: Sequence[ScriptCall],
+    chains: Sequence[Hashable],
+) -> list[Any]:
+    """Run apply calls in one round trip; per call its reply, its error or None.
+
+    `chains[i]` names the chain of call i (its slot and partition): the calls of a chain
+    run in the order given, each expecting the mark the one before left. The outcome of a
+    call is its reply, the ResponseError Redis answered, the connection error that left it
+    unknown, or None when it was not sent (on Redis Cluster a chain stops at its first call
+    that did not apply: the later ones would be refused).
+    """
+    if not isinstance(redis, RedisCluster):
+        commands = [evalsha_command(sha, keys, args) for keys, args in calls]
+        return await pipeline_outcomes(redis, commands)
+    outcomes: list[Any] = [None] * len(calls)
+    by_chain: dict[Hashable, list[int]] = {}
+    for i, chain in enumerate(chains):
+        by_chain.setdefault(chain, []).append(i)
+    slots = asyncio.Semaphore(CLUSTER_SCRIPT_CONCURRENCY)
+
+    async def in_order(indexes: list[int]) -> None:
+        async with slots:
+            for i in indexes:
+                keys, args = calls[i]
+                try:
+                    outcomes[i] = reply = await redis.evalsha(sha, len(keys), *keys, *args)
+                except (RedisError, OSError) as exc:
+                    outcomes[i] = exc
+                    return
+                if reply[:1] in (b"!", "!"):
+                    return
+
+    await asyncio.gather(*(in_order(indexes) for indexes in by_chain.values()))
+    return outcomes
+
+
 def evalsha_command(
     sha: str, keys: Sequence[str], args: Sequence[str | int | bytes]
 ) -> tuple[str | int | bytes, ...]:
@@ -134,27 +212,42 @@ async def run_pipelined(
     """A non-transactional pipeline of `commands`, packed by hiredis; the replies in order.
 
     What redis-py's own pipeline does, minus its pure-Python encoder: packing thousands of
-    EVALSHA calls cost the aggregator more CPU than decoding the events. Raises the first
-    error reply after reading every reply, as a pipeline does.
+    EVALSHA calls cost the aggregator more CPU than decoding the events. Raises a connection
+    error as it comes, else the first error reply after reading every reply.
     """
+    replies = await pipeline_outcomes(redis, commands)
+    for reply in replies:
+        if isinstance(reply, LOST_CONNECTION):
+            raise reply
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
+
+
+async def pipeline_outcomes(
+    redis: Redis, commands: Sequence[tuple[str | int | bytes, ...]]
+) -> list[Any]:
+    """`run_pipelined`, but every outcome in order: a reply, or the ResponseError Redis
+    answered, or, for every reply not read when the connection failed, that error."""
     packed = b"".join(hiredis.pack_command(cast(Any, command)) for command in commands)
     pool = redis.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    replies: list[Any] = []
     try:
         await connection.send_packed_command(packed, check_health=False)
-        replies: list[Any] = []
         for _ in commands:
             try:
                 replies.append(await connection.read_response())
             except ResponseError as exc:
                 replies.append(exc)
-    except BaseException:
+    except LOST_CONNECTION as exc:
         # The replies left unread would be taken for the next command's.
+        await connection.disconnect()
+        replies += [exc] * (len(commands) - len(replies))
+    except BaseException:
         await connection.disconnect()
         raise
     finally:
         await pool.release(connection)
-    for reply in replies:
-        if isinstance(reply, ResponseError):
-            raise reply
     return replies

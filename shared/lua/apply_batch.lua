@@ -2,11 +2,21 @@
 -- Apply one chunk of one article's events, in partition order, exactly once.
 -- KEYS[1] counts hash  {reaction -> count, "@fence" -> "partition:offset"}
 -- KEYS[2] readers hash {user -> "reaction" | "reaction|client_ts" | "|client_ts"}
+-- KEYS[3] the apply marks of the article's hash slot {partition -> "count:writer"}
 -- ARGV[1] partition; ARGV[2] the events, one line each: offset TAB user TAB reaction ("" = a
 -- clear) TAB client_ts ("" = none) NEWLINE. (One argument, not four per event: encoding
 -- thousands of arguments costs the client more than the whole script costs Redis.)
+-- ARGV[3] the mark the caller expects ("" when never written); ARGV[4] the mark the call
+-- leaves: one more call, and the caller's writer id ("count:writer").
 -- Returns one string of three lines: "applied TAB noop TAB duplicate TAB stale",
--- "reaction TAB delta ..." and "user TAB reaction TAB client_ts ...".
+-- "reaction TAB delta ..." and "user TAB reaction TAB client_ts ..."; or, having written
+-- nothing, "!" and the mark it found.
+--
+-- The mark counts the apply calls executed on the slot's articles of this partition, and
+-- names who made the last one. A call expecting another mark writes nothing: after a refused
+-- call, the same caller's next calls on the slot are refused too (no chunk can apply past a
+-- chunk that did not, which would move the fence past its events), and a Redis that went
+-- back in time refuses every call until the caller has noticed (services/aggregator/marks.py).
 -- The last line restates, after the whole chunk, the state of every reader one of whose events
 -- was ignored as stale: the caller appends it to the topic as a corrective record, so the
 -- compacted log's last record per (article, reader) stays the truth and a rebuild matches.
@@ -20,9 +30,12 @@
 --
 -- This runs for every event Redis applies, so it is written for the Lua interpreter: events
 -- in parallel arrays rather than a table each, no helper functions, one HMGET and one HSET.
-local counts, readers = KEYS[1], KEYS[2]
+local counts, readers, marks = KEYS[1], KEYS[2], KEYS[3]
 local partition = ARGV[1]
 local find, sub, tonumber = string.find, string.sub, tonumber
+
+local mark = redis.call('HGET', marks, partition) or ''
+if mark ~= ARGV[3] then return '!' .. mark end
 
 -- The fence: events at or below the last applied offset of this partition were applied before
 -- (a replay after a crash, or a zombie consumer after a rebalance) and are skipped.
@@ -154,6 +167,9 @@ for _, reaction in ipairs(order) do
     end
   end
 end
+
+-- Last, so that a call that failed on the way cannot satisfy the next call's expectation.
+redis.call('HSET', marks, partition, ARGV[4])
 
 local corrective = {}
 for _, user in ipairs(restate_order) do

@@ -11,10 +11,11 @@ from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
 from services.aggregator.applier import REBUILD, BatchApplier, RedisLostData
+from services.aggregator.marks import RedisRolledBack
 from services.aggregator.retry import RetryPolicy
 from services.aggregator.scripts import MAX_EVENTS_PER_CALL
 from shared.events import ReactionEvent, partition_for
-from shared.tallies import epoch_key, position_key, readers_key
+from shared.tallies import article_slot, epoch_key, position_key, readers_key
 from tests.aggregator.view import counts
 
 PARTITIONS = 4
@@ -70,8 +71,10 @@ async def test_an_article_spanning_several_calls_is_counted_once(redis: Redis) -
 
 async def test_a_batch_applied_onto_a_wiped_redis_records_no_position(redis: Redis) -> None:
     topic = "applier-epoch-test"
-    article = "story"
+    article, fresh = "story", "fresh-0"
     partition = partition_for(article, PARTITIONS)
+    assert partition_for(fresh, PARTITIONS) == partition
+    assert article_slot(fresh) != article_slot(article)
     tp = TopicPartition(topic, partition)
     applier = new_applier(redis, topic)
     await applier.load_scripts()
@@ -80,20 +83,29 @@ async def test_a_batch_applied_onto_a_wiped_redis_records_no_position(redis: Red
     await applier.apply({tp: records(topic, first, partition)})
     epoch = await redis.get(epoch_key(topic))
 
-    # Redis loses everything between two batches, on a connection that stays up (FLUSHALL),
-    # and so the next batch's applies land on the empty Redis: their fences would hide the
-    # first ten events from the replay, unless the batch is taken back.
+    # Redis loses everything between two batches, on a connection that stays up (FLUSHALL).
+    # A call on a slot the applier never wrote expects its mark at zero and so lands on the
+    # empty Redis: its fence would hide the article's earlier events (had it any) from the
+    # replay, unless the batch is taken back when the epoch check refuses its positions.
     await redis.flushall()
     await applier.load_scripts()
-    second = [ReactionEvent.new("set", article, f"v{i}", "wow") for i in range(5)]
+    second = [ReactionEvent.new("set", fresh, f"v{i}", "wow") for i in range(5)]
     with pytest.raises(RedisLostData):
         await applier.apply({tp: records(topic, second, partition, first=10)})
     assert await redis.get(position_key(topic, partition)) is None
-    assert await counts(redis, article) == {}
-    assert await redis.exists(readers_key(article)) == 0
+    assert await counts(redis, fresh) == {}
+    assert await redis.exists(readers_key(fresh)) == 0
     assert await redis.get(epoch_key(topic)) not in (None, epoch)
+    # A call on a slot written before is refused outright: its mark went back to zero.
+    third = [ReactionEvent.new("set", article, "w", "wow")]
+    with pytest.raises(RedisRolledBack):
+        await applier.apply({tp: records(topic, third, partition, first=15)})
+    assert await counts(redis, article) == {}
 
-    # The replay from the start (what the member does next) ends in the exact counts.
-    await applier.apply({tp: records(topic, first + second, partition)})
-    assert await counts(redis, article) == {"love": 10, "wow": 5}
-    assert await redis.get(position_key(topic, partition)) == "15"
+    # The replay from the start (what the member does next, the marks read anew) ends in
+    # the exact counts.
+    await applier.marks.adopt([partition])
+    await applier.apply({tp: records(topic, first + second + third, partition)})
+    assert await counts(redis, article) == {"love": 10, "wow": 1}
+    assert await counts(redis, fresh) == {"wow": 5}
+    assert await redis.get(position_key(topic, partition)) == "16"

@@ -20,8 +20,14 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from deploy.local.redis import RedisServer
-from services.aggregator.scripts import apply_event_line, parse_apply_reply
-from shared.tallies import FENCE_FIELD, counts_key, readers_key
+from services.aggregator.scripts import (
+    ApplyReply,
+    apply_event_line,
+    apply_keys,
+    mark_text,
+    parse_apply_reply,
+)
+from shared.tallies import FENCE_FIELD, article_slot, counts_key, readers_key
 from tests.aggregator.model import ArticleModel, Event
 
 ARTICLES = ("a0", "a1", "a2", "a3")
@@ -71,6 +77,8 @@ class Harness:
         self.position = dict.fromkeys(range(PARTITIONS), 0)
         self.models: dict[str, ArticleModel] = defaultdict(ArticleModel)
         self.correctives = 0
+        # The apply mark of each (slot, partition): every call names the one it expects.
+        self.marks: dict[tuple[int, int], int] = defaultdict(int)
 
     def deliver(
         self, partition: int, start: int, end: int, chunk: int, *, append: bool = True
@@ -85,6 +93,7 @@ class Harness:
             for i in range(0, len(events), chunk):
                 part = events[i : i + chunk]
                 got = parse_apply_reply(self.call(article, partition, part))
+                assert isinstance(got, ApplyReply), got
                 want = self.models[article].apply(partition, part)
                 assert (got.applied, got.noop, got.duplicate, got.stale) == (
                     want.applied,
@@ -107,9 +116,13 @@ class Harness:
             apply_event_line(offset, user, reaction if op == "s" else None, ts)
             for offset, op, user, reaction, ts in events
         )
+        mark = (article_slot(article), partition)
+        count = self.marks[mark]
         reply: str = self.script(
-            keys=[counts_key(article), readers_key(article)], args=[partition, payload]
+            keys=list(apply_keys(article)),
+            args=[partition, payload, mark_text(count, "harness"), f"{count + 1}:harness"],
         )
+        self.marks[mark] += 1
         return reply
 
     def drain(self) -> None:

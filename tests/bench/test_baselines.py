@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from bench.wrk import run_wrk
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT
-from services.aggregator.scripts import apply_event_line, apply_script
+from services.aggregator.scripts import apply_event_line, apply_keys, apply_script
 from services.ingest.tokens import minted, write_tokens
 from shared.tallies import counts_key, readers_key
 from tests.support import ServiceFactory, metric_sum
@@ -27,7 +27,7 @@ async def test_per_event_lua_moves_votes_like_the_apply_script(redis: Redis) -> 
         apply_event_line(offset, user, reaction, None)
         for offset, (user, reaction) in enumerate(VOTES)
     )
-    await apply(keys=[counts_key("real"), readers_key("real")], args=[0, lines])
+    await apply(keys=list(apply_keys("real")), args=[0, lines, "", "1:test"])
 
     source = resources.files("bench").joinpath("baselines/per_event.lua").read_text()
     per_event = redis.register_script(source)

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from deploy.local.redis import RedisServer
-from services.aggregator.scripts import apply_event_line, apply_script
+from services.aggregator.scripts import apply_event_line, apply_keys, apply_script, parse_mark
 from shared.events import ReactionEvent, partition_for
-from shared.tallies import counts_key, readers_key
+from shared.tallies import counts_key
 from tests.faults.harness import assert_oracle, model, read_view
 from tests.faults.rig import Rig
 from tests.faults.traffic import Outcome, wait_for_outcomes
@@ -127,7 +127,7 @@ async def test_model_matches_the_real_apply_script(
         for op, user, reaction, ts in events
     ]
     apply = apply_script(plain_redis)
-    keys = [counts_key(article), readers_key(article)]
+    keys = list(apply_keys(article))
     # Two calls, the second overlapping the first: a replay must change nothing.
     for chunk in (range(min(split, len(events))), range(len(events))):
         lines = "".join(
@@ -139,7 +139,9 @@ async def test_model_matches_the_real_apply_script(
             )
             for i in chunk
         )
-        await apply(keys=keys, args=[0, lines])
+        mark = await plain_redis.hget(keys[2], "0") or ""
+        count, _ = parse_mark(mark)
+        await apply(keys=keys, args=[0, lines, mark, f"{count + 1}:test"])
     expected = model(_records(*reaction_events)).articles.get(article)
     actual = (await read_view(plain_redis, [article]))[article]
     if expected is None:

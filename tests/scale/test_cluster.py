@@ -5,7 +5,10 @@ aggregator processes. Every test ends with the fault suite's oracle."""
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,12 +18,13 @@ from redis.asyncio import RedisCluster
 
 from deploy.local.client import MintedTokens, VoteClient
 from deploy.local.process import free_port
-from deploy.local.redis import redis_cli
+from deploy.local.redis import RedisServer, redis_cli
 from deploy.local.services import UNLIMITED_RATES
 from deploy.local.stack import ClusterPorts, ClusterStack
-from tests.faults.harness import assert_oracle
+from shared.tallies import counts_key, position_key
+from tests.faults.harness import assert_oracle, positions
 from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
-from tests.support import eventually
+from tests.support import end_offsets, eventually, metric
 
 TOPIC = "reactions"
 ENV = {
@@ -169,3 +173,94 @@ async def test_a_redis_master_lost_is_restored_by_replay(
         await asyncio.to_thread(aggregator.start)
     await oracle(cluster, redis, traffic.outcomes)
     await asyncio.to_thread(master.start)
+
+
+def _replica_of(cluster: ClusterStack, master: RedisServer) -> RedisServer:
+    """The node replicating `master` right now."""
+    info = redis_cli(master.port, "INFO", "replication")
+    port = int(re.search(r"slave0:ip=[^,]+,port=(\d+)", info).group(1))  # type: ignore[union-attr]
+    return next(node for node in cluster.redis.nodes if node.port == port)
+
+
+async def _replays(cluster: ClusterStack) -> float:
+    running = [a for a in cluster.service("aggregator") if a.process.pid() is not None]
+    return sum([await metric(a.url, "reactions_aggregator_replays_total") for a in running])
+
+
+@pytest.mark.cluster_full
+async def test_a_master_failing_over_to_a_lagging_replica_is_caught_and_replayed(
+    cluster: ClusterStack, redis: RedisCluster
+) -> None:
+    """One master of the cluster, not the one holding the positions, fails over to a replica
+    that missed its last writes. The aggregators keep running: they must notice (the
+    positions elsewhere are past the lost applies) and replay what that master lost."""
+    ingest = cluster.service("ingest")[0]
+    await redis.ping()
+    keep = {cluster.redis.nodes[0].port, redis.get_node_from_key(position_key(TOPIC, 0)).port}
+    master = next(m for m in cluster.redis.masters() if m.port not in keep)
+    replica = _replica_of(cluster, master)
+    on_master = {
+        f"lag-{i}"
+        for i in range(200)
+        if redis.get_node_from_key(counts_key(f"lag-{i}")).port == master.port
+    }
+    replays = await _replays(cluster)
+
+    async def lost_votes(since: float) -> int:
+        voted = Counter(
+            o.article_id
+            for o in traffic.outcomes
+            if o.accepted and o.started >= since and o.article_id in on_master
+        )
+        return max(voted.values(), default=0)
+
+    async with Traffic(ingest.url, seed=6, prefix="lag") as traffic:
+        await wait_for_outcomes(traffic, 300)
+        # The replica stops, then its link is cut: what the master writes from now on never
+        # reaches it (until then, the bytes in the link's buffers still would).
+        replica.process.signal(signal.SIGSTOP)
+        try:
+            assert redis_cli(master.port, "CLIENT", "KILL", "TYPE", "replica").strip() == "1"
+            # The master goes on alone: 50 votes on one of its articles, and five more
+            # batches, all applied (the positions, on another master, passed them).
+            stopped = time.monotonic()
+            await eventually(lambda: lost_votes(stopped), lambda n: n >= 50, timeout=120)
+            ends = await end_offsets(cluster.kafka.bootstrap, TOPIC)
+            await eventually(
+                lambda: positions(redis, TOPIC, len(ends)),
+                lambda now: all(now.get(p, 0) >= end for p, end in ends.items() if end),
+                timeout=120,
+                what="the aggregators to apply those votes",
+            )
+            for _ in range(5):
+                before = await positions(redis, TOPIC, len(ends))
+                await eventually(
+                    lambda: positions(redis, TOPIC, len(ends)),
+                    lambda now, before=before: any(now[p] > before.get(p, -1) for p in now),
+                    timeout=60,
+                    what="another batch",
+                )
+            master.kill()
+        finally:
+            replica.process.signal(signal.SIGCONT)
+        # The replica takes the master's place without it (its data is older).
+        await eventually(
+            lambda: asyncio.to_thread(_take_over, replica),
+            bool,
+            timeout=60,
+            interval=0.5,
+            what="the lagging replica to take over",
+        )
+        await wait_for_outcomes(traffic, 300, since=time.monotonic(), timeout=120)
+    await oracle(cluster, redis, traffic.outcomes)
+    assert await _replays(cluster) > replays
+    await asyncio.to_thread(master.start)  # back, as a replica of the one that took over
+
+
+def _take_over(replica: RedisServer) -> bool:
+    """Make `replica` take over its dead master's slots; True once it is a master and its
+    cluster serves every slot again."""
+    if "role:slave" in redis_cli(replica.port, "INFO", "replication"):
+        redis_cli(replica.port, "CLUSTER", "FAILOVER", "TAKEOVER")
+        return False
+    return "cluster_state:ok" in redis_cli(replica.port, "CLUSTER", "INFO")
