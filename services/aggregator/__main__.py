@@ -18,7 +18,7 @@ from services.aggregator.app import create_ops_app
 from services.aggregator.commands import CommandError, erase_reader, rebuild
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
-from shared.kafka import ensure_topics
+from shared.kafka import TopicMismatch, ensure_topics
 from shared.logs import configure_logging, get_logger
 from shared.tallies import connect_redis
 
@@ -41,11 +41,7 @@ async def serve(settings: AggregatorSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     await ensure_topics(
-        settings.kafka_bootstrap,
-        settings.topic,
-        settings.partitions,
-        settings.replication_factor,
-        dlq_topic=settings.dlq_topic,
+        settings.kafka_bootstrap, settings.topic_spec(), dlq_topic=settings.dlq_topic
     )
     redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
     aggregator = Aggregator(settings, redis)
@@ -112,6 +108,9 @@ def main() -> None:
             uvloop.run(rebuild(settings, force=args.force))
         elif args.command == "erase-reader":
             uvloop.run(erase_reader(settings, args.user_id))
+    except TopicMismatch as exc:
+        log.error("refusing_to_start", **exc.fields())
+        raise SystemExit(2) from None
     except CommandError as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None
