@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.aggregator import metrics
+from services.aggregator.align import align_topic
 from services.aggregator.app import create_ops_app
 from services.aggregator.commands import CommandError, erase_reader, rebuild
 from services.aggregator.config import AggregatorSettings
@@ -96,6 +97,10 @@ def main() -> None:
         "erase-reader", help="publish clears for every article a reader reacted on"
     )
     erase.add_argument("user_id")
+    commands.add_parser(
+        "align-topic",
+        help="set the topic's configs (compaction lag, min.insync.replicas) to the settings",
+    )
     args = parser.parse_args()
     settings = AggregatorSettings()
     configure_logging("aggregator", settings.log_level)
@@ -108,6 +113,8 @@ def main() -> None:
             uvloop.run(rebuild(settings, force=args.force))
         elif args.command == "erase-reader":
             uvloop.run(erase_reader(settings, args.user_id))
+        elif args.command == "align-topic":
+            uvloop.run(align_topic(settings))
     except TopicMismatch as exc:
         log.error("refusing_to_start", **exc.fields())
         raise SystemExit(2) from None
