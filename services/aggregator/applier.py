@@ -32,16 +32,15 @@ from typing import Any, Final
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 from services.aggregator import metrics
+from services.aggregator.deadletter import DEFAULT_MAX_RECORD_BYTES, DeadLetters
 from services.aggregator.decode import ArticleBatch, Batch, DecodedBatch, Decoder
 from services.aggregator.retry import (
     APPLY,
     CORRECTIVE,
-    DEAD_LETTER,
     FINISH,
     SCRIPT_LOAD,
     BatchContext,
@@ -58,7 +57,7 @@ from services.aggregator.scripts import (
     run_pipelined,
     trend_script,
 )
-from shared.events import InvalidEvent, ReactionEvent, record_key
+from shared.events import ReactionEvent, record_key
 from shared.logs import get_logger
 from shared.tallies import (
     CHANGES_CHANNEL,
@@ -134,6 +133,7 @@ class BatchApplier:
         reactions: frozenset[str],
         retry: RetryPolicy,
         mode: ApplyMode,
+        dlq_max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         if mode.produces and producer is None:
             raise ValueError("dead letters and correctives need a Kafka producer")
@@ -144,7 +144,9 @@ class BatchApplier:
         self.epoch: bytes | str | None = None
         self.producer = producer
         self.topic = topic
-        self.dlq_topic = dlq_topic
+        self.dead_letters = DeadLetters(
+            producer, dlq_topic, retry, max_record_bytes=dlq_max_record_bytes
+        )
         self.retry = retry
         self.mode = mode
         self.decoder = Decoder(reactions, partitions)
@@ -195,7 +197,7 @@ class BatchApplier:
         report = BatchReport(decoded.positions, context, articles=list(decoded.by_article))
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
-            await self.retry.run(lambda: self._dead_letter(dead), DEAD_LETTER, context)
+            await self.dead_letters.send(dead)  # each letter through the retry policy
         replies = await self.retry.run(lambda: self._apply_articles(by_article), APPLY, context)
         correctives = _fold_replies(report, by_article, replies)
         report.outcomes["dead_lettered"] = len(dead)
@@ -254,32 +256,6 @@ class BatchApplier:
             merged.append(first)
             i += n
         return merged
-
-    async def _dead_letter(self, dead: list[tuple[ConsumerRecord, InvalidEvent]]) -> None:
-        sends = []
-        for record, exc in dead:
-            log.warning(
-                "dead_letter",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                reason=exc.reason,
-                detail=exc.detail[:200],
-            )
-            headers = [
-                *(record.headers or ()),
-                ("reason", exc.reason.encode()),
-                ("detail", exc.detail[:1000].encode()),
-                ("source_topic", record.topic.encode()),
-                ("source_partition", str(record.partition).encode()),
-                ("source_offset", str(record.offset).encode()),
-            ]
-            sends.append(
-                await self.producer.send(
-                    self.dlq_topic, record.value, key=record.key, headers=headers
-                )
-            )
-        await asyncio.gather(*sends)
 
     async def _append_correctives(self, correctives: list[tuple[int, ReactionEvent]]) -> None:
         sends = [

@@ -87,6 +87,7 @@ class Aggregator:
             reactions=frozenset(settings.types),
             retry=self.retry,
             mode=LIVE,
+            dlq_max_record_bytes=settings.dlq_max_record_bytes,
         )
         self.batch_lock = asyncio.Lock()
         # Bumped on every revocation and after every assignment's seeks: a batch fetched
