@@ -21,7 +21,7 @@ from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
 from shared.kafka import TopicMismatch, ensure_topics
 from shared.logs import configure_logging, get_logger
-from shared.tallies import connect_redis
+from shared.tallies import APPLIES, connect_redis
 
 log = get_logger(__name__)
 
@@ -44,7 +44,7 @@ async def serve(settings: AggregatorSettings) -> None:
     await ensure_topics(
         settings.kafka_bootstrap, settings.topic_spec(), dlq_topic=settings.dlq_topic
     )
-    redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
+    redis = connect_redis(settings.redis_url, APPLIES, cluster=settings.redis_cluster)
     aggregator = Aggregator(settings, redis)
     server = _OpsServer(
         uvicorn.Config(

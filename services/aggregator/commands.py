@@ -17,7 +17,7 @@ from services.aggregator.retry import RetryPolicy
 from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_user_id
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import get_logger
-from shared.tallies import ARTICLE_KEY_PATTERNS, connect_redis, position_pattern
+from shared.tallies import APPLIES, ARTICLE_KEY_PATTERNS, connect_redis, position_pattern
 
 log = get_logger(__name__)
 
@@ -81,7 +81,7 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
             f"consumer group {settings.group_id!r} has {members} active member(s); stop the "
             "aggregators first (or pass --force if they are gone and the group is stale)"
         )
-    redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
+    redis = connect_redis(settings.redis_url, APPLIES, cluster=settings.redis_cluster)
     consumer, ends = await _read_to_end(settings)
     try:
         deleted = 0

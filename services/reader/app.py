@@ -20,7 +20,7 @@ from services.reader.trending import Trending
 from shared.http import ContractCors, install_error_handlers, ops_router
 from shared.metrics import RequestMetrics
 from shared.reactions import ReactionSet
-from shared.tallies import connect_redis
+from shared.tallies import READS, connect_redis
 
 
 @asynccontextmanager
@@ -28,12 +28,7 @@ async def lifespan(
     settings: ReaderSettings, reactions: ReactionSet, assets: StaticAssets
 ) -> AsyncIterator[ReaderState]:
     """Redis, the tally store, the live feed and trending for the app's life."""
-    redis = connect_redis(
-        settings.redis_url,
-        cluster=settings.redis_cluster,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-    )
+    redis = connect_redis(settings.redis_url, READS, cluster=settings.redis_cluster)
     store = TallyStore(
         redis, reactions, settings.reader_cache_ttl_ms / 1000, settings.reader_cache_entries
     )
