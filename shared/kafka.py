@@ -12,6 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from shared.logs import get_logger
+from shared.shutdown import close_within
 
 log = get_logger(__name__)
 
@@ -157,7 +158,7 @@ async def ensure_topics(
                 pass  # another service instance created it first
         differences = await topic_differences(admin, spec, timeout_s)
     finally:
-        await admin.close()
+        await close_within("kafka_admin", admin.close())
     if any(d.setting == "partitions" for d in differences):
         raise PartitionCountMismatch(spec.name, differences)
     if differences:

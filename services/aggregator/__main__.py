@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 from redis.asyncio import Redis
@@ -21,6 +22,7 @@ from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
 from shared.kafka import TopicMismatch, ensure_topics
 from shared.logs import configure_logging, get_logger
+from shared.shutdown import close_within
 from shared.tallies import APPLIES, connect_redis
 
 log = get_logger(__name__)
@@ -58,16 +60,34 @@ async def serve(settings: AggregatorSettings) -> None:
     ops = asyncio.create_task(server.serve())
     memory = asyncio.create_task(_sample_redis_memory(redis))
     try:
-        await aggregator.start()
-        log.info("aggregator_started", topic=settings.topic, group=settings.group_id)
-        await aggregator.run(stop)
+        # Starting waits on Kafka and Redis (joining the group, loading the scripts): a
+        # SIGTERM meanwhile must not wait for them too.
+        if await _unless_stopped(aggregator.start(), stop):
+            log.info("aggregator_started", topic=settings.topic, group=settings.group_id)
+            await aggregator.run(stop)
     finally:
         await aggregator.stop()
         memory.cancel()
         server.should_exit = True
         await ops
-        await redis.aclose()
+        await close_within("redis", redis.aclose())
         log.info("aggregator_stopped")
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Await `work`, cancelled if `stop` is set first; True when it finished."""
+    task = asyncio.create_task(work)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("start_abandoned_for_shutdown")
+        return False
+    task.result()
+    return True
 
 
 async def _sample_redis_memory(redis: Redis, every_s: float = 5.0) -> None:

@@ -25,6 +25,7 @@ from shared.kafka import (
     topic_replicas,
 )
 from shared.logs import get_logger
+from shared.shutdown import close_within
 
 log = get_logger(__name__)
 
@@ -69,7 +70,7 @@ async def align_topic(settings: AggregatorSettings) -> list[TopicDifference]:
             sys.stdout.write(f"{spec.name}: already as configured\n")
         return configs
     finally:
-        await admin.close()
+        await close_within("kafka_admin", admin.close())
 
 
 async def _alter_configs(admin: AIOKafkaAdminClient, spec: TopicSpec) -> None:

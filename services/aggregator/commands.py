@@ -17,6 +17,7 @@ from services.aggregator.retry import RetryPolicy
 from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_user_id
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import get_logger
+from shared.shutdown import close_within
 from shared.tallies import APPLIES, ARTICLE_KEY_PATTERNS, connect_redis, position_pattern
 
 log = get_logger(__name__)
@@ -125,8 +126,8 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
         log.info("rebuild_done", topic=settings.topic, **outcomes)
         return outcomes
     finally:
-        await consumer.stop()
-        await redis.aclose()
+        await close_within("kafka_consumer", consumer.stop(), abort=consumer._client.close)
+        await close_within("redis", redis.aclose())
 
 
 async def erase_reader(settings: AggregatorSettings, user_id: str) -> list[str]:
@@ -154,7 +155,7 @@ async def erase_reader(settings: AggregatorSettings, user_id: str) -> list[str]:
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
-        await consumer.stop()
+        await close_within("kafka_consumer", consumer.stop(), abort=consumer._client.close)
 
     producer = new_producer(settings.kafka_bootstrap, request_timeout_ms=10_000)
     await producer.start()
@@ -173,7 +174,7 @@ async def erase_reader(settings: AggregatorSettings, user_id: str) -> list[str]:
             )
         await asyncio.gather(*sends)
     finally:
-        await producer.stop()
+        await close_within("kafka_producer", producer.stop(), abort=producer.client.close)
     log.info("reader_erased", user_id=user_id, articles=len(articles))
     sys.stdout.write(f"published clears for {user_id} on {len(articles)} article(s)\n")
     return sorted(articles)

@@ -20,6 +20,7 @@ from services.reader.trending import Trending
 from shared.http import ContractCors, install_error_handlers, ops_router
 from shared.metrics import RequestMetrics
 from shared.reactions import ReactionSet
+from shared.shutdown import close_within
 from shared.tallies import READS, connect_redis
 
 
@@ -45,7 +46,7 @@ async def lifespan(
         )
     finally:
         await feed.close()
-        await redis.aclose()
+        await close_within("redis", redis.aclose())
 
 
 def create_app(settings: ReaderSettings) -> FastAPI:
