@@ -45,6 +45,10 @@ async def close_within(
         if not done:
             closing.cancel()
             return
+    if closing.cancelled():
+        # An aborted aiokafka close can end cancelled (its fetcher cancels its own tasks).
+        log.warning("close_failed", client=client, error_type="CancelledError", error="")
+        return
     exc = closing.exception()
     if isinstance(exc, KafkaError | RedisError | OSError):
         log.warning("close_failed", client=client, error_type=type(exc).__name__, error=str(exc))

@@ -43,3 +43,12 @@ async def test_a_failing_close_is_logged_not_raised() -> None:
     assert [(e["event"], e["error_type"]) for e in logs] == [
         ("close_failed", "KafkaConnectionError")
     ]
+
+
+async def test_a_close_that_ends_cancelled_after_its_abort_is_logged_not_raised() -> None:
+    async def cancelled_close() -> None:
+        raise asyncio.CancelledError
+
+    with capture_logs() as logs:
+        await close_within("kafka_consumer", cancelled_close())
+    assert [(e["event"], e["error_type"]) for e in logs] == [("close_failed", "CancelledError")]
