@@ -29,7 +29,7 @@ from deploy.local.redis import RedisServer
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
 from shared.events import KEY_SEPARATOR, partition_for
-from shared.kafka import ensure_topics
+from shared.kafka import TopicSpec, ensure_topics
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import position_key
 
@@ -70,7 +70,7 @@ async def produce_backlog(
     bootstrap: str, topic: str, partitions: int, events: int, articles: int
 ) -> None:
     """Produce the backlog onto `topic` (created with `partitions` if missing)."""
-    await ensure_topics(bootstrap, topic, partitions, 1, dlq_topic=f"{topic}.dlq")
+    await ensure_topics(bootstrap, TopicSpec(topic, partitions), dlq_topic=f"{topic}.dlq")
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_batch_size=512 * 1024
     )

@@ -24,7 +24,7 @@ from deploy.local.kafka import KafkaCluster
 from deploy.local.process import free_port
 from deploy.local.redis import RedisClusterNodes, free_cluster_port
 from deploy.local.services import Service, service_env
-from shared.kafka import ensure_topics
+from shared.kafka import TopicSpec, ensure_topics
 from shared.tallies import position_key
 
 TOPIC = "bench-cluster"
@@ -84,7 +84,7 @@ def main() -> int:
         try:
             kafka.start()
             redis.start()
-            asyncio.run(ensure_topics(kafka.bootstrap, TOPIC, PARTITIONS, 3))
+            asyncio.run(ensure_topics(kafka.bootstrap, TopicSpec(TOPIC, PARTITIONS, 3, 2)))
             sent = asyncio.run(produce(kafka.bootstrap, TOPIC, PARTITIONS, Workload(args.events)))
             out = sys.stdout.write
             out(f"backlog: {sent:,} events, {PARTITIONS} partitions, replication 3\n")

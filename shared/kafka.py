@@ -3,43 +3,137 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from shared.logs import get_logger
+from shared.shutdown import close_within
 
 log = get_logger(__name__)
 
+# DescribeConfigs' config_source of a value set on the topic itself (not a broker default).
+TOPIC_CONFIG_SOURCE: Final = 1
+# Longer than any consumer lag to tolerate: a week.
+DEFAULT_MIN_COMPACTION_LAG_MS: Final = 7 * 24 * 3600 * 1000
 
-class PartitionCountMismatch(RuntimeError):
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """What the reactions topic must be: the services create it so, and refuse it otherwise."""
+
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    min_compaction_lag_ms: int = DEFAULT_MIN_COMPACTION_LAG_MS
+
+    def configs(self) -> dict[str, str]:
+        """The topic-level configs the services set at creation and check at start."""
+        return {
+            "cleanup.policy": "compact",
+            # Without a lag the cleaner may drop the newer record of a key before a lagging
+            # aggregator has read it, keeping a stale one: last writer wins would be lost.
+            "min.compaction.lag.ms": str(self.min_compaction_lag_ms),
+            "min.insync.replicas": str(self.min_insync_replicas),
+        }
+
+
+# The setting behind each checked property, for messages that say what to change.
+SETTING_OF: Final = {
+    "partitions": "REACTIONS_PARTITIONS",
+    "replication factor": "REACTIONS_REPLICATION_FACTOR",
+    "cleanup.policy": "(always compact)",
+    "min.compaction.lag.ms": "REACTIONS_MIN_COMPACTION_LAG_MS",
+    "min.insync.replicas": "REACTIONS_MIN_INSYNC_REPLICAS",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDifference:
+    """One property of an existing topic that is not what the settings say."""
+
+    setting: str  # "partitions", "replication factor" or a topic config name
+    actual: str
+    configured: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.setting} is {self.actual} but {self.configured} is configured "
+            f"({SETTING_OF[self.setting]})"
+        )
+
+    @property
+    def structural(self) -> bool:
+        """True for what no config change can fix: the partition count, the replication."""
+        return self.setting in ("partitions", "replication factor")
+
+
+class TopicMismatch(RuntimeError):
+    """The topic exists with other settings than configured: fatal, the services refuse it."""
+
+    def __init__(self, topic: str, differences: list[TopicDifference]) -> None:
+        self.topic = topic
+        self.differences = differences
+        super().__init__(self.explain())
+
+    def fields(self) -> dict[str, object]:
+        """The refusal as log fields: the reason, and each difference with both values."""
+        return {
+            "topic": self.topic,
+            "reason": str(self),
+            "differences": [
+                {"setting": d.setting, "actual": d.actual, "configured": d.configured}
+                for d in self.differences
+            ],
+        }
+
+    def explain(self) -> str:
+        """Every difference, naming both values, and what to do."""
+        listed = "; ".join(str(d) for d in self.differences)
+        return (
+            f"topic {self.topic!r}: {listed}; align it with `python -m services.aggregator "
+            "align-topic` (see README, 'Topic settings')"
+        )
+
+
+class PartitionCountMismatch(TopicMismatch):
     """The topic exists with a different partition count than configured.
 
     Fatal: every article's partition (and so its offset fence) depends on the count.
     """
 
+    def explain(self) -> str:
+        count = next(d for d in self.differences if d.setting == "partitions")
+        others = "".join(f"; {d}" for d in self.differences if d is not count)
+        return (
+            f"topic {self.topic!r} has {count.actual} partitions but {count.configured} are "
+            "configured; the partition count is frozen because each article's offset fence "
+            f"depends on it (see README, 'Scaling out', to migrate to a new topic){others}"
+        )
+
 
 async def ensure_topics(
     bootstrap: str,
-    topic: str,
-    partitions: int,
-    replication_factor: int,
+    spec: TopicSpec,
     *,
     dlq_topic: str | None = None,
     timeout_s: float = 30.0,
 ) -> None:
-    """Create the compacted topic (and the DLQ) if missing; refuse a changed partition count."""
+    """Create the compacted topic (and the DLQ) if missing; refuse one set up otherwise."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         wanted = [
             NewTopic(
-                topic,
-                num_partitions=partitions,
-                replication_factor=replication_factor,
-                topic_configs={"cleanup.policy": "compact"},
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication_factor,
+                topic_configs=spec.configs(),
             )
         ]
         if dlq_topic:
@@ -47,8 +141,11 @@ async def ensure_topics(
                 NewTopic(
                     dlq_topic,
                     num_partitions=1,
-                    replication_factor=replication_factor,
-                    topic_configs={"cleanup.policy": "delete"},
+                    replication_factor=spec.replication_factor,
+                    topic_configs={
+                        "cleanup.policy": "delete",
+                        "min.insync.replicas": str(spec.min_insync_replicas),
+                    },
                 )
             )
         existing = set(await admin.list_topics())
@@ -59,27 +156,64 @@ async def ensure_topics(
                 log.info("topics_created", topics=[t.name for t in missing])
             except TopicAlreadyExistsError:
                 pass  # another service instance created it first
-        actual = await _partition_count(admin, topic, timeout_s)
-        if actual != partitions:
-            raise PartitionCountMismatch(
-                f"topic {topic!r} has {actual} partitions but {partitions} are configured; "
-                "the partition count is frozen because each article's offset fence depends "
-                "on it (see README, 'Scaling out', to migrate to a new topic)"
-            )
+        differences = await topic_differences(admin, spec, timeout_s)
     finally:
-        await admin.close()
+        await close_within("kafka_admin", admin.close())
+    if any(d.setting == "partitions" for d in differences):
+        raise PartitionCountMismatch(spec.name, differences)
+    if differences:
+        raise TopicMismatch(spec.name, differences)
 
 
-async def _partition_count(admin: AIOKafkaAdminClient, topic: str, timeout_s: float) -> int:
+async def topic_differences(
+    admin: AIOKafkaAdminClient, spec: TopicSpec, timeout_s: float = 30.0
+) -> list[TopicDifference]:
+    """How the existing topic differs from `spec`: partitions, replication, configs."""
+    replicas = await topic_replicas(admin, spec.name, timeout_s)
+    differences = []
+    if len(replicas) != spec.partitions:
+        differences.append(TopicDifference("partitions", str(len(replicas)), str(spec.partitions)))
+    # The least replicated partition is what an acks=all write can count on.
+    replication = min(len(r) for r in replicas.values())
+    if replication != spec.replication_factor:
+        differences.append(
+            TopicDifference("replication factor", str(replication), str(spec.replication_factor))
+        )
+    actual = await topic_configs(admin, spec.name)
+    for name, configured in spec.configs().items():
+        value = actual.get(name, (None, None))[0]
+        if value != configured:
+            differences.append(TopicDifference(name, str(value), configured))
+    return differences
+
+
+async def topic_replicas(
+    admin: AIOKafkaAdminClient, topic: str, timeout_s: float = 30.0
+) -> dict[int, list[int]]:
+    """partition -> its replicas (broker ids, preferred leader first), once metadata has them."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         described: list[dict[str, Any]] = await admin.describe_topics([topic])
         info = described[0] if described else {}
         if info.get("error_code", 0) == 0 and info.get("partitions"):
-            return len(info["partitions"])
+            return {p["partition"]: list(p["replicas"]) for p in info["partitions"]}
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"topic {topic!r} has no metadata after {timeout_s}s")
         await asyncio.sleep(0.1)
+
+
+async def topic_configs(
+    admin: AIOKafkaAdminClient, topic: str
+) -> dict[str, tuple[str | None, bool]]:
+    """Every config of the topic in effect: name -> (value, set on the topic itself)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+    [response] = await admin.describe_configs([resource])
+    # resources: (error_code, error_message, type, name, [(name, value, read_only,
+    # config_source, is_sensitive, synonyms), ...])
+    [(error_code, error_message, _, _, entries)] = response.resources
+    if error_code:
+        raise RuntimeError(f"describing topic {topic!r} failed: {error_code} {error_message}")
+    return {entry[0]: (entry[1], entry[3] == TOPIC_CONFIG_SOURCE) for entry in entries}
 
 
 def new_producer(bootstrap: str, *, linger_ms: int = 2, request_timeout_ms: int = 2_000) -> Any:

@@ -20,6 +20,7 @@ from shared.jwks import (
     load_jwks,
     load_secret,
 )
+from shared.kafka import DEFAULT_MIN_COMPACTION_LAG_MS, TopicSpec
 from shared.logs import configure_logging, get_logger
 from shared.reactions import DEFAULT_TYPES, ReactionSet
 
@@ -42,7 +43,23 @@ class CommonSettings(BaseSettings):
     partitions: int = Field(
         12, ge=1, le=10_000, description="Partition count of the topic; frozen once created."
     )
-    replication_factor: int = Field(1, ge=1, le=32, description="Replication of new topics.")
+    replication_factor: int = Field(
+        1, ge=1, le=32, description="Replication factor of the topics; checked at start."
+    )
+    min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="The topic's min.insync.replicas: replicas that must have an acks=all "
+        "write; checked at start.",
+    )
+    min_compaction_lag_ms: int = Field(
+        DEFAULT_MIN_COMPACTION_LAG_MS,
+        ge=0,
+        description="The topic's min.compaction.lag.ms: longer than any consumer lag you "
+        "tolerate, so the cleaner never drops a record an aggregator has not read; checked "
+        "at start.",
+    )
     types: Annotated[tuple[str, ...], NoDecode] = Field(
         DEFAULT_TYPES, description="Reaction type ids, comma-separated, in display order."
     )
@@ -65,10 +82,30 @@ class CommonSettings(BaseSettings):
         self.reaction_set()
         return self
 
+    @model_validator(mode="after")
+    def _insync_within_replication(self) -> CommonSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"REACTIONS_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) exceeds "
+                f"REACTIONS_REPLICATION_FACTOR ({self.replication_factor}): every acks=all "
+                "write would be refused"
+            )
+        return self
+
     @property
     def dlq_topic(self) -> str:
         """The dead-letter topic beside the reactions topic."""
         return f"{self.topic}.dlq"
+
+    def topic_spec(self) -> TopicSpec:
+        """What the reactions topic must be."""
+        return TopicSpec(
+            self.topic,
+            self.partitions,
+            self.replication_factor,
+            self.min_insync_replicas,
+            self.min_compaction_lag_ms,
+        )
 
     def reaction_set(self) -> ReactionSet:
         """The validated reaction types with their labels and emoji."""

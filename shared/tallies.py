@@ -9,6 +9,7 @@ Cluster. How the aggregator calls the scripts lives with it (`services/aggregato
 from __future__ import annotations
 
 import functools
+import socket
 from binascii import crc_hqx
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,12 +116,56 @@ def parse_counts(row: Sequence[Any]) -> tuple[int, ...]:
     return tuple(max(int(v), 0) if v is not None else 0 for v in row)
 
 
-def connect_redis(url: str, *, cluster: bool = False, **options: Any) -> Redis:
-    """A Redis client for `url`, or a Redis Cluster client seeded by it.
+@dataclass(frozen=True, slots=True)
+class RedisDeadlines:
+    """How long a Redis client waits, chosen per use: every network wait has a deadline."""
+
+    # Longest wait for one write to the socket or one reply: past it the command fails
+    # (and its connection is dropped) like any other Redis error.
+    socket_timeout_s: float
+    connect_timeout_s: float
+    # A connection idle this long is PINGed before its next command, so a dead one is
+    # found before a request waits on it.
+    health_check_interval_s: float = 10.0
+
+
+# The read path: a reply within 2 s, or the reader answers 503 with Retry-After.
+READS: Final = RedisDeadlines(socket_timeout_s=2.0, connect_timeout_s=2.0)
+# The aggregator's applies. Its largest pipeline (REACTIONS_MAX_BATCH, up to 500,000
+# events) is written while Redis runs it, so the write itself can take as long as Redis
+# needs for the whole batch: 7-9 us an event, about 1 s for the default 100,000 and 4.5 s
+# for the largest. 15 s leaves room for a slower Redis (an AOF rewrite, another member's
+# pipeline in between) without timing out a healthy batch, which would be retried forever;
+# and it stays well under the 60 s rebalance timeout, so a batch stuck on a frozen
+# connection is retried on a new one while the rebalance still waits for it.
+APPLIES: Final = RedisDeadlines(socket_timeout_s=15.0, connect_timeout_s=5.0)
+# TCP keep-alive finds a dead peer host or a cut network path in 25 s (10 s idle, then 3
+# probes 5 s apart) even on a connection nobody writes to. A frozen process still answers
+# keep-alives (its kernel does): the socket timeouts and health checks catch that.
+KEEPALIVE: Final = {
+    option: value
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    if (option := getattr(socket, name, None)) is not None
+}
+
+
+def connect_redis(
+    url: str, deadlines: RedisDeadlines, *, cluster: bool = False, **options: Any
+) -> Redis:
+    """A Redis client for `url`, or a Redis Cluster client seeded by it, with deadlines,
+    TCP keep-alive and health checks on every connection.
 
     Every key the services touch in one command shares a hash tag, so the same calls work
     on both; the cluster client is typed as Redis because it answers the same commands.
     """
+    options = {
+        "socket_timeout": deadlines.socket_timeout_s,
+        "socket_connect_timeout": deadlines.connect_timeout_s,
+        "socket_keepalive": True,
+        "socket_keepalive_options": KEEPALIVE,
+        "health_check_interval": deadlines.health_check_interval_s,
+        **options,
+    }
     if cluster:
         return cast(Redis, RedisCluster.from_url(url, **options))
     # A pool that makes a burst wait for a connection: redis-py's default pool fails every

@@ -1,14 +1,16 @@
 """Helpers for tests: waiting on conditions with deadlines, starting services, reading a
-topic back, scraping a metric, and the API's error shape."""
+topic back, scraping a metric, the API's error shape, and peers that never answer."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -246,3 +248,69 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert body["error"]["code"] == code, body
     return body
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[int]:
+    """A loopback port that accepts connections (the kernel completes them) and never
+    answers: a frozen peer, as a stopped process or a hung proxy leaves it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port: int = listener.getsockname()[1]
+        yield port
+
+
+@dataclass
+class TcpRelay:
+    """A TCP relay on a free loopback port to `target_port`, in this event loop.
+
+    `drop_silently()` stops forwarding on every connection open now, in both directions,
+    without closing it (no FIN, no RST): a half-open connection, as a NAT or a load
+    balancer that forgot the flow leaves it. New connections are relayed as before.
+    """
+
+    target_port: int
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _pumps: set[asyncio.Task[None]] = field(default_factory=set)
+    _held: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def start(self) -> TcpRelay:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def drop_silently(self) -> None:
+        """Forget the open connections: nothing more crosses them, nobody is told."""
+        for pump in self._pumps:
+            pump.cancel()
+        self._pumps.clear()
+
+    async def close(self) -> None:
+        self.drop_silently()
+        if self._server is not None:
+            self._server.close()
+        for writer in self._held:
+            writer.close()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        # Held open after a silent drop: closing them would tell the peers.
+        self._held += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            pump = asyncio.create_task(_pump(source, sink))
+            self._pumps.add(pump)
+            pump.add_done_callback(self._pumps.discard)
+
+
+async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    sink.close()

@@ -25,7 +25,7 @@ import redis
 from bench.backlog import Workload, produce
 from bench.context import Context
 from bench.stats import Figure, Row, Target, paired_ratios, unavailable
-from shared.kafka import ensure_topics
+from shared.kafka import TopicSpec, ensure_topics
 from shared.tallies import position_key
 
 BACKLOG_TOPIC = "bench-backlog"
@@ -163,7 +163,7 @@ def run(ctx: Context) -> None:
     events = ctx.sizes.drain_events
     workload = Workload(events=events)
     ctx.say(f"drain: producing a backlog of {events:,} events")
-    asyncio.run(ensure_topics(stack.kafka.bootstrap, BACKLOG_TOPIC, stack.partitions, 1))
+    asyncio.run(ensure_topics(stack.kafka.bootstrap, TopicSpec(BACKLOG_TOPIC, stack.partitions)))
     produced = asyncio.run(
         produce(stack.kafka.bootstrap, BACKLOG_TOPIC, stack.partitions, workload)
     )

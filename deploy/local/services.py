@@ -47,9 +47,10 @@ def service_env(
     What is not given is left to the services' settings and their defaults. A topic of its
     own gets a consumer group of its own (`agg-<topic>`), so aggregators on different topics
     never share offsets. `cluster` is the scaled-out stack: a Redis Cluster, and topics
-    replicated to three Kafka nodes. `ingest_port` is where the reader's demo page points
-    the widget. `keys` are the reader-token keys (the signing key reaches ingest only). Each
-    `Service` adds its own port; `overrides` come last.
+    replicated to three Kafka nodes (two in sync for an `acks=all` write). `ingest_port` is
+    where the reader's demo page points the widget. `keys` are the reader-token keys (the
+    signing key reaches ingest only). Each `Service` adds its own port; `overrides` come
+    last.
     """
     env: dict[str, str] = dict(keys.env()) if keys is not None else {}
     if kafka_bootstrap is not None:
@@ -59,6 +60,7 @@ def service_env(
     if cluster:
         env["REACTIONS_REDIS_CLUSTER"] = "true"
         env["REACTIONS_REPLICATION_FACTOR"] = "3"
+        env["REACTIONS_MIN_INSYNC_REPLICAS"] = "2"
     if topic is not None:
         env["REACTIONS_TOPIC"] = topic
         env["REACTIONS_GROUP_ID"] = f"agg-{topic}"

@@ -7,22 +7,25 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.aggregator import metrics
+from services.aggregator.align import align_topic
 from services.aggregator.app import create_ops_app
 from services.aggregator.commands import CommandError, erase_reader, rebuild
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
 from shared.identity import site_reader_id
-from shared.kafka import ensure_topics
+from shared.kafka import TopicMismatch, ensure_topics
 from shared.logs import configure_logging, get_logger
 from shared.settings import load_settings
-from shared.tallies import connect_redis
+from shared.shutdown import close_within
+from shared.tallies import APPLIES, connect_redis
 
 log = get_logger(__name__)
 
@@ -43,13 +46,9 @@ async def serve(settings: AggregatorSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     await ensure_topics(
-        settings.kafka_bootstrap,
-        settings.topic,
-        settings.partitions,
-        settings.replication_factor,
-        dlq_topic=settings.dlq_topic,
+        settings.kafka_bootstrap, settings.topic_spec(), dlq_topic=settings.dlq_topic
     )
-    redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
+    redis = connect_redis(settings.redis_url, APPLIES, cluster=settings.redis_cluster)
     aggregator = Aggregator(settings, redis)
     server = _OpsServer(
         uvicorn.Config(
@@ -63,16 +62,34 @@ async def serve(settings: AggregatorSettings) -> None:
     ops = asyncio.create_task(server.serve())
     memory = asyncio.create_task(_sample_redis_memory(redis))
     try:
-        await aggregator.start()
-        log.info("aggregator_started", topic=settings.topic, group=settings.group_id)
-        await aggregator.run(stop)
+        # Starting waits on Kafka and Redis (joining the group, loading the scripts): a
+        # SIGTERM meanwhile must not wait for them too.
+        if await _unless_stopped(aggregator.start(), stop):
+            log.info("aggregator_started", topic=settings.topic, group=settings.group_id)
+            await aggregator.run(stop)
     finally:
         await aggregator.stop()
         memory.cancel()
         server.should_exit = True
         await ops
-        await redis.aclose()
+        await close_within("redis", redis.aclose())
         log.info("aggregator_stopped")
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Await `work`, cancelled if `stop` is set first; True when it finished."""
+    task = asyncio.create_task(work)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("start_abandoned_for_shutdown")
+        return False
+    task.result()
+    return True
 
 
 async def _sample_redis_memory(redis: Redis, every_s: float = 5.0) -> None:
@@ -107,6 +124,10 @@ def main() -> None:
         "--site-subject",
         help="a site's subject (its JWT `sub`), mapped to its reader id as tokens map it",
     )
+    commands.add_parser(
+        "align-topic",
+        help="set the topic's configs (compaction lag, min.insync.replicas) to the settings",
+    )
     args = parser.parse_args()
     settings = load_settings(AggregatorSettings, "aggregator")
     configure_logging("aggregator", settings.log_level)
@@ -124,6 +145,11 @@ def main() -> None:
                 else args.reader_id
             )
             uvloop.run(erase_reader(settings, reader_id))
+        elif args.command == "align-topic":
+            uvloop.run(align_topic(settings))
+    except TopicMismatch as exc:
+        log.error("refusing_to_start", **exc.fields())
+        raise SystemExit(2) from None
     except CommandError as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None

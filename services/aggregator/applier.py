@@ -39,13 +39,13 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 from services.aggregator import metrics
+from services.aggregator.deadletter import DEFAULT_MAX_RECORD_BYTES, DeadLetters
 from services.aggregator.decode import ArticleBatch, Batch, DecodedBatch, Decoder
 from services.aggregator.marks import ApplyMarks, Chain, chain_of
-from services.aggregator.produce import append_correctives, dead_letter
+from services.aggregator.produce import append_correctives
 from services.aggregator.retry import (
     APPLY,
     CORRECTIVE,
-    DEAD_LETTER,
     FINISH,
     SCRIPT_LOAD,
     BatchContext,
@@ -152,6 +152,7 @@ class BatchApplier:
         reactions: frozenset[str],
         retry: RetryPolicy,
         mode: ApplyMode,
+        dlq_max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         if mode.produces and producer is None:
             raise ValueError("dead letters and correctives need a Kafka producer")
@@ -162,7 +163,9 @@ class BatchApplier:
         self.epoch: bytes | str | None = None
         self.producer = producer
         self.topic = topic
-        self.dlq_topic = dlq_topic
+        self.dead_letters = DeadLetters(
+            producer, dlq_topic, retry, max_record_bytes=dlq_max_record_bytes
+        )
         self.retry = retry
         self.mode = mode
         self.decoder = Decoder(reactions, partitions)
@@ -214,8 +217,7 @@ class BatchApplier:
         report = BatchReport(decoded.positions, context, articles=list(decoded.by_article))
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
-            dead_letters = partial(dead_letter, self.producer, self.dlq_topic, dead)
-            await self.retry.run(dead_letters, DEAD_LETTER, context)
+            await self.dead_letters.send(dead)  # each letter through the retry policy
         calls = _apply_calls(by_article)
         pending = [call for article in calls for call in article]
         await self.retry.run(lambda: self._apply(pending), APPLY, context)

@@ -18,7 +18,8 @@ from services.aggregator.retry import RetryPolicy
 from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_user_id
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import get_logger
-from shared.tallies import ARTICLE_KEY_PATTERNS, connect_redis, position_pattern
+from shared.shutdown import close_within
+from shared.tallies import APPLIES, ARTICLE_KEY_PATTERNS, connect_redis, position_pattern
 
 log = get_logger(__name__)
 
@@ -75,16 +76,14 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
     history the rebuild has not replayed yet. Afterwards the aggregators resume from the
     positions the rebuild wrote.
     """
-    await ensure_topics(
-        settings.kafka_bootstrap, settings.topic, settings.partitions, settings.replication_factor
-    )
+    await ensure_topics(settings.kafka_bootstrap, settings.topic_spec())
     members = await _group_members(settings)
     if members and not force:
         raise CommandError(
             f"consumer group {settings.group_id!r} has {members} active member(s); stop the "
             "aggregators first (or pass --force if they are gone and the group is stale)"
         )
-    redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
+    redis = connect_redis(settings.redis_url, APPLIES, cluster=settings.redis_cluster)
     consumer, ends = await _read_to_end(settings)
     try:
         deleted = 0
@@ -133,8 +132,8 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
         log.info("rebuild_done", topic=settings.topic, **outcomes)
         return outcomes
     finally:
-        await consumer.stop()
-        await redis.aclose()
+        await close_within("kafka_consumer", consumer.stop(), abort=consumer._client.close)
+        await close_within("redis", redis.aclose())
 
 
 async def erase_reader(settings: AggregatorSettings, user_id: str) -> list[str]:
@@ -145,9 +144,7 @@ async def erase_reader(settings: AggregatorSettings, user_id: str) -> list[str]:
     """
     if not valid_user_id(user_id):
         raise CommandError(f"{user_id!r} is not a user id (1–64 chars of [A-Za-z0-9._~-])")
-    await ensure_topics(
-        settings.kafka_bootstrap, settings.topic, settings.partitions, settings.replication_factor
-    )
+    await ensure_topics(settings.kafka_bootstrap, settings.topic_spec())
     suffix = (KEY_SEPARATOR + user_id).encode()
     consumer, ends = await _read_to_end(settings)
     articles: set[str] = set()
@@ -164,7 +161,7 @@ async def erase_reader(settings: AggregatorSettings, user_id: str) -> list[str]:
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
-        await consumer.stop()
+        await close_within("kafka_consumer", consumer.stop(), abort=consumer._client.close)
 
     producer = new_producer(settings.kafka_bootstrap, request_timeout_ms=10_000)
     await producer.start()
@@ -183,7 +180,7 @@ async def erase_reader(settings: AggregatorSettings, user_id: str) -> list[str]:
             )
         await asyncio.gather(*sends)
     finally:
-        await producer.stop()
+        await close_within("kafka_producer", producer.stop(), abort=producer.client.close)
     log.info("reader_erased", user_id=user_id, articles=len(articles))
     sys.stdout.write(f"published clears for {user_id} on {len(articles)} article(s)\n")
     return sorted(articles)

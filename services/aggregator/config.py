@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from services.aggregator.deadletter import DEFAULT_MAX_RECORD_BYTES
 from shared.settings import CommonSettings
 
 
@@ -32,6 +33,13 @@ class AggregatorSettings(CommonSettings):
         le=600_000,
         description="How long a rebalance waits for members to finish their batch in flight; "
         "sized for the largest batch with a few Redis retries.",
+    )
+    dlq_max_record_bytes: int = Field(
+        DEFAULT_MAX_RECORD_BYTES,
+        ge=16 * 1024,
+        le=900 * 1024,
+        description="Largest dead letter (key, value and headers); a bigger one is stored "
+        "truncated, with the original size and digest. Below the producer's 1 MiB requests.",
     )
     max_partition_fetch_bytes: int = Field(
         4 * 1024 * 1024,

@@ -34,6 +34,7 @@ from services.aggregator.retry import (
 from services.aggregator.watch import Identity, redis_identity, watch_identity
 from shared.kafka import new_producer
 from shared.logs import get_logger
+from shared.shutdown import close_within
 from shared.tallies import position_key
 
 log = get_logger(__name__)
@@ -41,6 +42,8 @@ log = get_logger(__name__)
 # Records decoded at a time while a batch is in Redis: small enough that the event loop
 # returns to that batch's round trips often, large enough to amortise getmany.
 FETCH_CHUNK: Final = 500
+# The longest wait for Kafka to take a batch's commit (a few ms when it is healthy).
+COMMIT_TIMEOUT_S: Final = 10.0
 
 
 class ResumeFromRedis(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -91,6 +94,7 @@ class Aggregator:
             reactions=frozenset(settings.types),
             retry=self.retry,
             mode=LIVE,
+            dlq_max_record_bytes=settings.dlq_max_record_bytes,
         )
         self.batch_lock = asyncio.Lock()
         # Bumped on every revocation and after every assignment's seeks: a batch fetched
@@ -123,11 +127,12 @@ class Aggregator:
         await self.consumer.start()
 
     async def stop(self) -> None:
-        """Leave the group and close the Kafka clients; safe to call twice."""
+        """Leave the group and close the Kafka clients, each within a bound; safe twice."""
         if self.consumer is not None:
             consumer, self.consumer = self.consumer, None
-            await consumer.stop()
-        await self.producer.stop()  # aiokafka's stop does nothing the second time
+            await close_within("kafka_consumer", consumer.stop(), abort=consumer._client.close)
+        # aiokafka's stop does nothing the second time.
+        await close_within("kafka_producer", self.producer.stop(), abort=self.producer.client.close)
 
     async def seek_to_resume_positions(self, assigned: list[TopicPartition]) -> None:
         """Seek each assigned partition to its Redis position, or replay it from the start."""
@@ -306,8 +311,10 @@ class Aggregator:
 
     async def _commit(self, report: BatchReport) -> None:
         try:
-            await self.consumer.commit(report.positions)
-        except KafkaError as exc:
+            # Bounded: the next batch's positions, a rebalance and shutdown wait for it.
+            async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                await self.consumer.commit(report.positions)
+        except (KafkaError, TimeoutError) as exc:
             # Not retried: the Redis positions, not Kafka's offsets, are the truth and the
             # next owner resumes from them. (Mostly CommitFailedError or IllegalStateError:
             # the group rebalanced under us.)

@@ -52,6 +52,11 @@ RETRIES: Final = Counter(
 )
 for _dependency in ("redis", "kafka"):
     RETRIES.labels(_dependency)
+DEAD_LETTER_FAILURES: Final = Counter(
+    "reactions_aggregator_dead_letter_failures_total",
+    "Invalid records the dead-letter topic refused even as headers only: logged with topic, "
+    "partition and offset, and skipped (never applied, so no count is affected).",
+)
 CORRECTIVES: Final = Counter(
     "reactions_aggregator_corrective_records_total",
     "Corrective records appended to the topic to restate a reader's state after a stale event.",

@@ -1,43 +1,15 @@
-"""What the aggregator writes to Kafka besides its commits: dead letters (step 1 of a batch)
-and corrective records (step 3). Each returns once Kafka acknowledged every record."""
+"""Corrective records (step 3 of a batch): what the aggregator appends to the topic itself.
+Dead letters have their own module (deadletter.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
-
-from shared.events import InvalidEvent, ReactionEvent, record_key
+from shared.events import ReactionEvent, record_key
 from shared.logs import get_logger
 
 log = get_logger(__name__)
-
-
-async def dead_letter(
-    producer: Any, dlq_topic: str, dead: list[tuple[ConsumerRecord, InvalidEvent]]
-) -> None:
-    """Send invalid records to the dead-letter topic with the reason and their source."""
-    sends = []
-    for record, exc in dead:
-        log.warning(
-            "dead_letter",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason=exc.reason,
-            detail=exc.detail[:200],
-        )
-        headers = [
-            *(record.headers or ()),
-            ("reason", exc.reason.encode()),
-            ("detail", exc.detail[:1000].encode()),
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        ]
-        sends.append(await producer.send(dlq_topic, record.value, key=record.key, headers=headers))
-    await asyncio.gather(*sends)
 
 
 async def append_correctives(

@@ -4,6 +4,13 @@ dependency, and log it with the step and the batch (topic, partitions, offsets).
 A step is retried until it succeeds, never skipped: the batch's positions are written only
 after its applies, and the fences make a repeated apply harmless. Only shutdown ends the
 retries (`BatchAbandoned`).
+
+An error that retrying cannot fix goes to the step's own handler when it has one: the dead
+letters (`deadletter.py`), which can send a record in a smaller form or, as a last resort,
+skip its copy (an invalid record is never applied, so no count depends on it). The other
+steps carry counts, fences, positions or correctives: skipping any of them would break
+exactness, so they are retried, and their errors logged at error level for an operator
+(only a misconfiguration or a bug can cause one: a refused authorisation, a deleted topic).
 """
 
 from __future__ import annotations
@@ -152,13 +159,28 @@ class RetryPolicy:
         ceiling = min(self.first_delay_s * 2**attempt, self.max_delay_s)
         return random.uniform(ceiling / 2, ceiling)
 
-    async def run(self, op: Callable[[], Awaitable[T]], step: Step, context: BatchContext) -> T:
-        """Await `op()` until it succeeds; raise BatchAbandoned when stopped meanwhile."""
+    async def run(
+        self,
+        op: Callable[[], Awaitable[T]],
+        step: Step,
+        context: BatchContext,
+        *,
+        on_not_retriable: Callable[[BaseException], None] | None = None,
+    ) -> T:
+        """Await `op()` until it succeeds; raise BatchAbandoned when stopped meanwhile.
+
+        With `on_not_retriable`, an error retrying cannot fix is handed to it and `op` runs
+        again at once: the handler must change what `op` does (a smaller record, nothing
+        left to send), so that the same error cannot come back forever.
+        """
         attempt = 0
         while True:
             try:
                 return await op()
             except (RedisError, KafkaError, OSError) as exc:
+                if on_not_retriable is not None and not classify(exc).retriable:
+                    on_not_retriable(exc)
+                    continue
                 delay = self.delay(attempt)
                 self._record(exc, step, context, delay)
             if self.stop.is_set():
@@ -182,6 +204,6 @@ class RetryPolicy:
         if kind.retriable:
             log.warning("retry", **fields)
         else:
-            # The one place for errors that retrying cannot fix: for now they are retried
-            # like the others (the batch is never skipped), but logged as errors.
+            # A step without a handler for it cannot be skipped (see the module docstring):
+            # retried like the others, logged as an error for an operator to fix.
             log.error("retry", **fields)

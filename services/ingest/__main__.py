@@ -16,7 +16,7 @@ import uvicorn
 from services.ingest.config import IngestSettings
 from services.ingest.tokens import generate_key_files, minted, write_tokens
 from shared.identity import NAMESPACES
-from shared.kafka import PartitionCountMismatch, ensure_topics
+from shared.kafka import TopicMismatch, ensure_topics
 from shared.logs import configure_logging, get_logger
 from shared.settings import load_settings
 
@@ -48,15 +48,11 @@ def serve(settings: IngestSettings) -> int:
         # with uvicorn's own startup-failure status. Each worker checks again (app.py).
         asyncio.run(
             ensure_topics(
-                settings.kafka_bootstrap,
-                settings.topic,
-                settings.partitions,
-                settings.replication_factor,
-                dlq_topic=settings.dlq_topic,
+                settings.kafka_bootstrap, settings.topic_spec(), dlq_topic=settings.dlq_topic
             )
         )
-    except PartitionCountMismatch as exc:
-        log.error("refusing_to_start", reason=str(exc))
+    except TopicMismatch as exc:
+        log.error("refusing_to_start", **exc.fields())
         return 2
     metrics_dir = _metrics_dir()
     try:

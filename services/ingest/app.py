@@ -50,11 +50,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
         # here too because the app may be served without it (uvicorn --factory, tests),
         # and no worker may publish to a topic partitioned otherwise than configured.
         await ensure_topics(
-            settings.kafka_bootstrap,
-            settings.topic,
-            settings.partitions,
-            settings.replication_factor,
-            dlq_topic=settings.dlq_topic,
+            settings.kafka_bootstrap, settings.topic_spec(), dlq_topic=settings.dlq_topic
         )
         limits = RateLimits(settings)
         publisher = Publisher(settings)

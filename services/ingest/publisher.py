@@ -22,6 +22,7 @@ from shared.events import ReactionEvent, partition_for
 from shared.http import ApiError
 from shared.kafka import new_producer
 from shared.logs import get_logger
+from shared.shutdown import close_within
 
 log = get_logger(__name__)
 
@@ -111,7 +112,8 @@ class Publisher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if self.producer is not None:
-            await self.producer.stop()
+            producer = self.producer
+            await close_within("kafka_producer", producer.stop(), abort=producer.client.close)
             self.producer = None
 
     def healthy(self) -> bool:

@@ -61,7 +61,7 @@ class RateLimits:
         for reason in ("rate_limited", "limit_store_unavailable"):
             ISSUANCE_REFUSED.labels(reason)
         uri = settings.rate_limit_storage
-        options: dict[str, str | float] = {}
+        options: dict[str, str | float | bool] = {}
         # Only a remote store can be "down"; process memory is never timed out.
         self._store_timeout: float | None = None
         if not uri.startswith("memory"):
@@ -69,6 +69,8 @@ class RateLimits:
             options["implementation"] = "redispy"  # the redis client the project already uses
             options["socket_connect_timeout"] = STORE_TIMEOUT_S
             options["socket_timeout"] = STORE_TIMEOUT_S
+            options["socket_keepalive"] = True
+            options["health_check_interval"] = 10.0
         self.storage = storage_from_string(f"async+{uri}", **options)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_ip: RateLimitItem = parse(settings.rate_limit_ip)

@@ -28,7 +28,8 @@ from shared.identity import Verifier
 from shared.logs import get_logger
 from shared.metrics import RequestMetrics
 from shared.reactions import ReactionSet
-from shared.tallies import connect_redis
+from shared.shutdown import close_within
+from shared.tallies import READS, connect_redis
 
 log = get_logger(__name__)
 
@@ -38,12 +39,7 @@ async def lifespan(
     settings: ReaderSettings, reactions: ReactionSet, assets: StaticAssets, verifier: Verifier
 ) -> AsyncIterator[ReaderState]:
     """Redis, the tally store, the live feed and trending for the app's life."""
-    redis = connect_redis(
-        settings.redis_url,
-        cluster=settings.redis_cluster,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-    )
+    redis = connect_redis(settings.redis_url, READS, cluster=settings.redis_cluster)
     store = TallyStore(
         redis, reactions, settings.reader_cache_ttl_ms / 1000, settings.reader_cache_entries
     )
@@ -61,7 +57,7 @@ async def lifespan(
         )
     finally:
         await feed.close()
-        await redis.aclose()
+        await close_within("redis", redis.aclose())
 
 
 def create_app(settings: ReaderSettings) -> FastAPI:

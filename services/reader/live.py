@@ -6,6 +6,13 @@ changed articles from the tally cache, and pushes each listened article's fresh 
 its clients — at most `1 / interval` times a second per article. Each client has a
 mailbox of one tally: a slow client skips intermediate tallies (the latest wins), so it
 never blocks the others and never makes the process grow.
+
+A subscription is a connection that only Redis talks on, so a dead one (Redis frozen, a
+proxy or NAT that dropped the flow without a word) would look exactly like a quiet channel.
+The feed therefore pings a subscription idle for `heartbeat_s` (5 s) and takes it for dead
+when the ping, or the subscription itself, gets no answer within `heartbeat_s` more: a
+dead subscription is noticed within 10 s of the last thing Redis said, and replaced by a
+new one (retried with a backoff of at most 2 s), whose clients then get fresh tallies.
 """
 
 from __future__ import annotations
@@ -14,12 +21,13 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Final
 
 import orjson
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from services.reader.cache import TallyCache
@@ -40,6 +48,18 @@ SSE_COALESCED: Final = Counter(
 
 # Renders the tally event body of one article (the plain GET's JSON).
 TallyRenderer = Callable[[str], Awaitable[bytes]]
+
+# An idle subscription is pinged after this long; no answer within as long again: dead.
+HEARTBEAT_S: Final = 5.0
+# The longest wait between two attempts to subscribe again.
+MAX_BACKOFF_S: Final = 2.0
+# The heartbeat's PING payload: redis-py swallows the answers to its own health checks
+# only, so the feed sees the answers to these.
+HEARTBEAT_MESSAGE: Final = "rx-heartbeat"
+
+
+class SubscriptionDead(Exception):
+    """Redis did not answer the subscription within the heartbeat: the connection is dead."""
 
 
 class Mailbox:
@@ -78,12 +98,14 @@ class ChangeFeed:
         render: TallyRenderer,
         *,
         interval: float,
+        heartbeat_s: float = HEARTBEAT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
         self._cache = cache
         self._render = render
         self._interval = interval
+        self._heartbeat_s = heartbeat_s
         self._clock = clock
         self._listeners: dict[str, set[Mailbox]] = {}
         self._last_sent: dict[str, float] = {}
@@ -187,25 +209,51 @@ class ChangeFeed:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(CHANGES_CHANNEL)
-                # Changes published while unsubscribed were missed: cached tallies may be
-                # stale, and clients of a resumed subscription need fresh ones.
-                self._cache.clear()
-                if not first:
-                    self.on_changed(list(self._listeners))
-                first = False
-                subscribed.set()
-                backoff = 0.1
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                async for message in self._messages(pubsub):
+                    kind = message.get("type")
+                    if kind == "message":
                         self.on_changed(_changed_ids(message.get("data")))
-            except (RedisError, OSError) as exc:
+                    elif kind == "subscribe":
+                        # Changes published while unsubscribed were missed: cached tallies
+                        # may be stale, and clients of a resumed subscription need fresh ones.
+                        self._cache.clear()
+                        if not first:
+                            self.on_changed(list(self._listeners))
+                        first = False
+                        subscribed.set()
+                        backoff = 0.1
+            except (RedisError, OSError, SubscriptionDead) as exc:
                 log.warning("changes_subscription_lost", error=repr(exc))
             finally:
                 subscribed.clear()
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Bounded: the connection may be the dead one.
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(self._heartbeat_s):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _messages(self, pubsub: PubSub) -> AsyncIterator[dict[str, Any]]:
+        """The subscription's messages, its confirmation first; raises SubscriptionDead when
+        Redis leaves the subscription or a heartbeat unanswered for `heartbeat_s`."""
+        loop = asyncio.get_running_loop()
+        awaiting = True  # the subscription's confirmation
+        until = loop.time() + self._heartbeat_s
+        while True:
+            message = await pubsub.get_message(timeout=max(0.0, until - loop.time()))
+            now = loop.time()
+            if message is not None:
+                awaiting = False
+                until = now + self._heartbeat_s
+                yield message
+            elif now < until:
+                continue  # woke early: the answer to redis-py's own health check
+            elif awaiting:
+                raise SubscriptionDead(f"Redis did not answer within {self._heartbeat_s} s")
+            else:
+                await pubsub.ping(HEARTBEAT_MESSAGE)
+                awaiting = True
+                until = now + self._heartbeat_s
 
 
 def _changed_ids(data: Any) -> list[str]:

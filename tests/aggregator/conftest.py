@@ -9,14 +9,14 @@ import pytest
 
 from deploy.local.kafka import KafkaBroker
 from shared.events import ReactionEvent, partition_for
-from shared.kafka import ensure_topics, new_producer
+from shared.kafka import TopicSpec, ensure_topics, new_producer
 from tests.aggregator.view import PARTITIONS, Send
 
 
 @pytest.fixture
 async def producer(kafka: KafkaBroker, topic: str) -> AsyncIterator[Any]:
     """An idempotent producer, with the test's topic (and its DLQ) created."""
-    await ensure_topics(kafka.bootstrap, topic, PARTITIONS, 1, dlq_topic=f"{topic}.dlq")
+    await ensure_topics(kafka.bootstrap, TopicSpec(topic, PARTITIONS), dlq_topic=f"{topic}.dlq")
     client = new_producer(kafka.bootstrap, request_timeout_ms=10_000)
     await client.start()
     yield client

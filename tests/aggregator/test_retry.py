@@ -90,7 +90,9 @@ async def test_a_step_is_retried_until_it_succeeds_and_counted_by_dependency() -
         assert entry["offsets"] == "0:7..7 3:10..52"
 
 
-async def test_an_error_retrying_cannot_fix_is_logged_as_such_and_still_retried() -> None:
+async def test_an_error_retrying_cannot_fix_is_logged_as_such_and_retried_without_a_handler() -> (
+    None
+):
     failures = [MessageSizeTooLargeError()]
 
     async def too_large() -> None:
@@ -105,6 +107,32 @@ async def test_an_error_retrying_cannot_fix_is_logged_as_such_and_still_retried(
     (entry,) = logs
     assert entry["log_level"] == "error"
     assert (entry["retriable"], entry["error_kind"]) == (False, "not_retriable")
+
+
+async def test_an_error_retrying_cannot_fix_goes_at_once_to_the_steps_own_handler() -> None:
+    too_large, refused, still_too_large = (
+        MessageSizeTooLargeError(),
+        KafkaConnectionError(),
+        MessageSizeTooLargeError(),
+    )
+    failures: list[Exception] = [too_large, refused, still_too_large]
+
+    async def send() -> str:
+        if failures:
+            raise failures.pop(0)
+        return "sent"
+
+    handled: list[BaseException] = []
+    kafka_before = retries("kafka")
+    policy = RetryPolicy(asyncio.Event(), first_delay_s=0.001, max_delay_s=0.002)
+    with capture_logs() as logs:
+        assert await policy.run(send, DEAD_LETTER, CONTEXT, on_not_retriable=handled.append) == (
+            "sent"
+        )
+    assert handled == [too_large, still_too_large]
+    # Only the retriable error waited and counted as a retry.
+    assert retries("kafka") == kafka_before + 1
+    assert [(e["event"], e["error_kind"]) for e in logs] == [("retry", "unavailable")]
 
 
 async def test_shutdown_abandons_the_step_with_its_batch() -> None:

@@ -101,6 +101,11 @@ CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
         "Steps retried after an error, by dependency (same batch, never skipped).",
         ("dependency",),
     ),
+    "reactions_aggregator_dead_letter_failures_total": ContractMetric(
+        "counter",
+        "aggregator",
+        "Invalid records the dead-letter topic refused even without their value: logged, skipped.",
+    ),
     "reactions_aggregator_corrective_records_total": ContractMetric(
         "counter", "aggregator", "Corrective records appended after ignoring a stale event."
     ),

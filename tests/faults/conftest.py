@@ -19,7 +19,7 @@ from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import UNLIMITED_RATES, service_env
-from tests.faults.rig import PARTITIONS, SESSION_TIMEOUT_MS, Rig
+from tests.faults.rig import LARGE_RECORD_BYTES, PARTITIONS, SESSION_TIMEOUT_MS, Rig
 from tests.support import ServiceFactory
 
 
@@ -92,4 +92,28 @@ async def kafka_rig(own_kafka: KafkaBroker, rig: Rig) -> Rig:
     """The rig on a broker of the test's own (started first, so it stops after the services)."""
     rig.bootstrap = own_kafka.bootstrap
     rig.env = service_env(kafka_bootstrap=own_kafka.bootstrap)  # the keys stay the session's
+    return rig
+
+
+@pytest.fixture
+def roomy_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker of the test's own that takes records up to LARGE_RECORD_BYTES (its topics
+    inherit the limit), as a cluster raised for big messages would."""
+    limit = str(LARGE_RECORD_BYTES)
+    broker = KafkaBroker(
+        tmp_path / "kafka",
+        free_port(),
+        free_port(),
+        extra_config={"message.max.bytes": limit, "replica.fetch.max.bytes": limit},
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+async def roomy_rig(roomy_kafka: KafkaBroker, rig: Rig) -> Rig:
+    """The rig on a broker that takes big records."""
+    rig.bootstrap = roomy_kafka.bootstrap
+    rig.env = service_env(kafka_bootstrap=roomy_kafka.bootstrap)
     return rig

@@ -43,10 +43,19 @@ KNOWN_REACTIONS = frozenset(DEFAULT_TYPES)
 
 
 async def produce_raw(
-    bootstrap: str, topic: str, records: Iterable[tuple[int, bytes | None, bytes | None]]
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[int, bytes | None, bytes | None]],
+    *,
+    max_request_size: int = 1024 * 1024,
 ) -> None:
     """Produce (partition, key, value) records straight onto the topic, bypassing ingest."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=max_request_size,
+    )
     await producer.start()
     try:
         for partition, key, value in records:

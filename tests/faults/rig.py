@@ -20,6 +20,8 @@ PARTITIONS = 4
 # The broker's group.min.session.timeout.ms is 6 s; the lowest timeout keeps zombie and
 # crash tests short (a dead member leaves the group after this long).
 SESSION_TIMEOUT_MS = 6000
+# What a broker raised for big records takes (`roomy_kafka`): room for a 10 MB poison record.
+LARGE_RECORD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass

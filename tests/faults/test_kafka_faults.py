@@ -1,24 +1,31 @@
-"""Kafka faults: the broker crashes under load, garbage lands on the topic, the partition
-count is changed behind the services' back."""
+"""Kafka faults: the broker crashes under load or freezes at shutdown, garbage (of any size)
+lands on the topic, the partition count is changed behind the services' back."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
+import signal
 import time
 
 import pytest
 
 from deploy.local.kafka import KafkaBroker
 from deploy.local.process import wait_for
+from deploy.local.services import Service
+from services.aggregator.deadletter import DEFAULT_MAX_RECORD_BYTES
 from shared.events import InvalidEvent, ReactionEvent, decode_event
+from shared.shutdown import CLOSE_TIMEOUT_S
 from tests.faults.harness import (
     KNOWN_REACTIONS,
     alter_partitions,
+    group_members,
     log_lines_matching,
     produce_events,
     produce_raw,
 )
-from tests.faults.rig import PARTITIONS, Rig
+from tests.faults.rig import LARGE_RECORD_BYTES, PARTITIONS, Rig
 from tests.faults.traffic import wait_for_outcomes
 from tests.support import eventually, read_topic
 
@@ -109,6 +116,87 @@ async def test_poison_messages_are_dead_lettered_and_counts_unaffected(rig: Rig)
     )
     for value, reason in letters:
         assert _reason(value) in reason, f"DLQ record {value!r} has reason header {reason!r}"
+
+
+async def test_oversized_poison_is_dead_lettered_truncated_and_stalls_nothing(
+    roomy_rig: Rig,
+) -> None:
+    rig = roomy_rig
+    ingest = rig.start("ingest")
+    aggregator = rig.start("aggregator")
+    # One just under the default 1 MiB limit (over it with the dead-letter headers), one of
+    # 10 MB; random bytes, so nothing but the digest can vouch for the stored prefix.
+    rng = random.Random(37)
+    poison = {
+        0: b"\x00" + rng.randbytes(1_048_333 - 1),
+        1: b"\x00" + rng.randbytes(10 * 1024 * 1024 - 1),
+    }
+    async with rig.traffic(ingest, articles=50, seed=37) as traffic:
+        await wait_for_outcomes(traffic, 300)
+        records = [(partition, b"poison", value) for partition, value in poison.items()]
+        await produce_raw(rig.bootstrap, rig.topic, records, max_request_size=LARGE_RECORD_BYTES)
+        # Votes after the poison, on every partition: the oracle needs each one counted.
+        await wait_for_outcomes(traffic, 300, since=time.monotonic())
+    report = await rig.oracle(traffic.outcomes)
+    assert [reason for _, reason in report.model.invalid] == ["bad_json", "bad_json"]
+    assert aggregator.process.pid() is not None, "the aggregator kept going"
+
+    letters = await read_topic(rig.bootstrap, f"{rig.topic}.dlq", at_least=len(poison))
+    assert len(letters) == len(poison)
+    for letter in letters:
+        headers = dict(letter.headers)
+        original = poison[int(headers["source_partition"])]
+        assert headers["reason"] == b"bad_json"
+        assert headers["truncated"] == b"true"
+        assert headers["original_size"] == str(len(original)).encode()
+        assert headers["original_sha256"] == hashlib.sha256(original).hexdigest().encode()
+        assert letter.value is not None and original.startswith(letter.value)
+        size = len(letter.key or b"") + len(letter.value)
+        size += sum(len(k.encode()) + len(v) for k, v in letter.headers)
+        assert size <= DEFAULT_MAX_RECORD_BYTES
+
+
+def _stop_while_frozen(broker: KafkaBroker, aggregator: Service) -> float:
+    """SIGTERM the aggregator while the broker is frozen; seconds until it exited 0."""
+    process = aggregator.process
+    # Frozen, not gone: connections stay open and nothing answers.
+    broker.process.signal(signal.SIGSTOP)
+    try:
+        stopping = time.monotonic()
+        process.signal(signal.SIGTERM)
+        wait_for(
+            lambda: process.proc is not None and process.proc.poll() is not None,
+            60,
+            "the aggregator to exit",
+        )
+        took = time.monotonic() - stopping
+    finally:
+        broker.process.signal(signal.SIGCONT)
+    assert process.proc is not None and process.proc.returncode == 0
+    return took
+
+
+@pytest.mark.faults_full
+async def test_a_frozen_broker_cannot_hold_up_shutdown(
+    own_kafka: KafkaBroker, kafka_rig: Rig
+) -> None:
+    # The consumer and the producer get CLOSE_TIMEOUT_S each; Redis closes at once.
+    bound = 2 * CLOSE_TIMEOUT_S + 5
+    # Still joining the group (its /readyz answers once the consumer exists): the start is
+    # abandoned, the half-started clients closed within their bounds.
+    starting = kafka_rig.start("aggregator")
+    assert _stop_while_frozen(own_kafka, starting) < bound
+    # A member of the group: leaving it would wait for aiokafka's 40 s request timeout.
+    member = kafka_rig.start("aggregator")
+    await eventually(
+        lambda: group_members(kafka_rig.bootstrap, kafka_rig.group),
+        lambda state: state == ("Stable", 1),
+        timeout=60,
+        what="one stable member",
+    )
+    took = _stop_while_frozen(own_kafka, member)
+    assert took < bound, took
+    assert log_lines_matching(member.process.log_path, '"close_timed_out"')
 
 
 @pytest.mark.faults_full

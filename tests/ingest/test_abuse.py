@@ -5,6 +5,7 @@ CORS allow-list. New identities are limited in test_identity.py."""
 from __future__ import annotations
 
 import ipaddress
+import time
 import uuid
 
 import httpx
@@ -16,7 +17,7 @@ from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from services.ingest.ratelimit import client_ip, client_network
-from tests.support import IngestFactory, assert_error, metric_sum, read_topic
+from tests.support import IngestFactory, assert_error, metric_sum, read_topic, silent_listener
 
 SALT = "a-salt-shared-by-every-instance"
 
@@ -148,6 +149,30 @@ async def test_an_unreachable_limit_store_lets_writes_through(
     async with VoteClient(service.url, timeout=30, tokens=tokens) as votes:
         for _ in range(3):
             assert (await _put(votes, "a.r1")).status_code == 202
+    service.stop()
+    assert "rate_limit_store_failed" in service.process.log_path.read_text()
+
+
+async def test_a_frozen_limit_store_lets_writes_through_within_its_timeout(
+    kafka: KafkaBroker, spawn_ingest: IngestFactory, tokens: MintedTokens
+) -> None:
+    """A limit store that accepts connections and never answers: each write waits at most
+    the store's 0.5 s timeout, then goes through (ingest needs Kafka, not Redis)."""
+    with silent_listener() as port:
+        service = spawn_ingest(
+            f"abuse-{uuid.uuid4().hex[:8]}",
+            {
+                "REACTIONS_RATE_LIMIT_STORAGE": f"redis://127.0.0.1:{port}/0",
+                "REACTIONS_IP_HASH_SALT": SALT,
+                "REACTIONS_RATE_LIMIT_READER": "1/minute",
+            },
+        )
+        async with VoteClient(service.url, timeout=30, tokens=tokens) as votes:
+            for _ in range(3):
+                started = time.monotonic()
+                assert (await _put(votes, "a.r1")).status_code == 202
+                # Two checks (per network, per reader) of 0.5 s each at most, then the publish.
+                assert time.monotonic() - started < 2 * 0.5 + 1.0
     service.stop()
     assert "rate_limit_store_failed" in service.process.log_path.read_text()
 

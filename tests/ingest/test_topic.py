@@ -1,5 +1,5 @@
-"""Topic management at start: created compacted with the configured partition count, and
-a topic with another partition count makes the service refuse to start."""
+"""Topic management at start: created compacted, with the configured partition count and
+compaction lag, and a topic with another partition count makes the service refuse to start."""
 
 from __future__ import annotations
 
@@ -29,12 +29,19 @@ async def test_missing_topic_is_created_compacted_with_the_configured_partitions
     try:
         [described] = await admin.describe_topics([topic])
         assert len(described["partitions"]) == 6
+        wanted = ("cleanup.policy", "min.compaction.lag.ms", "min.insync.replicas")
         [configs] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": None})]
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict.fromkeys(wanted))]
         )
         # resources: (error_code, error_message, type, name, [(name, value, …), …])
         entries = {entry[0]: entry[1] for entry in configs.resources[0][4]}
-        assert entries["cleanup.policy"] == "compact"
+        # A week of compaction lag: the cleaner never drops a record a lagging aggregator
+        # has not read yet.
+        assert entries == {
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": "604800000",
+            "min.insync.replicas": "1",
+        }
     finally:
         await admin.close()
 

@@ -24,7 +24,7 @@ from deploy.local.services import Service
 from services.reader.trending import WINDOW_MINUTES
 from shared.reactions import DEFAULT_TYPES
 from shared.tallies import counts_key, trend_key
-from tests.support import ServiceFactory, assert_error, eventually
+from tests.support import ServiceFactory, assert_error, eventually, silent_listener
 
 ZEROS = dict.fromkeys(DEFAULT_TYPES, 0)
 
@@ -263,6 +263,38 @@ async def test_redis_down_gives_503_in_the_error_shape(
         mine = await http.get("/v1/me/reactions?ids=a", headers=bearer(tokens.token("a.u1")))
         assert_error(mine, 503, "redis_unavailable")
         assert (await http.get("/readyz")).status_code == 503
+
+
+async def test_a_frozen_redis_gives_503_and_readyz_names_it_within_their_bounds(
+    start_service: ServiceFactory,
+) -> None:
+    """A Redis that accepts connections and never answers (a stopped process, a hung
+    proxy): reads fail within the 2 s socket timeout, /readyz within its 1 s probe."""
+    with silent_listener() as port:
+        reader = start_service(
+            "reader", env={"REACTIONS_REDIS_URL": f"redis://127.0.0.1:{port}/0"}, wait=False
+        )
+        async with httpx.AsyncClient(base_url=reader.url, timeout=30) as http:
+
+            async def listening() -> bool:
+                try:
+                    await http.get("/healthz")
+                except httpx.TransportError:
+                    return False
+                return True
+
+            await eventually(listening, bool, what="the reader to listen")
+            started = time.monotonic()
+            ready = await http.get("/readyz")
+            assert time.monotonic() - started < 1.5
+            assert ready.status_code == 503
+            assert ready.json()["checks"] == {"redis": False}
+            for path in ("/v1/articles/a1/reactions", "/v1/reactions?ids=a,b"):
+                started = time.monotonic()
+                response = await http.get(path)
+                assert time.monotonic() - started < 2 * 2.0 + 1, path
+                assert_error(response, 503, "redis_unavailable")
+                assert response.headers["retry-after"] == "1"
 
 
 async def test_cors_preflights(start_service: ServiceFactory) -> None:

@@ -1,4 +1,5 @@
-"""The live feed's fan-out: one tally per change burst per article, latest-wins mailboxes."""
+"""The live feed's fan-out: one tally per change burst per article, latest-wins mailboxes; its
+one subscription, kept while idle and restored when its connection dies, even silently."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from deploy.local.redis import RedisServer
 from services.reader.cache import Counts, TallyCache
 from services.reader.live import SSE_COALESCED, ChangeFeed, Mailbox
-from tests.support import eventually
+from shared.tallies import READS, connect_redis
+from tests.support import TcpRelay, eventually
 
 
 def coalesced() -> float:
@@ -136,3 +139,60 @@ async def test_a_lost_subscription_is_restored_and_clients_resynced(redis: Redis
     finally:
         feed.remove("a1", mailbox)
         await feed.close()
+
+
+async def pubsub_clients(redis: Redis) -> list[str]:
+    """The ids of the connections in pub/sub mode."""
+    return [str(c["id"]) for c in await redis.client_list(_type="pubsub")]
+
+
+async def pings(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_ping", {}).get("calls", 0))
+
+
+async def test_an_idle_subscription_is_pinged_and_kept(redis: Redis) -> None:
+    cache = TallyCache(no_load, ttl=0.5, max_entries=10)
+    feed = ChangeFeed(redis, cache, Renderer(), interval=0.25, heartbeat_s=0.2)
+    mailbox = feed.add("a1")
+    try:
+        await feed.wait_subscribed(10)
+        [subscription] = await pubsub_clients(redis)
+        before = await pings(redis)
+        # A quiet channel for several heartbeats: each ping is answered, nothing reconnects.
+        await eventually(lambda: pings(redis), lambda n: n >= before + 5, what="heartbeats")
+        assert await pubsub_clients(redis) == [subscription]
+        await redis.publish("rx:changed", '["a1"]')
+        assert await asyncio.wait_for(mailbox.take(), 10) == b"a1:0"
+    finally:
+        feed.remove("a1", mailbox)
+        await feed.close()
+
+
+async def test_a_silently_dropped_subscription_is_noticed_and_restored(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    relay = await TcpRelay(redis_server.port).start()
+    through_relay = connect_redis(f"redis://127.0.0.1:{relay.port}/0", READS)
+    cache = TallyCache(no_load, ttl=0.5, max_entries=10)
+    render = Renderer()
+    feed = ChangeFeed(through_relay, cache, render, interval=0.25, heartbeat_s=0.5)
+    mailbox = feed.add("a1")
+    try:
+        await feed.wait_subscribed(10)
+        await redis.publish("rx:changed", '["a1"]')
+        assert await asyncio.wait_for(mailbox.take(), 10) == b"a1:0"
+        # The connection goes dead without a FIN or RST: Redis still sees a subscriber and
+        # nothing tells the feed. Its ping gets no answer within the heartbeat, so it
+        # subscribes again on a new connection and resyncs its clients.
+        relay.drop_silently()
+        render.version = 1
+        assert await asyncio.wait_for(mailbox.take(), 10) == b"a1:1"
+        render.version = 2
+        await redis.publish("rx:changed", '["a1"]')
+        assert await asyncio.wait_for(mailbox.take(), 10) == b"a1:2"
+    finally:
+        feed.remove("a1", mailbox)
+        await feed.close()
+        await through_relay.aclose()
+        await relay.close()
