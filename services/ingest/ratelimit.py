@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import math
 import secrets
 import time
@@ -23,6 +22,7 @@ from prometheus_client import Counter
 from starlette.types import Scope
 
 from services.ingest.config import IngestSettings, IpNetwork
+from shared.clients import client_ip
 from shared.http import ApiError
 from shared.logs import get_logger
 
@@ -85,39 +85,3 @@ class RateLimits:
             f"Too many reactions from this {who}; retry in {retry_after} s.",
             {"Retry-After": str(retry_after)},
         )
-
-
-def client_ip(scope: Scope, trusted: tuple[IpNetwork, ...]) -> str:
-    """The client's address: the TCP peer, unless the peer is a trusted proxy.
-
-    Behind trusted proxies, X-Forwarded-For is read right to left and the first hop that
-    is not itself a trusted proxy is the client (hops further left are client-supplied).
-    """
-    client = scope.get("client")
-    peer = client[0] if client else ""
-    if not trusted or not _is_trusted(peer, trusted):
-        return peer
-    hops = [
-        hop.strip()
-        for name, value in scope["headers"]
-        if name == b"x-forwarded-for"
-        for hop in value.decode("latin-1").split(",")
-    ]
-    current = peer
-    for hop in reversed(hops):
-        try:
-            address = ipaddress.ip_address(hop)
-        except ValueError:
-            break  # a malformed hop: trust nothing further left
-        current = str(address)
-        if not _is_trusted(current, trusted):
-            break
-    return current
-
-
-def _is_trusted(address: str, trusted: tuple[IpNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
