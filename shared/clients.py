@@ -13,6 +13,17 @@ from starlette.types import Scope
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def parse_networks(value: object) -> object:
+    """CIDRs from a comma-separated setting; anything else is left for validation."""
+    if isinstance(value, str):
+        return tuple(
+            ipaddress.ip_network(cidr.strip(), strict=False)
+            for cidr in value.split(",")
+            if cidr.strip()
+        )
+    return value
+
+
 def client_ip(scope: Scope, trusted: tuple[IpNetwork, ...]) -> str:
     """The client's address: the TCP peer, unless the peer is a trusted proxy.
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
 
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from shared.clients import IpNetwork, parse_networks
 from shared.settings import HttpServiceSettings
 
 
@@ -36,6 +40,20 @@ class ReaderSettings(HttpServiceSettings):
     sse_max_clients: int = Field(
         20_000, ge=1, description="Most open SSE streams per process; more get 503."
     )
+    sse_max_streams_per_client: int = Field(
+        16,
+        ge=1,
+        description="Most open SSE streams per client address (IPv6: per /64) per process; "
+        "more get 429.",
+    )
+    trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = Field(
+        (), description="CIDRs whose X-Forwarded-For is believed, comma-separated."
+    )
     trending_cache_ms: int = Field(
         1000, ge=0, le=60_000, description="How long a merged trending list is reused."
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        return parse_networks(value)
