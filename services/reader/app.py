@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
+from starlette.types import ASGIApp
 
 from services.reader.assets import StaticAssets
 from services.reader.config import ReaderSettings
 from services.reader.deps import ReaderState, redis_ready
 from services.reader.live import ChangeFeed
 from services.reader.routes import live, static, tallies, trending
-from services.reader.sse import SSE_INTERVAL_S
+from services.reader.sse import SSE_INTERVAL_S, StreamHandoff
 from services.reader.store import TallyStore
 from services.reader.trending import Trending
 from shared.http import ContractCors, install_error_handlers, ops_router
@@ -25,9 +28,13 @@ from shared.tallies import connect_redis
 
 @asynccontextmanager
 async def lifespan(
-    settings: ReaderSettings, reactions: ReactionSet, assets: StaticAssets
+    settings: ReaderSettings,
+    reactions: ReactionSet,
+    assets: StaticAssets,
+    stopping: asyncio.Event | None = None,
 ) -> AsyncIterator[ReaderState]:
-    """Redis, the tally store, the live feed and trending for the app's life."""
+    """Redis, the tally store, the live feed and trending for the app's life; open streams
+    end properly once `stopping` is set."""
     redis = connect_redis(
         settings.redis_url,
         cluster=settings.redis_cluster,
@@ -38,6 +45,7 @@ async def lifespan(
         redis, reactions, settings.reader_cache_ttl_ms / 1000, settings.reader_cache_entries
     )
     feed = ChangeFeed(redis, store.cache, store.render, interval=SSE_INTERVAL_S)
+    ender = asyncio.create_task(_end_streams_on(stopping, feed)) if stopping else None
     try:
         yield ReaderState(
             settings=settings,
@@ -49,12 +57,24 @@ async def lifespan(
             trending=Trending(redis, ttl=settings.trending_cache_ms / 1000),
         )
     finally:
+        if ender is not None:
+            ender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ender
         await feed.close()
         await redis.aclose()
 
 
-def create_app(settings: ReaderSettings) -> FastAPI:
-    """The reader application: middleware, error handlers, the ops and feature routers."""
+async def _end_streams_on(stopping: asyncio.Event, feed: ChangeFeed) -> None:
+    # The server waits for open responses before it stops: end the streams, which would
+    # otherwise run out the graceful-shutdown time and then be cancelled mid-stream.
+    await stopping.wait()
+    feed.end_streams()
+
+
+def create_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) -> FastAPI:
+    """The reader application: middleware, error handlers, the ops and feature routers;
+    `stopping` (set by the server when it begins to stop) ends the open streams."""
     # Read and rendered before serving: a bad reaction config or a missing file stops here.
     reactions = settings.reaction_set()
     assets = StaticAssets.load(reactions)
@@ -62,7 +82,7 @@ def create_app(settings: ReaderSettings) -> FastAPI:
         title="Reactions reader",
         version="1",
         description="Tallies, live tallies (SSE), trending and the embeddable widget.",
-        lifespan=lambda _: lifespan(settings, reactions, assets),
+        lifespan=lambda _: lifespan(settings, reactions, assets, stopping),
         default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
@@ -79,3 +99,9 @@ def create_app(settings: ReaderSettings) -> FastAPI:
     for routes in (tallies, live, trending, static):
         app.include_router(routes.router)
     return app
+
+
+def served_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) -> ASGIApp:
+    """The app as the server runs it: inside StreamHandoff, so an open stream keeps none of
+    the framework's per-request state alive."""
+    return StreamHandoff(create_app(settings, stopping))
