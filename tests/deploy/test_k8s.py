@@ -169,3 +169,25 @@ def test_one_image_for_all_three_matching_compose() -> None:
     images = {container(name)["image"] for name in SERVICE_NAMES}
     compose = load_yaml(ROOT / "docker-compose.yml")
     assert images == {compose["services"]["ingest"]["image"]}
+
+
+# Resident memory per open SSE stream (one article per stream), measured with
+# `.venv/bin/python -m bench.sse_clients --clients 5000 --articles 1`: 10.9 KiB; a page's
+# stream of 20-50 articles measured up to STREAM_KIB as well (README, Performance). Rounded up.
+STREAM_KIB = 12
+# The reader process without streams (about 70 MiB measured), with room for its caches.
+READER_BASE_MIB = 128
+
+
+def mebibytes(quantity: str) -> float:
+    """A Kubernetes memory quantity (Ki, Mi, Gi) in MiB."""
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_the_reader_pod_holds_its_stream_limit() -> None:
+    limit = mebibytes(container("reader")["resources"]["limits"]["memory"])
+    max_clients = int(config_map()["REACTIONS_SSE_MAX_CLIENTS"])
+    assert READER_BASE_MIB + max_clients * STREAM_KIB / 1024 <= limit, (max_clients, limit)
+    per_client = int(config_map()["REACTIONS_SSE_MAX_STREAMS_PER_CLIENT"])
+    assert 1 <= per_client < max_clients
