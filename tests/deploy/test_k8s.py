@@ -171,10 +171,10 @@ def test_one_image_for_all_three_matching_compose() -> None:
     assert images == {compose["services"]["ingest"]["image"]}
 
 
-# Resident memory per open SSE stream (one article per stream), measured with
-# `.venv/bin/python -m bench.sse_clients --clients 5000 --articles 1`: 10.9 KiB; a page's
-# stream of 20-50 articles measured up to STREAM_KIB as well (README, Performance). Rounded up.
-STREAM_KIB = 12
+# Resident memory per open SSE stream, measured with `.venv/bin/python -m bench.sse_clients
+# --clients 5000 --articles-per-stream N`: 10.9 KiB with one article per stream (10.5 KiB
+# with --clients 15000), 14.2 KiB with a page's 20 articles. Rounded up from the latter.
+STREAM_KIB = 15
 # The reader process without streams (about 70 MiB measured), with room for its caches.
 READER_BASE_MIB = 128
 
