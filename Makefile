@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium fonts-noto-color-emoji prometheus
+SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium fonts-noto-color-emoji prometheus nginx
 
 .PHONY: .system-packages help setup run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench clean
 
@@ -32,7 +32,7 @@ deploy/kafka/lib/.copied: deploy/kafka/pom.xml | .system-packages
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/deploy/kafka/lib -DincludeScope=runtime
 	@touch $@
 
-run: setup ## Start Kafka, Redis and the three services; Ctrl-C stops everything
+run: setup ## Start Kafka, Redis, the three services and the nginx edge; Ctrl-C stops everything
 	$(PY) -m deploy.local run
 
 up: setup ## Start the stack in the background (starts only what is not running)

@@ -1,12 +1,16 @@
-"""Hold N concurrent SSE clients on one reader process; report memory per client and fan-out.
+"""SSE at scale: N streams on one process, their memory, and fan-out under a viral story.
 
-    .venv/bin/python bench/sse_clients.py --clients 5000
+    .venv/bin/python -m bench.sse_clients --clients 5000 [--articles-per-stream 1]
+    .venv/bin/python -m bench.sse_clients --clients 10000 --rate 1000 --duration 15
 
-Starts its own redis-server and reader on free ports (or uses `--reader URL --pid PID`
-for a running one), opens N raw-socket SSE streams spread over `--articles` articles,
-waits for each stream's first tally, and reports the reader's RSS growth per client, the
-open-streams gauge, and how long one change takes to reach every client of the busiest
-article. Clients are plain asyncio sockets, not httpx, so the client side stays light.
+Starts its own redis-server, the reader and (with --rate) the minimal broadcaster of
+bench/baselines/sse_broadcast.py on free ports. The streams live in separate client
+processes (bench/sse_harness.py) that count bytes on every stream and parse a sample. It
+reports the reader's resident memory per open stream; with --rate, each server in turn
+gets the same clients and the same changes — written to Redis and announced on
+rx:changed exactly as the aggregator does, `rate` a second on one viral article (Kafka,
+ingest and the aggregator stay off the two cores) — and the delivered tallies a second,
+the p99 delay from a change to a sampled client seeing it, and the client processes' CPU.
 """
 
 from __future__ import annotations
@@ -18,19 +22,24 @@ import resource
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
-from deploy.local.client import VoteApi
+from bench.sse_harness import ClientFleet, Seen
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
 from shared.tallies import CHANGES_CHANNEL, counts_key
+
+# The caps protect a reader from one address; the bench is one address.
+UNCAPPED = {
+    "REACTIONS_SSE_MAX_CLIENTS": "1000000",
+    "REACTIONS_SSE_MAX_STREAMS_PER_CLIENT": "1000000",
+    "REACTIONS_LOG_LEVEL": "WARNING",
+}
 
 
 def rss_bytes(pid: int) -> int:
@@ -41,252 +50,204 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def metric(reader: str, name: str) -> float:
-    with urllib.request.urlopen(f"{reader}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
 
 
-@dataclass
-class Client:
-    """One SSE stream on a raw socket; records when each tally arrives (and, when `keep`,
-    the total it carried)."""
-
-    article: str
-    tallies: list[float] = field(default_factory=list)
-    first: asyncio.Event = field(default_factory=asyncio.Event)
-    updated: asyncio.Event = field(default_factory=asyncio.Event)
-    keep: bool = False
-    totals: list[tuple[float, int]] = field(default_factory=list)
-
-    async def run(self, host: str, port: int) -> None:
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(
-            f"GET /v1/articles/{self.article}/reactions/stream HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        await writer.drain()
-        try:
-            while line := await reader.readline():
-                if line.startswith(b"event: tally"):
-                    self.tallies.append(time.perf_counter())
-                    if len(self.tallies) == 1:
-                        self.first.set()
-                    else:
-                        self.updated.set()
-                elif self.keep and line.startswith(b"data: "):
-                    total = orjson.loads(line[6:])["total"]
-                    self.totals.append((self.tallies[-1], total))
-                    self.updated.set()
-        finally:
-            writer.close()
+def stream_paths(clients: int, per_stream: int, pool: int = 1000) -> list[str]:
+    """Page streams of `per_stream` articles each, spread over a pool of articles."""
+    if per_stream == 1:
+        return [f"/v1/stream?ids=bench-{i % pool}" for i in range(clients)]
+    return [
+        "/v1/stream?ids=" + ",".join(f"bench-{(i + j) % pool}" for j in range(per_stream))
+        for i in range(clients)
+    ]
 
 
-async def bench(args: argparse.Namespace, reader_url: str, pid: int, redis_url: str) -> None:
-    out = sys.stdout.write
-    host, port = reader_url.removeprefix("http://").split(":")
-    redis = Redis.from_url(redis_url)
+def hold(url: str, pid: int, paths: list[str], processes: int) -> dict[str, float]:
+    """Open every stream, then the server's RSS growth per stream."""
+    host, port = url.removeprefix("http://").split(":")
     baseline = rss_bytes(pid)
-    clients = [Client(f"bench-{i % args.articles}") for i in range(args.clients)]
-    connecting = asyncio.Semaphore(args.connect_concurrency)
-
-    async def connect(client: Client) -> None:
-        async with connecting:
-            task = asyncio.create_task(client.run(host, int(port)))
-            tasks.append(task)
-            await asyncio.wait_for(client.first.wait(), 120)
-
-    tasks: list[asyncio.Task[None]] = []
-    started = time.perf_counter()
-    await asyncio.gather(*(connect(c) for c in clients))
-    connect_s = time.perf_counter() - started
-    await asyncio.sleep(2)  # let allocations settle before reading RSS
+    fleet = ClientFleet(host, int(port), paths, processes)
+    started = time.monotonic()
+    connected = fleet.wait_connected()
+    connect_s = time.monotonic() - started
+    time.sleep(2)  # let allocations settle before reading RSS
     held = rss_bytes(pid)
-    gauge = metric(reader_url, "reactions_reader_sse_clients")
-    out(
-        f"clients connected      {args.clients} over {args.articles} articles "
-        f"in {connect_s:.1f} s\n"
-    )
-    out(f"open-streams gauge     {gauge:.0f}\n")
-    out(f"reader RSS             {baseline / 2**20:.1f} MiB -> {held / 2**20:.1f} MiB\n")
-    out(f"memory per client      {(held - baseline) / args.clients / 1024:.1f} KiB\n")
-
-    # One change on the busiest article: time until every one of its clients has it.
-    busiest = [c for c in clients if c.article == "bench-0"]
-    await redis.hincrby(counts_key("bench-0"), "love", 1)
-    sent = time.perf_counter()
-    await redis.publish(CHANGES_CHANNEL, b'["bench-0"]')
-    await asyncio.wait_for(asyncio.gather(*(c.updated.wait() for c in busiest)), 120)
-    last = max(c.tallies[1] for c in busiest) - sent
-    out(
-        f"fan-out of one change  {len(busiest)} clients, last received after {last * 1000:.0f} ms\n"
-    )
-    alive = sum(not t.done() for t in tasks)
-    out(f"streams still open     {alive}\n")
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await redis.aclose()
-
-
-def measure(
-    reader_url: str,
-    ingest_url: str,
-    *,
-    tokens: Sequence[str],
-    clients: int,
-    rate: int,
-    duration_s: float,
-    reader_pid: int | None,
-    sampled: int = 200,
-) -> dict[str, float | None]:
-    """`clients` streams on one viral article while `rate` new readers a second react to it.
-
-    Every reaction comes from a new reader (one of `tokens`, at least `rate * duration_s`),
-    so the k-th accepted one makes the total k: a
-    sampled client's delay for reaction k is when it first saw a total of at least k, minus
-    when ingest answered 202 for it. Returns delivered updates per second (all clients), the
-    p99 of those delays in ms, and the reader's RSS growth per client.
-    """
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return asyncio.run(
-        _measure(reader_url, ingest_url, tokens, clients, rate, duration_s, reader_pid, sampled)
-    )
-
-
-async def _measure(
-    reader_url: str,
-    ingest_url: str,
-    tokens: Sequence[str],
-    clients: int,
-    rate: int,
-    duration_s: float,
-    reader_pid: int | None,
-    sampled: int,
-) -> dict[str, float | None]:
-    host, port = reader_url.removeprefix("http://").split(":")
-    article = f"viral-{time.time_ns()}"
-    streams = [Client(article, keep=i < sampled) for i in range(clients)]
-    baseline = rss_bytes(reader_pid) if reader_pid else None
-    connecting = asyncio.Semaphore(200)
-    tasks: list[asyncio.Task[None]] = []
-
-    async def connect(client: Client) -> None:
-        async with connecting:
-            tasks.append(asyncio.create_task(client.run(host, int(port))))
-            await asyncio.wait_for(client.first.wait(), 120)
-
-    try:
-        await asyncio.gather(*(connect(c) for c in streams))
-        held = rss_bytes(reader_pid) if reader_pid else None
-        before = sum(len(c.tallies) for c in streams)
-        acked, elapsed = await _react_open_loop(ingest_url, tokens, article, rate, duration_s)
-        # Give the sampled clients up to 30 s to see the last reaction; late ones count as such.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(30):
-                for client in streams[:sampled]:
-                    while (client.totals[-1][1] if client.totals else 0) < len(acked):
-                        client.updated.clear()
-                        await client.updated.wait()
-        delivered = sum(len(c.tallies) for c in streams) - before
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    delays = _delays(streams[:sampled], sorted(acked))
-    delays.sort()
-    p99 = delays[int(len(delays) * 0.99) - 1] * 1000 if delays else None
+    seen = fleet.collect()
     return {
-        "delivered_per_s": delivered / elapsed if elapsed else None,
-        "p99_ms": p99,
-        "bytes_per_client": (held - baseline) / clients
-        if held is not None and baseline is not None
-        else None,
+        "connected": connected,
+        "connect_s": connect_s,
+        "rss_before_mib": baseline / 2**20,
+        "rss_held_mib": held / 2**20,
+        "bytes_per_client": (held - baseline) / max(connected, 1),
+        "failed": seen.failed,
     }
 
 
-async def _react_open_loop(
-    ingest_url: str, tokens: Sequence[str], article: str, rate: int, duration_s: float
+async def drive_changes(
+    redis_url: str, article: str, rate: int, duration_s: float
 ) -> tuple[list[float], float]:
-    """`rate` new readers a second react to `article`; when each 202 came, and for how long."""
-    import aiohttp
-
-    acked: list[float] = []
-    api = VoteApi(ingest_url)
-    if len(tokens) < int(rate * duration_s):
-        raise ValueError(f"{int(rate * duration_s)} reactions need as many readers' tokens")
-    async with aiohttp.ClientSession() as http:
-
-        async def react(i: int) -> None:
-            vote = api.vote(tokens[i], article, "love")
-            async with http.request(
-                vote.method, vote.url, data=vote.body, headers=dict(vote.headers)
-            ) as response:
-                if response.status == 202:
-                    acked.append(time.perf_counter())
-
-        started = time.perf_counter()
-        sends = []
-        for i in range(int(rate * duration_s)):
-            # Open loop: each request leaves at its scheduled time, answered or not.
-            delay = started + i / rate - time.perf_counter()
+    """`rate` changes a second on `article`, open loop: each adds one vote and is announced
+    on rx:changed as the aggregator announces a batch; when each was announced."""
+    redis = Redis.from_url(redis_url)
+    announced: list[float] = []
+    message = b'["' + article.encode() + b'"]'
+    started = time.monotonic()
+    try:
+        for k in range(int(rate * duration_s)):
+            delay = started + k / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            sends.append(asyncio.create_task(react(i)))
-        await asyncio.gather(*sends, return_exceptions=True)
-    return acked, time.perf_counter() - started
+            pipe = redis.pipeline(transaction=False)
+            pipe.hincrby(counts_key(article), "love", 1)
+            pipe.publish(CHANGES_CHANNEL, message)
+            await pipe.execute()
+            announced.append(time.monotonic())
+    finally:
+        await redis.aclose()
+    return announced, time.monotonic() - started
 
 
-def _delays(sampled: list[Client], acked: list[float]) -> list[float]:
-    """Per sampled client and reaction k: when it first saw a total ≥ k, minus k's 202."""
-    delays: list[float] = []
-    for client in sampled:
-        seen = client.totals
+def delays(
+    samples: list[list[tuple[float, int]]], announced: list[float], base: int
+) -> list[float]:
+    """Per sampled stream and change k: when it first saw a total ≥ base + k, minus when k
+    was announced (seconds)."""
+    out: list[float] = []
+    for seen in samples:
         j = 0
-        for k, ack in enumerate(acked, start=1):
-            while j < len(seen) and seen[j][1] < k:
+        for k, at in enumerate(announced, start=1):
+            while j < len(seen) and seen[j][1] < base + k:
                 j += 1
             if j == len(seen):
                 break
-            delays.append(max(seen[j][0] - ack, 0.0))
-    return delays
+            out.append(max(seen[j][0] - at, 0.0))
+    return out
+
+
+def viral(
+    url: str,
+    pid: int,
+    redis_url: str,
+    *,
+    clients: int,
+    rate: int,
+    duration_s: float,
+    processes: int = 2,
+) -> dict[str, float | None]:
+    """`clients` streams on one fresh viral article while it changes `rate` times a second."""
+    host, port = url.removeprefix("http://").split(":")
+    article = f"viral-{time.time_ns()}"
+    baseline = rss_bytes(pid)
+    fleet = ClientFleet(host, int(port), [f"/v1/stream?ids={article}"] * clients, processes)
+    connected = fleet.wait_connected()
+    held = rss_bytes(pid)
+    cpu_before = cpu_seconds(pid)
+    announced, elapsed = asyncio.run(drive_changes(redis_url, article, rate, duration_s))
+    server_cpu = cpu_seconds(pid) - cpu_before
+    time.sleep(1.0)  # the last window's send
+    seen: Seen = fleet.collect()
+    lags = sorted(delays(seen.samples, announced, 0))
+    return {
+        "connected": connected,
+        "delivered_per_s": (seen.events - seen.connected) / elapsed,
+        "p99_ms": lags[int(len(lags) * 0.99) - 1] * 1000 if lags else None,
+        "p50_ms": lags[len(lags) // 2] * 1000 if lags else None,
+        "bytes_per_client": (held - baseline) / max(connected, 1),
+        "server_cpu_share": server_cpu / elapsed,
+        "harness_cpu_s": seen.cpu_s,
+        "changes_per_s": len(announced) / elapsed,
+    }
+
+
+def measure_pair(
+    start_reader: Callable[[], Service],
+    start_baseline: Callable[[], Service],
+    stop: Callable[[Service], None],
+    redis_url: str,
+    **kw: Any,
+) -> dict[str, dict[str, float | None]]:
+    """The reader, then the baseline, each fresh, with the same clients and changes."""
+    out = {}
+    for name, start in (("reader", start_reader), ("baseline", start_baseline)):
+        server = start()
+        try:
+            pid = server.process.pid()
+            assert pid is not None
+            out[name] = viral(server.url, pid, redis_url, **kw)
+        finally:
+            stop(server)
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=5000)
-    parser.add_argument("--articles", type=int, default=10)
-    parser.add_argument("--connect-concurrency", type=int, default=200)
-    parser.add_argument("--reader", help="URL of a running reader (with --pid and --redis)")
-    parser.add_argument("--pid", type=int, help="pid of that reader, for its RSS")
-    parser.add_argument("--redis", help="its Redis URL, to publish a change")
+    parser.add_argument("--articles-per-stream", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--rate", type=int, default=0, help="changes/s on one viral article")
+    parser.add_argument("--duration", type=float, default=15.0)
     args = parser.parse_args()
-    # Each client is a socket here and in the reader: allow as many as the hard limit.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard != resource.RLIM_INFINITY and hard < args.clients + 100:
-        sys.stderr.write(f"the open-files hard limit ({hard}) is below --clients\n")
+    if hard != resource.RLIM_INFINITY and hard < args.clients // args.processes + 100:
+        sys.stderr.write(f"the open-files hard limit ({hard}) is too low for --clients\n")
         return 1
-    if args.reader:
-        asyncio.run(bench(args, args.reader, args.pid, args.redis))
-        return 0
+    out = sys.stdout.write
     with tempfile.TemporaryDirectory(prefix="sse-bench-") as tmp:
         redis = RedisServer(Path(tmp) / "redis", free_port())
         redis.start()
-        env = service_env(redis_url=redis.url, overrides={"REACTIONS_LOG_LEVEL": "WARNING"})
-        reader = Service("reader", free_port(), env, Path(tmp) / "logs")
+        env = service_env(redis_url=redis.url, overrides=UNCAPPED)
+
+        def reader() -> Service:
+            service = Service("reader", free_port(), env, Path(tmp) / "logs")
+            service.start()
+            return service
+
+        def broadcaster() -> Service:
+            module = "bench.baselines.sse_broadcast"
+            port = free_port()
+            app_env = {"BENCH_PORT": str(port), "BENCH_REDIS_URL": redis.url}
+            service = Service("broadcast", port, app_env, Path(tmp) / "logs", module=module)
+            service.start()
+            return service
+
         try:
-            reader.start()
-            pid = reader.process.pid()
+            server = reader()
+            pid = server.process.pid()
             assert pid is not None
-            asyncio.run(bench(args, reader.url, pid, redis.url))
+            paths = stream_paths(args.clients, args.articles_per_stream)
+            held = hold(server.url, pid, paths, args.processes)
+            server.stop()
+            out(
+                f"streams held           {held['connected']:.0f} of {args.clients} "
+                f"({args.articles_per_stream} article(s) each) in {held['connect_s']:.1f} s\n"
+                f"reader RSS             {held['rss_before_mib']:.1f} MiB -> "
+                f"{held['rss_held_mib']:.1f} MiB\n"
+                f"memory per stream      {held['bytes_per_client'] / 1024:.1f} KiB\n"
+            )
+            if args.rate:
+                pair = measure_pair(
+                    reader,
+                    broadcaster,
+                    lambda s: s.stop(),
+                    redis.url,
+                    clients=args.clients,
+                    rate=args.rate,
+                    duration_s=args.duration,
+                    processes=args.processes,
+                )
+                for name, figures in pair.items():
+                    shown = ", ".join(
+                        f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in figures.items()
+                    )
+                    out(f"{name:<9} {shown}\n")
         finally:
             with contextlib.suppress(Exception):
-                reader.stop()
-            redis.stop()
+                redis.stop()
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Self, TypeVar
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.clients import IpNetwork, parse_networks
 from shared.identity import SiteKeys, Verifier
 from shared.jwks import (
     ASYMMETRIC_ALGORITHMS,
@@ -127,6 +128,11 @@ class HttpServiceSettings(CommonSettings):
     """What both HTTP services (ingest and reader) add: CORS and reader-token verification."""
 
     allowed_origins: str = Field("*", description="CORS allow-list, comma-separated.")
+    trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = Field(
+        (),
+        description="CIDRs of the proxies (the edge, a load balancer) whose X-Forwarded-For "
+        "is believed, comma-separated.",
+    )
     token_public_keys_file: Path | None = Field(
         None, description="JWKS (JSON) of the public keys that verify reader tokens."
     )
@@ -183,6 +189,11 @@ class HttpServiceSettings(CommonSettings):
                 "REACTIONS_TOKEN_PUBLIC_KEYS_FILE: production needs the reader-token public keys"
             )
         return self
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        return parse_networks(value)
 
     @property
     def origins(self) -> list[str]:

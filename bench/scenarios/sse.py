@@ -1,118 +1,88 @@
-"""SSE fan-out: N clients on one viral article receiving reactions at a steady rate.
+"""SSE fan-out: N page streams on one viral article that changes 1,000 times a second, on
+the reader and on a minimal broadcaster (bench/baselines/sse_broadcast.py) measured back
+to back in each round with the same client processes and the same changes.
 
-The clients live in bench/sse_clients.py (maintained with the reader). This scenario calls
-its `measure()` when it exists:
-
-    measure(reader_url, ingest_url, *, tokens, clients, rate, duration_s, reader_pid) -> dict
-        with "delivered_per_s", "p99_ms" and "bytes_per_client" (any may be None)
-
-and reports "not available" otherwise.
+Changes are written to Redis and announced on rx:changed exactly as the aggregator does,
+so Kafka, ingest and the aggregator do not compete for the cores; the clients run in their
+own processes (bench/sse_harness.py) and their CPU time is reported.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import inspect
 from typing import Any
 
-import aiohttp
-
 from bench.context import Context
-from bench.latency import detect_method
-from bench.stats import Figure, Row, Target, unavailable
+from bench.sse_clients import UNCAPPED, measure_pair
+from bench.stats import Figure, Row, Target, paired_ratios
+from deploy.local.services import Service
 
 RATE = 1000
 
 
-def hook() -> Any:
-    """`bench.sse_clients.measure` when that module exists, else None."""
-    try:
-        module = importlib.import_module("bench.sse_clients")
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, "measure", None)
-
-
-async def _has_stream(reader: str) -> bool:
-    async with aiohttp.ClientSession() as session:
-        return await detect_method(session, reader, "bench-viral") == "sse"
-
-
 def run(ctx: Context) -> None:
-    """Run the fan-out measurement per round if the reader streams and the hook is present."""
-    clients = ctx.sizes.sse_clients
-    metric = f"{clients:,} clients, {RATE:,} reactions/s"
-    measure = hook()
-    if measure is None:
-        why = "bench/sse_clients.py (with measure()) is not in this build"
-        ctx.add(
-            unavailable(
-                "sse", f"p99 delivery delay, {metric}", "ms", why, target=Target("<=", 500, "value")
-            ),
-            unavailable("sse", "updates delivered/s", "msg/s", why),
-            unavailable("sse", "reader memory per client", "bytes", why),
-        )
-        return
+    """Reader and baseline, round by round, each started fresh for its measurement."""
     stack = ctx.stack
-    ingest, aggregator, reader = stack.start_services(
-        ("ingest", {}), ("aggregator", {}), ("reader", {})
-    )
-    try:
-        if not asyncio.run(_has_stream(reader.url)):
-            why = "the reader has no /v1/articles/{id}/reactions/stream"
-            ctx.add(
-                unavailable(
-                    "sse",
-                    f"p99 delivery delay, {metric}",
-                    "ms",
-                    why,
-                    target=Target("<=", 500, "value"),
-                ),
-                unavailable("sse", "updates delivered/s", "msg/s", why),
-                unavailable("sse", "reader memory per client", "bytes", why),
-            )
-            return
-        runs: list[dict[str, Any]] = []
-        for r in range(ctx.sizes.rounds):
-            if r:
-                # A fresh reader per round: its memory growth per client is only meaningful
-                # from a process that has not held (and kept the arenas of) clients before.
-                stack.stop_part(reader)
-                reader = stack.start_service("reader")
-            value = measure(
-                reader.url,
-                ingest.url,
-                tokens=stack.tokens(int(RATE * ctx.sizes.sse_seconds)),
-                clients=clients,
-                rate=RATE,
-                duration_s=ctx.sizes.sse_seconds,
-                reader_pid=reader.process.pid(),
-            )
-            if inspect.isawaitable(value):
-                value = asyncio.run(_await(value))
-            runs.append(dict(value))
-            ctx.say(f"sse round {r + 1}: {runs[-1]}")
-    finally:
-        for part in (reader, aggregator, ingest):
-            stack.stop_part(part)
+    clients = ctx.sizes.sse_clients
+    metric = f"{clients:,} clients, {RATE:,} changes/s on one article"
 
-    def figure(key: str) -> Figure | None:
-        values = [float(x[key]) for x in runs if x.get(key) is not None]
-        return Figure.of(values) if values else None
+    def reader() -> Service:
+        return stack.start_service("reader", **UNCAPPED)
 
+    def broadcaster() -> Service:
+        return stack.start_app("sse_broadcast", {"BENCH_REDIS_URL": stack.redis_url()})
+
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for r in range(ctx.sizes.rounds):
+        pair = measure_pair(
+            reader,
+            broadcaster,
+            stack.stop_part,
+            stack.redis_url(),
+            clients=clients,
+            rate=RATE,
+            duration_s=ctx.sizes.sse_seconds,
+        )
+        rounds.append(pair)
+        ctx.say(f"sse round {r + 1}: {pair}")
+
+    def values(server: str, key: str) -> list[float]:
+        return [float(x[server][key]) for x in rounds if x[server].get(key) is not None]
+
+    def figure(server: str, key: str) -> Figure | None:
+        found = values(server, key)
+        return Figure.of(found) if found else None
+
+    delivered, base = values("reader", "delivered_per_s"), values("baseline", "delivered_per_s")
+    harness = [
+        x[s]["harness_cpu_s"] / ctx.sizes.sse_seconds
+        for x in rounds
+        for s in ("reader", "baseline")
+    ]
+    note = f"client processes used {max(harness):.2f} CPU-s per s at most" if harness else ""
     ctx.add(
         Row(
             "sse",
-            f"p99 delivery delay, {metric}",
+            f"p99 change → client, {metric}",
             "ms",
-            figure("p99_ms"),
+            figure("reader", "p99_ms"),
+            "minimal broadcaster",
+            figure("baseline", "p99_ms"),
             target=Target("<=", 500, "value"),
+            note=note,
         ),
-        Row("sse", "updates delivered/s", "msg/s", figure("delivered_per_s")),
-        Row("sse", "reader memory per client", "bytes", figure("bytes_per_client")),
+        Row(
+            "sse",
+            "tallies delivered/s",
+            "msg/s",
+            Figure.of(delivered) if delivered else None,
+            "minimal broadcaster",
+            Figure.of(base) if base else None,
+            paired_ratios(delivered, base),
+            Target(">=", 0.7),
+            "at most 4 a second per stream",
+        ),
+        Row("sse", "reader memory per stream", "bytes", figure("reader", "bytes_per_client")),
+        Row(
+            "sse", "reader CPU share during the run", "cores", figure("reader", "server_cpu_share")
+        ),
     )
-
-
-async def _await(value: Any) -> Any:
-    return await value

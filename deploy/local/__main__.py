@@ -1,5 +1,6 @@
-"""Start and stop the local stack: a real KRaft Kafka broker, a real redis-server and the
-three services, without Docker. Used by `make run/up/down/status/up-cluster/down-cluster`.
+"""Start and stop the local stack: a real KRaft Kafka broker, a real redis-server, the
+three services and the nginx edge in front of the reader, without Docker. Used by
+`make run/up/down/status/up-cluster/down-cluster`.
 
 `python -m deploy.local run` runs everything in the foreground until Ctrl-C; `up` starts
 whatever part is not running and returns; `down` stops everything (safe to run twice);

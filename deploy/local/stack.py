@@ -1,5 +1,5 @@
-"""The stacks: Kafka, Redis and the three services started in dependency order, on one
-node (`make up`) or scaled out (`make up-cluster`)."""
+"""The stacks: Kafka, Redis, the three services and the nginx edge started in dependency
+order, on one node (`make up`) or scaled out (`make up-cluster`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deploy.local.edge import NginxEdge
 from deploy.local.kafka import KafkaBroker, KafkaCluster
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT, Process, free_port
@@ -31,6 +32,9 @@ class LocalSettings(BaseSettings):
     cluster_base_port: int = Field(
         19000, ge=2001, le=55000, description="Where the scaled-out stack's fixed ports start."
     )
+    edge_port: int = Field(
+        8080, ge=1, le=65535, description="The nginx edge in front of the reader."
+    )
 
 
 @dataclass
@@ -42,6 +46,7 @@ class StackConfig:
     redis_port: int
     service_ports: dict[str, int]
     state_dir: Path
+    edge_port: int = 8080
 
     @classmethod
     def from_settings(cls, local: LocalSettings | None = None) -> StackConfig:
@@ -56,11 +61,17 @@ class StackConfig:
             redis_port=urlparse(common.redis_url).port or 6379,
             service_ports=configured_ports(),
             state_dir=local.stack_dir,
+            edge_port=local.edge_port,
         )
 
 
+# The reader believes the X-Forwarded-For of the edge in front of it (its stream cap per
+# client then sees the browser).
+EDGE_TRUST = {"REACTIONS_TRUSTED_PROXIES": "127.0.0.1/32"}
+
+
 class Stack:
-    """Kafka, Redis and the three services, started in dependency order."""
+    """Kafka, Redis, the three services and the nginx edge, started in dependency order."""
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -78,15 +89,24 @@ class Stack:
             keys=self.keys,
         )
         self.services = {
-            name: Service(name, config.service_ports[name], env, config.state_dir / "logs")
+            name: Service(
+                name,
+                config.service_ports[name],
+                {**env, **EDGE_TRUST} if name == "reader" else env,
+                config.state_dir / "logs",
+            )
             for name in SERVICE_NAMES
         }
+        self.edge = NginxEdge(
+            config.state_dir / "edge", config.edge_port, config.service_ports["reader"]
+        )
 
     def parts(self) -> Iterator[tuple[str, Process]]:
         yield "kafka", self.kafka.process
         yield "redis", self.redis.process
         for name, service in self.services.items():
             yield name, service.process
+        yield "edge", self.edge.process
 
     def up(self) -> list[str]:
         """Start every part that is not running; leave running parts alone."""
@@ -102,10 +122,14 @@ class Stack:
             if service.process.pid() is None:
                 service.start()
                 started.append(name)
+        if self.edge.process.pid() is None:
+            self.edge.start()
+            started.append("edge")
         return started
 
     def down(self) -> None:
-        """Stop services first, then Redis and Kafka; safe to run twice."""
+        """Stop the edge and the services first, then Redis and Kafka; safe to run twice."""
+        self.edge.stop()
         for service in reversed(list(self.services.values())):
             service.stop()
         self.redis.stop()
@@ -117,7 +141,8 @@ class Stack:
     def urls(self) -> dict[str, str]:
         reader = self.services["reader"].url
         return {
-            "demo": f"{reader}/demo",
+            "demo (via the edge)": f"{self.edge.url}/demo",
+            "edge (nginx)": self.edge.url,
             "ingest": self.services["ingest"].url,
             "reader": reader,
             "aggregator metrics": f"{self.services['aggregator'].url}/metrics",

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Self
 
 from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import NoDecode
 
 from services.ingest.tokens import TokenIssuer, load_signing_key
 from shared.jwks import KeyFileError, VerificationKey, key_algorithms
 from shared.settings import HttpServiceSettings, empty_path_is_unset
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MIN_SALT_BYTES = 16
 
 
@@ -45,9 +42,6 @@ class IngestSettings(HttpServiceSettings):
     )
     token_network_prefix_v6: int = Field(
         64, ge=16, le=128, description="IPv6 prefix length a client network is counted by."
-    )
-    trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = Field(
-        (), description="CIDRs whose X-Forwarded-For is believed, comma-separated."
     )
     ip_hash_salt: SecretStr | None = Field(
         None, description="Salt for hashing client networks in rate-limit keys."
@@ -172,15 +166,4 @@ class IngestSettings(HttpServiceSettings):
     def _valid_storage(cls, value: str) -> str:
         if value.split("://", 1)[0] not in ("memory", "redis", "rediss", "redis+unix"):
             raise ValueError("must be memory:// or a redis:// URL")
-        return value
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(
-                ipaddress.ip_network(cidr.strip(), strict=False)
-                for cidr in value.split(",")
-                if cidr.strip()
-            )
         return value

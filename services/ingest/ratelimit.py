@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import math
 import secrets
 import time
@@ -28,7 +27,8 @@ from limits.storage import storage_from_string
 from prometheus_client import Counter
 from starlette.types import Scope
 
-from services.ingest.config import IngestSettings, IpNetwork
+from services.ingest.config import IngestSettings
+from shared.clients import IpNetwork, client_ip, client_network
 from shared.http import ApiError
 from shared.logs import get_logger
 
@@ -135,57 +135,3 @@ class RateLimits:
             f"Too many reactions from this {who}; retry in {retry_after} s.",
             {"Retry-After": str(retry_after)},
         )
-
-
-def client_ip(scope: Scope, trusted: tuple[IpNetwork, ...]) -> str:
-    """The client's address: the TCP peer, unless the peer is a trusted proxy.
-
-    Behind trusted proxies, X-Forwarded-For is read right to left and the first hop that
-    is not itself a trusted proxy is the client (hops further left are client-supplied).
-    """
-    client = scope.get("client")
-    peer = client[0] if client else ""
-    if not trusted or not _is_trusted(peer, trusted):
-        return peer
-    hops = [
-        hop.strip()
-        for name, value in scope["headers"]
-        if name == b"x-forwarded-for"
-        for hop in value.decode("latin-1").split(",")
-    ]
-    current = peer
-    for hop in reversed(hops):
-        try:
-            address = ipaddress.ip_address(hop)
-        except ValueError:
-            break  # a malformed hop: trust nothing further left
-        current = str(address)
-        if not _is_trusted(current, trusted):
-            break
-    return current
-
-
-def client_network(address: str, prefix_v4: int, prefix_v6: int) -> str:
-    """The network a client address is counted by: `address/prefix` with host bits zeroed.
-
-    One IPv6 subscriber usually holds a whole /64, so counting single v6 addresses would
-    let one client rotate through billions of them. IPv4-mapped v6 addresses count as v4.
-    """
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address  # not an address (a unix socket peer): counted as itself
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    prefix = prefix_v4 if ip.version == 4 else prefix_v6
-    if prefix == ip.max_prefixlen:
-        return str(ip)  # the default for IPv4, and the cheap path of every write
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-
-
-def _is_trusted(address: str, trusted: tuple[IpNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import resource
+import socket
 
 import uvicorn
 
-from services.reader.app import create_app
+from services.reader.app import served_app
 from services.reader.config import ReaderSettings
 from shared.logs import configure_logging
 from shared.settings import load_settings
+
+
+class ReaderServer(uvicorn.Server):
+    """uvicorn's server, telling the app when it begins to stop so open streams end first."""
+
+    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event) -> None:
+        super().__init__(config)
+        self._stopping = stopping
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Signal the app, then uvicorn's own shutdown."""
+        self._stopping.set()
+        await super().shutdown(sockets)
 
 
 def main() -> None:
@@ -19,8 +34,9 @@ def main() -> None:
     # Every SSE client holds a socket: allow as many as the hard limit permits.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    uvicorn.run(
-        create_app(settings),
+    stopping = asyncio.Event()
+    config = uvicorn.Config(
+        served_app(settings, stopping),
         host=settings.host,
         port=settings.reader_port,
         loop="uvloop",
@@ -28,7 +44,10 @@ def main() -> None:
         log_config=None,
         timeout_graceful_shutdown=10,
         backlog=4096,
+        # The client address is ours to work out (REACTIONS_TRUSTED_PROXIES), not uvicorn's.
+        proxy_headers=False,
     )
+    ReaderServer(config, stopping).run()
 
 
 if __name__ == "__main__":

@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
+from starlette.types import ASGIApp
 
 from services.reader.assets import StaticAssets
 from services.reader.config import ReaderSettings
 from services.reader.deps import ReaderState, redis_ready
 from services.reader.live import ChangeFeed
 from services.reader.routes import live, me, static, tallies, trending
-from services.reader.sse import SSE_INTERVAL_S
+from services.reader.sse import SSE_INTERVAL_S, StreamHandoff
 from services.reader.store import TallyStore
 from services.reader.trending import Trending
 from shared.http import (
@@ -36,14 +39,20 @@ log = get_logger(__name__)
 
 @asynccontextmanager
 async def lifespan(
-    settings: ReaderSettings, reactions: ReactionSet, assets: StaticAssets, verifier: Verifier
+    settings: ReaderSettings,
+    reactions: ReactionSet,
+    assets: StaticAssets,
+    verifier: Verifier,
+    stopping: asyncio.Event | None = None,
 ) -> AsyncIterator[ReaderState]:
-    """Redis, the tally store, the live feed and trending for the app's life."""
+    """Redis, the tally store, the live feed and trending for the app's life; open streams
+    end properly once `stopping` is set."""
     redis = connect_redis(settings.redis_url, READS, cluster=settings.redis_cluster)
     store = TallyStore(
         redis, reactions, settings.reader_cache_ttl_ms / 1000, settings.reader_cache_entries
     )
     feed = ChangeFeed(redis, store.cache, store.render, interval=SSE_INTERVAL_S)
+    ender = asyncio.create_task(_end_streams_on(stopping, feed)) if stopping else None
     try:
         yield ReaderState(
             settings=settings,
@@ -56,11 +65,22 @@ async def lifespan(
             verifier=verifier,
         )
     finally:
+        if ender is not None:
+            ender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ender
         await feed.close()
         await close_within("redis", redis.aclose())
 
 
-def create_app(settings: ReaderSettings) -> FastAPI:
+async def _end_streams_on(stopping: asyncio.Event, feed: ChangeFeed) -> None:
+    # The server waits for open responses before it stops: end the streams, which would
+    # otherwise run out the graceful-shutdown time and then be cancelled mid-stream.
+    await stopping.wait()
+    feed.end_streams()
+
+
+def create_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) -> FastAPI:
     """The reader application: middleware, error handlers, the ops and feature routers."""
     # Read and rendered before serving: a bad reaction config or a missing file stops here.
     reactions = settings.reaction_set()
@@ -77,7 +97,7 @@ def create_app(settings: ReaderSettings) -> FastAPI:
         version="1",
         description="Public tallies, live tallies (SSE), trending and the embeddable widget; "
         "a reader's own reactions with a reader token.",
-        lifespan=lambda _: lifespan(settings, reactions, assets, verifier),
+        lifespan=lambda _: lifespan(settings, reactions, assets, verifier, stopping),
         default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
@@ -99,3 +119,9 @@ def create_app(settings: ReaderSettings) -> FastAPI:
     app.include_router(trending.router_for(reactions))
     count_token_rejections_from_zero()
     return app
+
+
+def served_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) -> ASGIApp:
+    """The app as the server runs it: inside StreamHandoff, so an open stream keeps none of
+    the framework's per-request state alive."""
+    return StreamHandoff(create_app(settings, stopping))

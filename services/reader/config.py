@@ -36,6 +36,12 @@ class ReaderSettings(HttpServiceSettings):
     sse_max_clients: int = Field(
         20_000, ge=1, description="Most open SSE streams per process; more get 503."
     )
+    sse_max_streams_per_client: int = Field(
+        16,
+        ge=1,
+        description="Most open SSE streams per client address (IPv6: per /64) per process; "
+        "more get 429.",
+    )
     trending_cache_ms: int = Field(
         1000, ge=0, le=60_000, description="How long a merged trending list is reused."
     )

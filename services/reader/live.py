@@ -1,18 +1,19 @@
-"""Live tallies: one Redis pub/sub subscription per process, fanned out to SSE clients.
+"""Live tallies: one Redis pub/sub subscription per process, fanned out to SSE streams.
 
 The aggregator publishes the ids of changed articles on `rx:changed` after each batch.
-The feed holds that one subscription while any SSE client is connected, drops the
-changed articles from the tally cache, and pushes each listened article's fresh tally to
-its clients — at most `1 / interval` times a second per article. Each client has a
-mailbox of one tally: a slow client skips intermediate tallies (the latest wins), so it
-never blocks the others and never makes the process grow.
+The feed holds that one subscription while any stream is open, drops the changed
+articles from the tally cache, and sends each listened article's fresh tally — rendered
+once, framed once as SSE bytes — to every stream that carries it, single- or
+multi-article alike, at most `1 / interval` times a second per article. Each stream has
+an outbox holding the latest frame per article: a slow client skips intermediate tallies,
+so it never blocks the others and never makes the process grow.
 
 A subscription is a connection that only Redis talks on, so a dead one (Redis frozen, a
 proxy or NAT that dropped the flow without a word) would look exactly like a quiet channel.
 The feed therefore pings a subscription idle for `heartbeat_s` (5 s) and takes it for dead
 when the ping, or the subscription itself, gets no answer within `heartbeat_s` more: a
 dead subscription is noticed within 10 s of the last thing Redis said, and replaced by a
-new one (retried with a backoff of at most 2 s), whose clients then get fresh tallies.
+new one (retried with a backoff of at most 2 s), whose streams then get fresh tallies.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
 import orjson
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
@@ -36,14 +37,21 @@ from shared.tallies import CHANGES_CHANNEL
 
 log = get_logger(__name__)
 
-SSE_CLIENTS: Final = Gauge("reactions_reader_sse_clients", "Open SSE streams.")
+SSE_CLIENTS: Final = Gauge(
+    "reactions_reader_sse_clients", "Open SSE streams (a page's one multiplexed stream is one)."
+)
+SSE_STREAM_ARTICLES: Final = Histogram(
+    "reactions_reader_sse_stream_articles",
+    "Articles subscribed per opened SSE stream.",
+    buckets=(1, 2, 5, 10, 20, 50, 100),
+)
 SSE_MESSAGES: Final = Counter(
     "reactions_reader_sse_messages_total", "Tally events written to SSE streams."
 )
 SSE_COALESCED: Final = Counter(
     "reactions_reader_sse_coalesced_total",
     "Tally updates not sent on their own: merged into the next send of their article "
-    "(rate limit) or replaced in a slow client's mailbox by a newer tally.",
+    "(rate limit) or replaced in a slow client's outbox by a newer tally.",
 )
 
 # Renders the tally event body of one article (the plain GET's JSON).
@@ -62,34 +70,67 @@ class SubscriptionDead(Exception):
     """Redis did not answer the subscription within the heartbeat: the connection is dead."""
 
 
-class Mailbox:
-    """One SSE client's queue, bounded to one tally: a newer tally replaces an unread one."""
+def tally_frame(body: bytes) -> bytes:
+    """One `event: tally` as it goes on the wire (the JSON is one line: orjson adds none)."""
+    return b"event: tally\ndata: " + body + b"\n\n"
 
-    __slots__ = ("_ready", "_value")
 
-    def __init__(self) -> None:
-        self._value: bytes | None = None
-        self._ready = asyncio.Event()
+class Outbox:
+    """One stream's unsent frames, the latest per article, and the wake-up of its writer."""
 
-    def put(self, value: bytes) -> None:
-        """Leave `value` for the client, replacing (and counting) any it has not read yet."""
-        if self._value is not None:
+    __slots__ = ("_waiter", "articles", "client", "closed", "ending", "pending")
+
+    def __init__(self, articles: tuple[str, ...], client: str) -> None:
+        self.articles = articles
+        self.client = client
+        self.pending: dict[str, bytes] = {}
+        self.closed = False
+        self.ending = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, article_id: str, frame: bytes) -> None:
+        """Leave `frame` for the writer, replacing (and counting) an unsent one of the article."""
+        if article_id in self.pending:
             SSE_COALESCED.inc()
-        self._value = value
-        self._ready.set()
+        self.pending[article_id] = frame
+        self.wake()
 
-    async def take(self) -> bytes:
-        """Wait for the latest tally and take it."""
-        while self._value is None:
-            self._ready.clear()
-            await self._ready.wait()
-        value, self._value = self._value, None
-        self._ready.clear()
-        return value
+    def take(self) -> bytes:
+        """Every unsent frame, as one write."""
+        frames = b"".join(self.pending.values())
+        SSE_MESSAGES.inc(len(self.pending))
+        self.pending.clear()
+        return frames
+
+    def close(self) -> None:
+        """The client went away: the writer stops at its next wake-up."""
+        self.closed = True
+        self.wake()
+
+    def end(self) -> None:
+        """End the stream properly at the writer's next wake-up (server shutdown)."""
+        self.ending = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Resume the writer if it waits."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until `wake` (at once when frames are pending or the stream is closed or ending)."""
+        if self.pending or self.closed or self.ending:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 class ChangeFeed:
-    """The process's subscription to `rx:changed` and its fan-out to SSE mailboxes."""
+    """The process's subscription to `rx:changed` and its fan-out to the streams' outboxes."""
 
     def __init__(
         self,
@@ -107,35 +148,60 @@ class ChangeFeed:
         self._interval = interval
         self._heartbeat_s = heartbeat_s
         self._clock = clock
-        self._listeners: dict[str, set[Mailbox]] = {}
+        self._listeners: dict[str, set[Outbox]] = {}
+        # The current frame of listened articles, shared by every stream that connects.
+        self._frames: dict[str, bytes] = {}
+        # Moves with every change notice: a frame rendered across one may be stale.
+        self._generation = 0
         self._last_sent: dict[str, float] = {}
         self._scheduled: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriber: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._per_client: dict[str, int] = {}
         self.clients = 0
 
-    def add(self, article_id: str) -> Mailbox:
-        """A mailbox receiving `article_id`'s tallies; subscribes when it is the first client."""
-        mailbox = Mailbox()
-        self._listeners.setdefault(article_id, set()).add(mailbox)
+    def client_streams(self, client: str) -> int:
+        """Streams open for one client key (an address or network)."""
+        return self._per_client.get(client, 0)
+
+    def add(self, article_ids: Sequence[str], client: str = "") -> Outbox:
+        """An outbox receiving these articles' frames; subscribes for the first stream."""
+        outbox = Outbox(tuple(article_ids), client)
+        for article_id in outbox.articles:
+            self._listeners.setdefault(article_id, set()).add(outbox)
+        self._per_client[client] = self._per_client.get(client, 0) + 1
         self.clients += 1
         SSE_CLIENTS.inc()
+        SSE_STREAM_ARTICLES.observe(len(outbox.articles))
         if self._subscriber is None:
             # A fresh event per subscription: a cancelled one cannot clear its successor's.
             self._subscribed = asyncio.Event()
             self._subscriber = asyncio.create_task(self._subscribe_loop(self._subscribed))
-        return mailbox
+        return outbox
 
-    def remove(self, article_id: str, mailbox: Mailbox) -> None:
-        """Stop delivering to `mailbox`; unsubscribes when it was the last client."""
-        listeners = self._listeners.get(article_id)
-        if listeners is None or mailbox not in listeners:
+    def remove(self, outbox: Outbox) -> None:
+        """Stop delivering to `outbox` (safe twice); unsubscribes after the last stream."""
+        if outbox.client not in self._per_client:
             return
-        listeners.discard(mailbox)
-        if not listeners:
-            del self._listeners[article_id]
-            self._last_sent.pop(article_id, None)
+        removed = False
+        for article_id in outbox.articles:
+            listeners = self._listeners.get(article_id)
+            if listeners is None or outbox not in listeners:
+                continue
+            removed = True
+            listeners.discard(outbox)
+            if not listeners:
+                del self._listeners[article_id]
+                self._last_sent.pop(article_id, None)
+                self._frames.pop(article_id, None)
+        if not removed:
+            return
+        remaining = self._per_client[outbox.client] - 1
+        if remaining:
+            self._per_client[outbox.client] = remaining
+        else:
+            del self._per_client[outbox.client]
         self.clients -= 1
         SSE_CLIENTS.dec()
         if self.clients == 0 and self._subscriber is not None:
@@ -146,10 +212,41 @@ class ChangeFeed:
             self._subscriber = None
 
     async def wait_subscribed(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Wait (bounded) until the subscription is up, so no change slips past a new client."""
+        """Wait (bounded) until the subscription is up, so no change slips past a new stream."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._subscribed.wait()
+
+    async def current_frames(self, article_ids: Sequence[str]) -> list[bytes]:
+        """The current frame of each article: shared when the feed holds one, else rendered
+        (their counts read in one round trip first) and kept for the next stream."""
+        missing = [a for a in article_ids if a not in self._frames]
+        if len(missing) > 1:
+            await self._cache.get_many(missing)  # one pipeline; each render below then hits
+        frames = []
+        for article_id in article_ids:
+            frame = self._frames.get(article_id)
+            if frame is None:
+                generation = self._generation
+                frame = tally_frame(await self._render(article_id))
+                self._keep(article_id, frame, generation)
+            frames.append(frame)
+        return frames
+
+    def _keep(self, article_id: str, frame: bytes, generation: int) -> None:
+        # Only while subscribed (no notice can be missed) and when no notice came during
+        # the render; otherwise the next stream renders again.
+        if (
+            generation == self._generation
+            and self._subscribed.is_set()
+            and article_id in self._listeners
+        ):
+            self._frames[article_id] = frame
+
+    def end_streams(self) -> None:
+        """End every open stream properly (the server is stopping; browsers reconnect)."""
+        for outbox in {o for listeners in self._listeners.values() for o in listeners}:
+            outbox.end()
 
     async def close(self) -> None:
         """Cancel the subscription and pending sends (at shutdown)."""
@@ -166,15 +263,17 @@ class ChangeFeed:
         """The aggregator changed these articles: drop their cached tallies, push new ones."""
         changed = list(article_ids)
         self._cache.invalidate(changed)
+        self._generation += 1
         for article_id in changed:
             if article_id in self._listeners:
+                self._frames.pop(article_id, None)
                 self._schedule(article_id)
 
     def _schedule(self, article_id: str) -> None:
         # At most one send per article every `interval` (4 a second): a viral article
         # changes with every aggregator batch, and neither the reader's eye nor the
         # clients' connections gain from more; each send reads the freshest tally, so
-        # merging changes loses nothing.
+        # merging changes loses nothing. A change after a quiet spell goes out at once.
         if article_id in self._scheduled:
             SSE_COALESCED.inc()
             return
@@ -193,14 +292,17 @@ class ChangeFeed:
         if article_id not in self._listeners:
             return
         self._last_sent[article_id] = self._clock()
+        generation = self._generation
         try:
-            body = await self._render(article_id)
+            frame = tally_frame(await self._render(article_id))
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("tally_push_failed", article_id=article_id, error=repr(exc))
             self._schedule(article_id)
             return
-        for mailbox in self._listeners.get(article_id, ()):
-            mailbox.put(body)
+        self._keep(article_id, frame, generation)
+        # One frame, the same bytes, for every stream of the article.
+        for outbox in self._listeners.get(article_id, ()):
+            outbox.put(article_id, frame)
 
     async def _subscribe_loop(self, subscribed: asyncio.Event) -> None:
         backoff = 0.1
@@ -215,8 +317,8 @@ class ChangeFeed:
                         self.on_changed(_changed_ids(message.get("data")))
                     elif kind == "subscribe":
                         # Changes published while unsubscribed were missed: cached tallies
-                        # may be stale, and clients of a resumed subscription need fresh ones.
-                        self._cache.clear()
+                        # may be stale, and streams of a resumed subscription need fresh ones.
+                        self._forget_all()
                         if not first:
                             self.on_changed(list(self._listeners))
                         first = False
@@ -226,6 +328,7 @@ class ChangeFeed:
                 log.warning("changes_subscription_lost", error=repr(exc))
             finally:
                 subscribed.clear()
+                self._forget_all()
                 # Bounded: the connection may be the dead one.
                 with contextlib.suppress(RedisError, OSError, TimeoutError):
                     async with asyncio.timeout(self._heartbeat_s):
@@ -254,6 +357,11 @@ class ChangeFeed:
                 await pubsub.ping(HEARTBEAT_MESSAGE)
                 awaiting = True
                 until = now + self._heartbeat_s
+
+    def _forget_all(self) -> None:
+        self._cache.clear()
+        self._frames.clear()
+        self._generation += 1
 
 
 def _changed_ids(data: Any) -> list[str]:

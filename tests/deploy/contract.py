@@ -119,7 +119,16 @@ CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
         ("result",),
     ),
     "reactions_reader_sse_clients": ContractMetric(
-        "gauge", "reader", "Open SSE streams on this process."
+        "gauge", "reader", "Open SSE streams on this process (a page's one stream counts once)."
+    ),
+    "reactions_reader_sse_stream_articles": ContractMetric(
+        "histogram", "reader", "Articles subscribed per opened SSE stream."
+    ),
+    "reactions_reader_sse_refused_total": ContractMetric(
+        "counter",
+        "reader",
+        "SSE streams refused, by reason: max_clients (process full) or per_client.",
+        ("reason",),
     ),
     "reactions_reader_sse_messages_total": ContractMetric(
         "counter", "reader", "Tally events sent on SSE streams."

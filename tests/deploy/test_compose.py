@@ -43,6 +43,7 @@ def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:
         *SERVICE_NAMES,
         "prometheus",
         "grafana",
+        "edge",
     }
     for name, service in compose["services"].items():
         assert ":" in service["image"] and not service["image"].endswith(":latest"), name
@@ -253,3 +254,22 @@ def test_the_dockerfile_builds_one_slim_non_root_image() -> None:
         src for line in lines if line.startswith("COPY ") for src in line.split()[1:-1]
     }
     assert {"tests", ".venv", "deploy/kafka/lib", ".git"} <= ignored
+
+
+def test_the_edge_runs_the_reference_nginx_config_in_front_of_the_reader(
+    compose: dict[str, Any],
+) -> None:
+    edge = compose["services"]["edge"]
+    assert edge["image"].startswith("nginx:")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in edge["volumes"]}
+    template = ROOT / mounts["/etc/nginx/templates/reactions.conf.template"]
+    assert template.resolve() == ROOT / "deploy" / "nginx" / "reactions.conf.template"
+    # Every placeholder of the template is given; nginx's own variables are left alone.
+    placeholders = set(re.findall(r"\$\{(REACTIONS_[A-Z_]+)\}", template.read_text()))
+    assert placeholders == set(edge["environment"])
+    reader_port = default("reader", "reader_port")
+    assert edge["environment"]["REACTIONS_READER_UPSTREAM"] == f"reader:{reader_port}"
+    port = edge["environment"]["REACTIONS_EDGE_PORT"]
+    assert edge["ports"] == [f"{port}:{port}"]
+    assert edge["depends_on"] == {"reader": {"condition": "service_healthy"}}
+    assert compose["services"]["reader"]["environment"]["REACTIONS_TRUSTED_PROXIES"]

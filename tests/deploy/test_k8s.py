@@ -241,3 +241,25 @@ def test_forwarded_for_is_believed_from_the_ingress_controller_only() -> None:
         for peer in rule["from"]
     }
     assert namespaces == {"ingress-nginx", "monitoring"}
+
+
+# Resident memory per open SSE stream, measured with `.venv/bin/python -m bench.sse_clients
+# --clients 5000 --articles-per-stream N`: 10.9 KiB with one article per stream (10.5 KiB
+# with --clients 15000), 14.2 KiB with a page's 20 articles. Rounded up from the latter.
+STREAM_KIB = 15
+# The reader process without streams (about 70 MiB measured), with room for its caches.
+READER_BASE_MIB = 128
+
+
+def mebibytes(quantity: str) -> float:
+    """A Kubernetes memory quantity (Ki, Mi, Gi) in MiB."""
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_the_reader_pod_holds_its_stream_limit() -> None:
+    limit = mebibytes(container("reader")["resources"]["limits"]["memory"])
+    max_clients = int(config_map()["REACTIONS_SSE_MAX_CLIENTS"])
+    assert READER_BASE_MIB + max_clients * STREAM_KIB / 1024 <= limit, (max_clients, limit)
+    per_client = int(config_map()["REACTIONS_SSE_MAX_STREAMS_PER_CLIENT"])
+    assert 1 <= per_client < max_clients

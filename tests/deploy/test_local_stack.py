@@ -39,6 +39,7 @@ def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> N
         ),
         **{port_variable(name): str(port) for name, port in ports.items()},
         "REACTIONS_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "REACTIONS_EDGE_PORT": str(free_port()),
         "REACTIONS_STACK_DIR": str(tmp_path / "run"),
     }
 
@@ -55,7 +56,7 @@ def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> N
     def up() -> None:
         result = cli("up")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "started: kafka, redis, ingest, aggregator, reader" in result.stdout
+        assert "started: kafka, redis, ingest, aggregator, reader, edge" in result.stdout
 
     votes = SyncVoteClient(
         f"http://127.0.0.1:{ports['ingest']}", f"http://127.0.0.1:{ports['reader']}"
@@ -85,7 +86,7 @@ def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> N
         vote_counted(first, 1)
         assert cli("down").returncode == 0
         status = cli("status").stdout
-        assert status.count("stopped") == 5, status
+        assert status.count("stopped") == 6, status
         up()
         assert votes.tally("cycle").json()["total"] == 1  # Redis kept the view
         vote_counted(new_token(), 2)

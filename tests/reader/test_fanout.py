@@ -1,5 +1,6 @@
-"""The live feed's fan-out: one tally per change burst per article, latest-wins mailboxes; its
-one subscription, kept while idle and restored when its connection dies, even silently."""
+"""The live feed's fan-out: one frame per change burst per article, shared by every stream
+that carries the article; outboxes keep the latest frame per article; its one subscription,
+kept while idle and restored when its connection dies, even silently."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from redis.asyncio import Redis
 
 from deploy.local.redis import RedisServer
 from services.reader.cache import Counts, TallyCache
-from services.reader.live import SSE_COALESCED, ChangeFeed, Mailbox
+from services.reader.live import SSE_COALESCED, ChangeFeed, Outbox, tally_frame
 from shared.tallies import READS, connect_redis
 from tests.support import TcpRelay, eventually
 
@@ -25,18 +26,26 @@ async def subscribers(redis: Redis) -> int:
     return int(counts[0][1])
 
 
-async def test_mailbox_keeps_only_the_latest_tally() -> None:
-    mailbox = Mailbox()
+async def test_outbox_keeps_only_the_latest_frame_of_each_article() -> None:
+    outbox = Outbox(("a", "b"), "client")
     before = coalesced()
     for i in range(1000):
-        mailbox.put(b"%d" % i)
-    assert await mailbox.take() == b"999"
+        outbox.put("a", b"%d;" % i)
+    outbox.put("b", b"b;")
+    await outbox.wait()
+    assert outbox.take() == b"999;b;"  # one write: the latest of each article
     assert coalesced() - before == 999
-    waiter = asyncio.create_task(mailbox.take())
+    waiter = asyncio.create_task(outbox.wait())
     await asyncio.sleep(0)
     assert not waiter.done()  # nothing new: the slow client waits, nothing piles up
-    mailbox.put(b"next")
-    assert await waiter == b"next"
+    outbox.put("b", b"next;")
+    await waiter
+    assert outbox.take() == b"next;"
+
+
+async def next_write(outbox: Outbox) -> bytes:
+    await outbox.wait()
+    return outbox.take()
 
 
 class Renderer:
@@ -59,26 +68,49 @@ async def test_a_burst_of_changes_is_sent_once_and_others_are_untouched(redis: R
     # An hour between sends: only the first send of the burst can happen during the test.
     feed = ChangeFeed(redis, cache, render, interval=3600)
     try:
-        fast = [feed.add("viral") for _ in range(3)]
-        quiet = feed.add("quiet")
+        fast = [feed.add(["viral"]) for _ in range(2)]
+        page = feed.add(["quiet", "viral"])  # a page's stream carries both
+        quiet = feed.add(["quiet"])
         before = coalesced()
         render.version = 1
         for _ in range(20):  # one burst, delivered before the feed's send runs
             feed.on_changed(["viral", "elsewhere"])
-        assert await asyncio.gather(*(m.take() for m in fast)) == [b"viral:1"] * 3
-        assert render.calls == ["viral"]  # one read for all three clients
+        frame = tally_frame(b"viral:1")
+        writes = await asyncio.gather(*(next_write(o) for o in [*fast, page]))
+        assert writes == [frame] * 3
+        assert writes[0] is writes[2]  # the same bytes for every stream, encoded once
+        assert render.calls == ["viral"]  # one read for all three streams
         assert coalesced() - before == 19
         render.version = 2
         feed.on_changed(["viral"])  # within the interval: waits for the next slot
         feed.on_changed(["viral"])  # and merges into that send
         assert render.calls == ["viral"]
         assert coalesced() - before == 20
-        assert quiet._value is None
+        assert not quiet.pending and not page.pending
     finally:
-        for m in fast:
-            feed.remove("viral", m)
-        feed.remove("quiet", quiet)
+        for outbox in [*fast, page, quiet]:
+            feed.remove(outbox)
+            feed.remove(outbox)  # safe twice
         assert feed.clients == 0
+        await feed.close()
+
+
+async def test_streams_connecting_share_the_current_frame(redis: Redis) -> None:
+    cache = TallyCache(no_load, ttl=0.5, max_entries=10)
+    render = Renderer()
+    feed = ChangeFeed(redis, cache, render, interval=0.25)
+    first = feed.add(["a1", "a2"])
+    try:
+        await feed.wait_subscribed(10)
+        one = await feed.current_frames(["a1", "a2"])
+        two = await feed.current_frames(["a2", "a1"])
+        assert one == [tally_frame(b"a1:0"), tally_frame(b"a2:0")]
+        assert two[0] is one[1] and render.calls == ["a1", "a2"]  # kept, not re-rendered
+        render.version = 1
+        feed.on_changed(["a1"])  # a change makes the kept frame stale
+        assert await feed.current_frames(["a1"]) == [tally_frame(b"a1:1")]
+    finally:
+        feed.remove(first)
         await feed.close()
 
 
@@ -102,18 +134,18 @@ async def test_subscription_lives_only_while_clients_are_connected(redis: Redis)
     render = Renderer()
     feed = ChangeFeed(redis, cache, render, interval=0.25)
 
-    mailbox = feed.add("a1")
+    outbox = feed.add(["a1"])
     await feed.wait_subscribed(10)
     await eventually(lambda: subscribers(redis), lambda n: n == 1, what="one subscription")
-    second = feed.add("a2")
+    second = feed.add(["a2"])
     assert await subscribers(redis) == 1  # one per process, not per client
     await redis.publish("rx:changed", '["a1","zz"]')
-    assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:0"
+    assert await asyncio.wait_for(next_write(outbox), 30) == tally_frame(b"a1:0")
     await redis.publish("rx:changed", "not json")  # ignored, the feed keeps going
     await redis.publish("rx:changed", '["a2"]')
-    assert await asyncio.wait_for(second.take(), 30) == b"a2:0"
-    feed.remove("a1", mailbox)
-    feed.remove("a2", second)
+    assert await asyncio.wait_for(next_write(second), 30) == tally_frame(b"a2:0")
+    feed.remove(outbox)
+    feed.remove(second)
     await eventually(lambda: subscribers(redis), lambda n: n == 0, what="the subscription to end")
     await feed.close()
 
@@ -123,21 +155,21 @@ async def test_a_lost_subscription_is_restored_and_clients_resynced(redis: Redis
     render = Renderer()
     feed = ChangeFeed(redis, cache, render, interval=0.25)
 
-    mailbox = feed.add("a1")
+    outbox = feed.add(["a1"])
     try:
         await eventually(lambda: subscribers(redis), lambda n: n == 1, what="the subscription")
         render.version = 1
         # Changes published while the connection is down are lost; the feed must resync.
         await redis.client_kill_filter(_type="pubsub")
-        assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:1"
+        assert await asyncio.wait_for(next_write(outbox), 30) == tally_frame(b"a1:1")
         await eventually(
             lambda: subscribers(redis), lambda n: n == 1, what="the subscription to return"
         )
         render.version = 2
         await redis.publish("rx:changed", '["a1"]')
-        assert await asyncio.wait_for(mailbox.take(), 30) == b"a1:2"
+        assert await asyncio.wait_for(next_write(outbox), 30) == tally_frame(b"a1:2")
     finally:
-        feed.remove("a1", mailbox)
+        feed.remove(outbox)
         await feed.close()
 
 
@@ -154,7 +186,7 @@ async def pings(redis: Redis) -> int:
 async def test_an_idle_subscription_is_pinged_and_kept(redis: Redis) -> None:
     cache = TallyCache(no_load, ttl=0.5, max_entries=10)
     feed = ChangeFeed(redis, cache, Renderer(), interval=0.25, heartbeat_s=0.2)
-    mailbox = feed.add("a1")
+    outbox = feed.add(["a1"])
     try:
         await feed.wait_subscribed(10)
         [subscription] = await pubsub_clients(redis)
@@ -163,9 +195,9 @@ async def test_an_idle_subscription_is_pinged_and_kept(redis: Redis) -> None:
         await eventually(lambda: pings(redis), lambda n: n >= before + 5, what="heartbeats")
         assert await pubsub_clients(redis) == [subscription]
         await redis.publish("rx:changed", '["a1"]')
-        assert await asyncio.wait_for(mailbox.take(), 10) == b"a1:0"
+        assert await asyncio.wait_for(next_write(outbox), 10) == tally_frame(b"a1:0")
     finally:
-        feed.remove("a1", mailbox)
+        feed.remove(outbox)
         await feed.close()
 
 
@@ -177,22 +209,22 @@ async def test_a_silently_dropped_subscription_is_noticed_and_restored(
     cache = TallyCache(no_load, ttl=0.5, max_entries=10)
     render = Renderer()
     feed = ChangeFeed(through_relay, cache, render, interval=0.25, heartbeat_s=0.5)
-    mailbox = feed.add("a1")
+    outbox = feed.add(["a1"])
     try:
         await feed.wait_subscribed(10)
         await redis.publish("rx:changed", '["a1"]')
-        assert await asyncio.wait_for(mailbox.take(), 10) == b"a1:0"
+        assert await asyncio.wait_for(next_write(outbox), 10) == tally_frame(b"a1:0")
         # The connection goes dead without a FIN or RST: Redis still sees a subscriber and
         # nothing tells the feed. Its ping gets no answer within the heartbeat, so it
-        # subscribes again on a new connection and resyncs its clients.
+        # subscribes again on a new connection and resyncs its streams.
         relay.drop_silently()
         render.version = 1
-        assert await asyncio.wait_for(mailbox.take(), 10) == b"a1:1"
+        assert await asyncio.wait_for(next_write(outbox), 10) == tally_frame(b"a1:1")
         render.version = 2
         await redis.publish("rx:changed", '["a1"]')
-        assert await asyncio.wait_for(mailbox.take(), 10) == b"a1:2"
+        assert await asyncio.wait_for(next_write(outbox), 10) == tally_frame(b"a1:2")
     finally:
-        feed.remove("a1", mailbox)
+        feed.remove(outbox)
         await feed.close()
         await through_relay.aclose()
         await relay.close()

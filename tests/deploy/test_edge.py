@@ -1,0 +1,131 @@
+"""The reference nginx edge (deploy/nginx/) in front of a real reader and Redis: cached
+counts with request collapsing, 304s, a live stream passed through unbuffered, the client
+address forwarded to the reader's stream cap, and no ops endpoint reachable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from deploy.local.edge import NginxEdge
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import Service, service_env
+from shared.tallies import CHANGES_CHANNEL, counts_key
+from tests.support import assert_error, metric
+
+TALLY_ROUTE = {"route": "/v1/articles/{article_id}/reactions", "method": "GET", "status": "200"}
+
+
+@pytest.fixture
+def edge(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[NginxEdge, Service]]:
+    """A reader that believes the edge's X-Forwarded-For, and nginx in front of it."""
+    env = service_env(
+        redis_url=redis_server.url,
+        overrides={
+            "REACTIONS_TRUSTED_PROXIES": "127.0.0.1/32",
+            "REACTIONS_SSE_MAX_STREAMS_PER_CLIENT": "1",
+        },
+    )
+    reader = Service("reader", free_port(), env, tmp_path / "logs")
+    nginx = NginxEdge(tmp_path / "edge", free_port(), reader.port)
+    try:
+        reader.start()
+        nginx.start()
+        yield nginx, reader
+    finally:
+        nginx.stop()
+        reader.stop()
+
+
+async def origin_reads(reader: Service) -> float:
+    return await metric(reader.url, "reactions_http_requests_total", TALLY_ROUTE)
+
+
+async def test_counts_are_cached_and_concurrent_misses_collapse(
+    edge: tuple[NginxEdge, Service], redis: Redis
+) -> None:
+    nginx, reader = edge
+    async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:
+        first = await http.get("/v1/articles/e1/reactions")
+        second = await http.get("/v1/articles/e1/reactions")
+        assert first.status_code == second.status_code == 200
+        assert first.headers["x-cache-status"] == "MISS"
+        assert second.headers["x-cache-status"] == "HIT"
+        assert second.json() == first.json() == {**first.json(), "article_id": "e1"}
+
+        # The browser's revalidation is answered by the edge itself.
+        etag = second.headers["etag"]
+        again = await http.get("/v1/articles/e1/reactions", headers={"If-None-Match": etag})
+        assert again.status_code == 304
+
+        before = await origin_reads(reader)
+        answers = await asyncio.gather(
+            *(http.get("/v1/articles/e-collapse/reactions") for _ in range(30))
+        )
+        assert {a.status_code for a in answers} == {200}
+        assert await origin_reads(reader) - before == 1  # 30 concurrent misses, one read
+        statuses = [a.headers["x-cache-status"] for a in answers]
+        assert statuses.count("MISS") == 1, statuses
+
+        bulk = await http.get("/v1/reactions?ids=e1,e2")
+        assert (await http.get("/v1/reactions?ids=e1,e2")).headers["x-cache-status"] == "HIT"
+        assert bulk.status_code == 200
+        for path in ("/v1/config", "/widget.js"):
+            await http.get(path)
+            assert (await http.get(path)).headers["x-cache-status"] == "HIT", path
+        # A reader's own choice is private: never stored.
+        await http.get("/v1/articles/e1/reactions?user_id=u1")
+        mine = await http.get("/v1/articles/e1/reactions?user_id=u1")
+        assert mine.headers["x-cache-status"] != "HIT"
+
+
+async def test_ops_endpoints_are_not_reachable_through_the_edge(
+    edge: tuple[NginxEdge, Service],
+) -> None:
+    nginx, _ = edge
+    async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:
+        for path in ("/metrics", "/healthz", "/readyz", "/docs", "/redoc"):
+            assert_error(await http.get(path), 404, "not_found")
+        assert (await http.get("/openapi.json")).status_code == 200
+
+
+async def test_a_live_stream_passes_through_unbuffered_and_the_client_is_seen(
+    edge: tuple[NginxEdge, Service], redis: Redis
+) -> None:
+    nginx, _ = edge
+    browser = {"X-Forwarded-For": "203.0.113.5"}
+    async with (
+        httpx.AsyncClient(base_url=nginx.url, timeout=httpx.Timeout(10, read=30)) as http,
+        http.stream("GET", "/v1/stream?ids=live-e", headers=browser) as response,
+    ):
+        assert response.status_code == 200
+        assert "x-cache-status" not in response.headers
+        lines = response.aiter_lines()
+        async for line in lines:
+            if line.startswith("data:"):
+                assert orjson.loads(line[5:])["total"] == 0
+                break
+        # The reader's cap (1 per client) sees the browser behind the edge, not the edge.
+        assert_error(await http.get("/v1/stream?ids=x", headers=browser), 429)
+        other = await http.get(
+            "/v1/articles/x/reactions", headers={"X-Forwarded-For": "203.0.113.6"}
+        )
+        assert other.status_code == 200
+
+        await redis.hincrby(counts_key("live-e"), "wow", 1)
+        sent = time.monotonic()
+        await redis.publish(CHANGES_CHANNEL, orjson.dumps(["live-e"]))
+        async with asyncio.timeout(5):
+            async for line in lines:
+                if line.startswith("data:"):
+                    assert orjson.loads(line[5:])["counts"]["wow"] == 1
+                    break
+        assert time.monotonic() - sent < 1.0  # not held in a buffer
