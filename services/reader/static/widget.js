@@ -86,20 +86,16 @@
     if (r.status !== 201) throw failure(r.status);
     return issued(r);
   };
-  // One token request at a time, so bars clicked at once share one new reader.
-  let tokens = Promise.resolve();
-  const anonymous = (ingest, mint) => {
-    const next = () => obtain(ingest, mint);
-    return (tokens = tokens.then(next, next));
-  };
-
   let provider = null;
+  let tokens = Promise.resolve();
   // Whose token a request carries: the site's logged-in reader, else the anonymous reader
-  // (minted only with `mint`, at a click); null for a reader who never clicked.
+  // (minted only with `mint`, at a click); null for a reader who never clicked. Token
+  // requests go one at a time, so bars clicked at once share one new reader.
   const credential = async (ingest, mint) => {
     const site = provider && (await provider());
     if (site) return { token: site, site: true };
-    const t = await anonymous(ingest, mint);
+    const next = () => obtain(ingest, mint);
+    const t = await (tokens = tokens.then(next, next));
     return t && { token: t.token, site: false };
   };
 
