@@ -130,6 +130,32 @@ def test_a_token_near_its_expiry_is_renewed_on_a_page_view_for_the_same_reader(
     assert own_vote(stack, renewed["token"], "w-renew")["mine"] == "wow"
 
 
+def test_with_storage_blocked_the_token_lives_in_memory_for_the_page(
+    context: BrowserContext, stack: Stack
+) -> None:
+    context.add_init_script(
+        'Object.defineProperty(window, "localStorage", {get() {'
+        ' throw new DOMException("The operation is insecure.", "SecurityError"); }});'
+    )
+    requests = record(context)
+    page = bar_page(context, stack, "w-blocked")
+    expect_state(page, "w-blocked", "Love", pressed=False, count="0")
+    button(page, "w-blocked", "Love").click()
+    expect_state(page, "w-blocked", "Love", pressed=True, count="1")
+    with page.expect_response(lambda r: r.url.endswith("/v1/votes") and r.status == 202):
+        button(page, "w-blocked", "Angry").click()
+    expect_state(page, "w-blocked", "Angry", pressed=True, count="1")
+    votes = calls(requests, "POST", "/v1/votes")
+    token = votes[-1].headers["authorization"].removeprefix("Bearer ")
+    assert {v.headers["authorization"] for v in votes} == {f"Bearer {token}"}
+    assert len(calls(requests, "POST", "/v1/readers")) == 1
+    wait_for_server(stack, token, "w-blocked", "angry", 1)
+
+    page.reload()  # nothing was kept: a new page view is a reader without a token
+    expect_state(page, "w-blocked", "Angry", pressed=False, count="1")
+    assert len(calls(requests, "POST", "/v1/readers")) == 1
+
+
 def refuse_first(page: Page, url: str) -> list[Route]:
     """Answer the first POST to `url` with ingest's 401 (a token it no longer takes)."""
     refused: list[Route] = []
