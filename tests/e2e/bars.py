@@ -1,5 +1,5 @@
-"""What the widget tests share: the stack they drive, and how they look at a page's bars, at
-the token the widget keeps and at what the server recorded."""
+"""What the widget tests share: the stack they drive, a news site's pages, and how they look at
+a page's bars, at the token the widget keeps and at what the server recorded."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+import httpx
 import jwt
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
@@ -43,6 +44,36 @@ class Stack:
             "exp": now + ttl_s,
         }
         return jwt.encode(claims, self.site_secret, algorithm="HS256")
+
+
+@dataclass(frozen=True)
+class Site:
+    """A news site's own origin (not the reader's or ingest's), serving the pages tests put up."""
+
+    url: str
+    pages: dict[str, bytes]
+
+    def put(self, path: str, html: str) -> str:
+        """Serve `html` at `path` from now on; its address."""
+        self.pages[path] = html.encode()
+        return self.url + path
+
+
+def news_page(stack: Stack, body: str) -> str:
+    """A site's page: `body`, then the widget from the reader (votes to ingest)."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>News</title></head>'
+        f"<body>{body}"
+        f'<script src="{stack.reader.url}/widget.js" data-ingest="{stack.ingest.url}" async>'
+        "</script></body></html>"
+    )
+
+
+def open_streams(stack: Stack) -> float:
+    """The reader's open SSE streams now (its `reactions_reader_sse_clients` gauge)."""
+    text = httpx.get(f"{stack.reader.url}/metrics").text
+    match = re.search(r"^reactions_reader_sse_clients (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else -1
 
 
 def bar_page(context: BrowserContext, stack: Stack, article: str) -> Page:

@@ -5,8 +5,10 @@ shared by every widget test of the package."""
 from __future__ import annotations
 
 import secrets
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
@@ -16,7 +18,7 @@ from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import UNLIMITED_RATES, Service, service_env
-from tests.e2e.bars import SITE_AUDIENCE, SITE_ISSUER, Stack
+from tests.e2e.bars import SITE_AUDIENCE, SITE_ISSUER, Site, Stack
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -84,3 +86,30 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     context = browser.new_context(viewport={"width": 1000, "height": 900})
     yield context
     context.close()
+
+
+@pytest.fixture(scope="package")
+def site() -> Iterator[Site]:
+    """A news site's origin: a page server of its own on a free port."""
+    pages: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = pages.get(self.path)
+            self.send_response(404 if page is None else 200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page or b"")))
+            self.end_headers()
+            self.wfile.write(page or b"")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Site(f"http://127.0.0.1:{server.server_port}", pages)
+    finally:
+        server.shutdown()
+        server.server_close()

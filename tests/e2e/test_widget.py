@@ -6,10 +6,8 @@ test_widget_identity.py and test_widget_requests.py."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import Browser, BrowserContext, Route, expect
 
 from deploy.local.client import MintedTokens, SyncVoteClient
@@ -18,6 +16,7 @@ from tests.e2e.bars import (
     bar_page,
     button,
     expect_state,
+    open_streams,
     own_vote,
     page_token,
     wait_for_server,
@@ -132,12 +131,6 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     assert own_vote(stack, page_token(page), "w-fail")["total"] == 0
 
 
-def sse_clients(stack: Stack) -> float:
-    text = httpx.get(f"{stack.reader.url}/metrics").text
-    match = re.search(r"^reactions_reader_sse_clients (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else -1
-
-
 def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
     browser: Browser, stack: Stack, tokens: MintedTokens
 ) -> None:
@@ -160,7 +153,7 @@ def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
             timeout=60,
             what="the seeded tallies",
         )
-    wait_until(lambda: sse_clients(stack) == 0, what="earlier tests' streams to close")
+    wait_until(lambda: open_streams(stack) == 0, what="earlier tests' streams to close")
 
     with browser.new_context(viewport={"width": 900, "height": 1200}) as context:
         page = context.new_page()
@@ -176,7 +169,7 @@ def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
         # A page view carries no identity: no token asked for, no own-votes read.
         assert not [u for u in calls if "/v1/readers" in u or "/v1/me/" in u], calls
         assert sum("/v1/config" in u for u in calls) == 1
-        wait_until(lambda: sse_clients(stack) == 5, what="one stream per article")
+        wait_until(lambda: open_streams(stack) == 5, what="one stream per article")
 
         button(page, "demo-night-market", "Love").click()
         expect_state(page, "demo-night-market", "Love", pressed=True, count="15")
@@ -185,7 +178,7 @@ def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
 
         # A bar that leaves the page closes its stream.
         page.evaluate("document.querySelector('reaction-bar[article=demo-bus-fares]').remove()")
-        wait_until(lambda: sse_clients(stack) == 4, what="the removed bar's stream to close")
+        wait_until(lambda: open_streams(stack) == 4, what="the removed bar's stream to close")
 
     with browser.new_context(color_scheme="dark") as dark:
         page = dark.new_page()

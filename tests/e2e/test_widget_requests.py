@@ -5,61 +5,13 @@ request; a page view reads every tally in one public read and nothing private.""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import httpx
-import pytest
 from playwright.sync_api import BrowserContext, Request
 
-from deploy.local.process import free_port
-from tests.e2e.bars import Stack, button, expect_state, page_token, wait_for_server
+from tests.e2e.bars import Site, Stack, button, expect_state, news_page, page_token, wait_for_server
 from tests.support import metric_sum, wait_until
 
 ARTICLES = ("rq-3", "rq-1", "rq-2")
-
-
-def news_page(stack: Stack) -> bytes:
-    """A site's page: three stories, a bar under each, the widget from the reader."""
-    bars = "".join(
-        f'<article><h2>Story {a}</h2><reaction-bar article="{a}"></reaction-bar></article>'
-        for a in ARTICLES
-    )
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>News</title></head>'
-        f"<body>{bars}"
-        f'<script src="{stack.reader.url}/widget.js" data-ingest="{stack.ingest.url}" async>'
-        "</script></body></html>"
-    ).encode()
-
-
-@pytest.fixture
-def site(stack: Stack) -> Iterator[str]:
-    """The news site's origin: a page server of its own on a free port."""
-    page = news_page(stack)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            found = self.path == "/news"
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page) if found else 0))
-            self.end_headers()
-            if found:
-                self.wfile.write(page)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def preflights(url: str) -> float:
@@ -70,14 +22,19 @@ def preflights(url: str) -> float:
 
 
 def test_three_votes_on_a_page_of_three_bars_cost_one_preflight(
-    context: BrowserContext, stack: Stack, site: str
+    context: BrowserContext, stack: Stack, site: Site
 ) -> None:
+    stories = "".join(
+        f'<article><h2>Story {a}</h2><reaction-bar article="{a}"></reaction-bar></article>'
+        for a in ARTICLES
+    )
+    url = site.put("/news", news_page(stack, stories))
     seen: list[Request] = []
     context.on("request", lambda request: seen.append(request))
     ingest_before, reader_before = preflights(stack.ingest.url), preflights(stack.reader.url)
 
     page = context.new_page()
-    page.goto(f"{site}/news")
+    page.goto(url)
     for article in ARTICLES:
         expect_state(page, article, "Like", pressed=False, count="0")
     # Clicked in quick succession: the second and third votes are asked for while the
