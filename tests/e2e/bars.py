@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -74,6 +76,11 @@ def open_streams(stack: Stack) -> float:
     text = httpx.get(f"{stack.reader.url}/metrics").text
     match = re.search(r"^reactions_reader_sse_clients (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else -1
+
+
+def stream_ids(urls: Iterable[str]) -> list[list[str]]:
+    """The articles of each page stream (`/v1/stream?ids=`) among these request URLs, in order."""
+    return [parse_qs(urlsplit(u).query)["ids"][0].split(",") for u in urls if "/v1/stream?" in u]
 
 
 def bar_page(context: BrowserContext, stack: Stack, article: str) -> Page:

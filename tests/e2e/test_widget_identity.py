@@ -260,7 +260,7 @@ class StaleEdge:
         self.tally = tally
         self.streamed: list[int] = []  # the seq of each stream answer, in order
         page.route(re.compile(r"/v1/reactions\?ids="), self._bulk)
-        page.route(f"**/v1/articles/{article}/reactions/stream", self._stream)
+        page.route(re.compile(r"/v1/stream\?ids="), self._stream)
 
     def _bulk(self, route: Route) -> None:
         response = route.fetch()

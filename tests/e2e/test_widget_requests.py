@@ -50,8 +50,9 @@ def test_three_votes_on_a_page_of_three_bars_cost_one_preflight(
             page.evaluate("1") == 1
             and sum(r.method == "POST" and r.url.endswith("/v1/votes") for r in seen) == 3
             and all(r.response() is not None for r in seen if r.url.endswith("/v1/votes"))
+            and any("/v1/stream?" in r.url for r in seen)
         ),
-        what="the three votes' answers",
+        what="the three votes' answers and the page's stream",
     )
 
     ingest_preflights = preflights(stack.ingest.url) - ingest_before
@@ -72,6 +73,6 @@ def test_three_votes_on_a_page_of_three_bars_cost_one_preflight(
     assert count("POST", "/v1/votes") == 3
     assert count("GET", "/v1/reactions") == 1  # one bulk read for the three bars
     assert count("GET", "/v1/config") == 1
-    assert count("GET", "/reactions/stream") == 3  # live counts: one stream per article
+    assert count("GET", "/v1/stream") == 1  # live counts: one stream for the page's bars
     assert not [u for _, u in requests if "/v1/me/" in u]
-    assert len(requests) == 11, requests  # + the page and widget.js; preflights not shown
+    assert len(requests) == 9, requests  # + the page and widget.js; preflights not shown

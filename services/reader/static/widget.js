@@ -110,15 +110,17 @@
     return response;
   };
 
-  // Per reader service: its reaction config (fetched once) and the bars waiting for their
-  // tallies. Bars connected in the same tick are loaded together: one public bulk read per
-  // 100 articles, ids sorted and deduplicated so that pages with the same bars share one
-  // cache entry, and for a reader holding a token one private read of their own votes.
+  // Per reader service: its reaction config (fetched once), its live streams (below) and the
+  // bars waiting for their tallies. Bars connected in the same tick are loaded together: one
+  // public bulk read per 100 articles, ids sorted and deduplicated so that pages with the
+  // same bars share one cache entry, and for a reader holding a token one private read of
+  // their own votes.
   const services = new Map();
   const service = (url) => {
     let s = services.get(url);
     if (!s) {
-      s = { config: fetch(url + "/v1/config").then(json).then((c) => c.reactions), queue: new Map() };
+      s = { url, queue: new Map(), ids: [], streams: [], fails: 0, delay: 2e3 };
+      s.config = fetch(url + "/v1/config").then(json).then((c) => c.reactions);
       services.set(url, s);
     }
     return s;
@@ -130,25 +132,29 @@
       if (!s.queue.has(bar.article)) s.queue.set(bar.article, []);
       s.queue.get(bar.article).push({ resolve, reject });
     });
+  const query = (ids) => "?ids=" + ids.map(encodeURIComponent).join(",");
+  const chunks = (ids) => {
+    const c = [];
+    for (let i = 0; i < ids.length; i += BULK_MAX) c.push(ids.slice(i, i + BULK_MAX));
+    return c;
+  };
   // Each bar gets [its public tally, its own-votes entry] — the entry is false for a reader
   // without a token, undefined if the private read failed.
   const flush = (url, ingest, s) => {
     const queue = s.queue;
     s.queue = new Map();
-    const ids = [...queue.keys()].sort();
     const reader = credential(ingest, false);
-    for (let i = 0; i < ids.length; i += BULK_MAX) {
-      const chunk = ids.slice(i, i + BULK_MAX);
-      const query = "?ids=" + chunk.map(encodeURIComponent).join(",");
+    for (const chunk of chunks([...queue.keys()].sort())) {
+      const q = query(chunk);
       const mine = reader
         .then(async (r) => {
           if (!r) return false;
-          const response = await fetch(url + "/v1/me/reactions" + query, { headers: bearer(r.token) });
+          const response = await fetch(url + "/v1/me/reactions" + q, { headers: bearer(r.token) });
           if (response.status === 401 && !r.site) drop(r.token);
           return json(response);
         })
         .catch(() => undefined);
-      Promise.all([fetch(url + "/v1/reactions" + query).then(json), mine]).then(
+      Promise.all([fetch(url + "/v1/reactions" + q).then(json), mine]).then(
         ([pub, me]) =>
           chunk.forEach((a) => queue.get(a).forEach((w) => w.resolve([pub.articles[a], me && me.articles[a]]))),
         (err) => chunk.forEach((a) => queue.get(a).forEach((w) => w.reject(err)))
@@ -156,45 +162,105 @@
     }
   };
 
-  // The live counts: one EventSource per (reader, article) on the page, shared by its bars
-  // and closed with the last of them. Each bar gets every tally through onTally.
-  const streams = new Map();
-  const listen = (bar) => {
-    const key = bar.readerUrl + " " + bar.article;
-    let s = streams.get(key);
-    if (!s) {
-      s = { bars: new Set(), source: null };
-      const open = () => {
-        s.source = new EventSource(`${bar.readerUrl}/v1/articles/${encodeURIComponent(bar.article)}/reactions/stream`);
-        s.source.addEventListener("tally", (e) => {
-          let tally;
-          try {
-            tally = JSON.parse(e.data);
-          } catch (err) {
-            return;
-          }
-          s.bars.forEach((b) => b.onTally(tally));
-        });
-        // The browser retries dropped streams itself, but gives up on an HTTP error.
-        s.source.onerror = () => {
-          if (s.source.readyState === EventSource.CLOSED && s.bars.size) {
-            s.timer = setTimeout(open, 5000 + Math.random() * 10000);
-          }
-        };
-      };
-      open();
-      streams.set(key, s);
-    }
-    s.bars.add(bar);
-    return () => {
-      s.bars.delete(bar);
-      if (!s.bars.size) {
-        clearTimeout(s.timer);
-        s.source.close();
-        streams.delete(key);
-      }
-    };
+  // Live counts: per reader service, one stream (`/v1/stream`, 100 articles each) for the
+  // bars in or near the viewport, replaced when that set changes and closed while the page
+  // is hidden. A connect sends every article's current tally, so a new stream is the resume.
+  const bars = new Set();
+  const near = new Set();
+  const jitter = (ms) => ms * (0.8 + Math.random() * 0.4);
+  const deliver = (s, article, tally) =>
+    bars.forEach((b) => b.readerUrl === s.url && b.article === article && b.onTally(tally));
+  const shut = (s) => {
+    s.streams.forEach((st) => {
+      clearTimeout(st.dog);
+      st.es.close();
+    });
+    s.streams = [];
+    clearTimeout(s.retry);
   };
+  const open = (s) => {
+    shut(s);
+    for (const ids of chunks(s.ids)) {
+      const st = { es: new EventSource(s.url + "/v1/stream" + query(ids)), got: false };
+      // The server sends every tally at connect: a stream silent for 10 s (a buffering
+      // proxy, a hung connect) has failed.
+      const watch = () => (st.dog = setTimeout(() => st.got || fail(s), 1e4));
+      st.es.addEventListener("tally", (e) => {
+        let tally;
+        try {
+          tally = JSON.parse(e.data);
+        } catch (err) {
+          return;
+        }
+        st.got = true;
+        s.fails = 0;
+        s.delay = 2e3;
+        s.poll = false;
+        clearTimeout(s.tick);
+        deliver(s, tally.article_id, tally);
+      });
+      // After an event the browser reconnects by itself (the stream's lifetime ended); an
+      // error before any (429, 503, a network error, an empty answer) is a failed attempt.
+      st.es.onerror = () => {
+        if (!st.got) return fail(s);
+        st.got = false;
+        clearTimeout(st.dog);
+        watch();
+      };
+      watch();
+      s.streams.push(st);
+    }
+  };
+  // A failed stream is tried twice more (1 s, then 2 s later); then the public bulk read is
+  // polled with backoff (2 s doubling to 60 s, jittered), each poll trying a stream again.
+  const fail = (s) => {
+    shut(s);
+    if (++s.fails < 3) s.retry = setTimeout(() => open(s), jitter(1e3 * s.fails));
+    else if (!s.poll) {
+      s.poll = true;
+      s.tick = setTimeout(() => poll(s), jitter(s.delay));
+    }
+  };
+  const poll = (s) => {
+    for (const ids of chunks(s.ids)) {
+      // Revalidated, not taken from the browser's cache, which would serve a stale body
+      // (stale-while-revalidate): the edge still answers it.
+      fetch(s.url + "/v1/reactions" + query(ids), { cache: "no-cache" })
+        .then(json)
+        .then((body) => ids.forEach((a) => deliver(s, a, body.articles[a])), () => {});
+    }
+    open(s);
+    s.delay = Math.min(s.delay * 2, 6e4);
+    s.tick = setTimeout(() => poll(s), jitter(s.delay));
+  };
+  // Only when the set really changed: scrolling back and forth opens nothing.
+  const sync = (s) => {
+    const ids =
+      document.visibilityState === "hidden"
+        ? []
+        : [...new Set([...near].filter((b) => b.readerUrl === s.url).map((b) => b.article))].sort();
+    if (ids.join() === s.ids.join()) return;
+    s.ids = ids;
+    shut(s);
+    clearTimeout(s.tick);
+    if (ids.length) (s.poll ? poll : open)(s);
+  };
+  const syncAll = () => services.forEach(sync);
+  // Scrolling settles before the stream changes.
+  let settle = 0;
+  const later = () => {
+    clearTimeout(settle);
+    settle = setTimeout(syncAll, 400);
+  };
+  // One viewport above and below: a bar scrolled to gets live counts before it is seen.
+  const seen = new IntersectionObserver(
+    (entries) => {
+      entries.forEach((e) => (e.isIntersecting ? near.add(e.target) : near.delete(e.target)));
+      later();
+    },
+    { rootMargin: "100%" }
+  );
+  document.addEventListener("visibilitychange", syncAll);
 
   const CSS = `
 :host{--rx-bg:#fff;--rx-fg:#1f2328;--rx-muted:#59636e;--rx-border:#d1d9e0;--rx-hover:#f3f5f7;
@@ -214,8 +280,6 @@ button:focus-visible{outline:3px solid var(--rx-focus);outline-offset:2px}
 button[aria-pressed=true] .n{color:inherit}
 .msg{margin:.4em 0 0;font-size:.875em;color:var(--rx-muted)}
 @media (prefers-reduced-motion:no-preference){button{transition:background .15s,border-color .15s}}`;
-
-  const bars = new Set();
 
   class ReactionBar extends HTMLElement {
     static get observedAttributes() {
@@ -272,14 +336,14 @@ button[aria-pressed=true] .n{color:inherit}
       this.shadowRoot.innerHTML = `<style>${CSS}</style>`;
       bars.add(this);
       this.load();
-      this.unlisten = listen(this);
+      seen.observe(this);
     }
 
     stop() {
       this.run = null;
       bars.delete(this);
-      if (this.unlisten) this.unlisten();
-      this.unlisten = null;
+      seen.unobserve(this);
+      if (near.delete(this)) later();
     }
 
     // The public tally and the reader's own vote: at start, and when the site's reader changes.
