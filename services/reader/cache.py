@@ -94,7 +94,7 @@ class TallyCache(Generic[V]):
     async def get_many(self, article_ids: Sequence[str]) -> list[V]:
         """The value of each article (ids must be distinct), missing ones read in one batch."""
         now = self._clock()
-        entries = self._entries
+        entries, flights = self._entries, self._flights
         found: list[Any] = []
         waits: list[tuple[int, str, asyncio.Future[dict[str, V]]]] = []
         misses = 0
@@ -103,7 +103,7 @@ class TallyCache(Generic[V]):
             if entry is not None and entry[0] > now:
                 found.append(entry[1])
                 continue
-            flight = self._flights.get(article_id)
+            flight = flights.get(article_id) if flights else None
             if flight is None:
                 misses += 1
                 flight = self._enqueue(article_id)
