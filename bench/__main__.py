@@ -18,7 +18,7 @@ import uvloop
 from bench import report
 from bench.context import Context, Sizes
 from bench.latency import latency_table, open_loop
-from bench.scenarios import drain, e2e, ingest, memory, read, sse
+from bench.scenarios import drain, e2e, frontpage, ingest, memory, read, sse
 from bench.stack import BenchStack, machine_description
 from bench.stats import unavailable
 from deploy.local.client import TokenFile
@@ -27,6 +27,7 @@ from shared.logs import configure_logging
 SCENARIOS: dict[str, Callable[[Context], None]] = {
     "ingest": ingest.run,
     "read": read.run,
+    "frontpage": frontpage.run,
     "e2e": e2e.run,
     "drain": drain.run,
     "sse": sse.run,

@@ -113,7 +113,9 @@ def parse_fence_offset(raw: str | bytes | None) -> int:
 
 def parse_counts(row: Sequence[Any]) -> tuple[int, ...]:
     """Counts as HMGET returns them (None for a type never counted), zero-filled, never negative."""
-    return tuple(max(int(v), 0) if v is not None else 0 for v in row)
+    counts = tuple([int(v) if v is not None else 0 for v in row])
+    # A negative count would be a bug elsewhere; clamped, without a max() per value.
+    return counts if min(counts, default=0) >= 0 else tuple(max(c, 0) for c in counts)
 
 
 @dataclass(frozen=True, slots=True)

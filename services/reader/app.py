@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from services.reader.assets import StaticAssets
 from services.reader.config import ReaderSettings
 from services.reader.deps import ReaderState, redis_ready
+from services.reader.hot_reads import HotReads
 from services.reader.live import ChangeFeed
 from services.reader.routes import live, me, static, tallies, trending
 from services.reader.sse import SSE_INTERVAL_S, StreamHandoff
@@ -122,6 +123,7 @@ def create_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) 
 
 
 def served_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) -> ASGIApp:
-    """The app as the server runs it: inside StreamHandoff, so an open stream keeps none of
-    the framework's per-request state alive."""
-    return StreamHandoff(create_app(settings, stopping))
+    """The app as the server runs it: plain count reads answered by HotReads without the
+    framework, and inside StreamHandoff, so an open stream keeps none of the framework's
+    per-request state alive."""
+    return HotReads(StreamHandoff(create_app(settings, stopping)), settings.origins)
