@@ -19,7 +19,7 @@ from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
 from shared.tallies import CHANGES_CHANNEL, counts_key
-from tests.support import assert_error, metric
+from tests.support import assert_error, eventually, metric
 
 TALLY_ROUTE = {"route": "/v1/articles/{article_id}/reactions", "method": "GET", "status": "200"}
 
@@ -85,6 +85,26 @@ async def test_counts_are_cached_and_concurrent_misses_collapse(
         await http.get("/v1/articles/e1/reactions?user_id=u1")
         mine = await http.get("/v1/articles/e1/reactions?user_id=u1")
         assert mine.headers["x-cache-status"] != "HIT"
+
+
+async def test_a_page_s_bulk_read_outlives_the_readers_max_age_at_the_edge(
+    edge: tuple[NginxEdge, Service],
+) -> None:
+    nginx, _ = edge
+    page, tally = "/v1/reactions?ids=p1,p2,p3", "/v1/articles/p1/reactions"
+    async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:
+        assert (await http.get(page)).headers["x-cache-status"] == "MISS"
+        assert (await http.get(tally)).headers["x-cache-status"] == "MISS"
+
+        async def tally_expired() -> str:
+            return (await http.get(tally)).headers["x-cache-status"]
+
+        # The single tally follows the reader's max-age=1; the page read is kept longer.
+        await eventually(tally_expired, lambda status: status != "HIT", timeout=10)
+        kept = await http.get(page)
+        assert kept.headers["x-cache-status"] == "HIT"
+        # Browsers still get the reader's own policy.
+        assert kept.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=5"
 
 
 async def test_ops_endpoints_are_not_reachable_through_the_edge(
