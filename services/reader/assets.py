@@ -1,4 +1,5 @@
-"""The widget, the demo page and the reaction-type config, read and rendered once."""
+"""The widget, the demo page and the reaction-type config in every served language, read and
+rendered once."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Final
 
 import orjson
 
+from services.reader.locale import direction
 from services.reader.responses import etag_of
 from shared.reactions import ReactionSet
 
@@ -19,7 +21,7 @@ STATIC_DIR: Final = Path(__file__).parent / "static"
 class StaticAssets:
     """What `/v1/config`, `/widget.js` and `/demo` serve, prepared at start-up."""
 
-    config_body: bytes
+    config_bodies: dict[str, bytes]
     widget_js: bytes
     widget_gz: bytes
     widget_etag: str
@@ -27,12 +29,26 @@ class StaticAssets:
 
     @classmethod
     def load(cls, reactions: ReactionSet) -> StaticAssets:
-        """Read the static files and render the config of `reactions`."""
+        """Read the static files and render the config of `reactions` in each language."""
         widget_js = (STATIC_DIR / "widget.js").read_bytes()
         return cls(
-            config_body=orjson.dumps({"reactions": [t.model_dump() for t in reactions.types]}),
+            config_bodies={lang: config_body(reactions, lang) for lang in reactions.languages},
             widget_js=widget_js,
             widget_gz=gzip.compress(widget_js, 9, mtime=0),
             widget_etag=etag_of(widget_js),
             demo_template=(STATIC_DIR / "demo.html").read_text(),
         )
+
+
+def config_body(reactions: ReactionSet, lang: str) -> bytes:
+    """`/v1/config` in `lang`: the bar's name, its direction and each type's label in it."""
+    return orjson.dumps(
+        {
+            "lang": lang,
+            "dir": direction(lang),
+            "group_label": reactions.group_label(lang),
+            "reactions": [
+                {"id": t.id, "label": t.label_in(lang), "emoji": t.emoji} for t in reactions.types
+            ],
+        }
+    )

@@ -189,6 +189,7 @@ async def test_trending_merges_minute_buckets(http: httpx.AsyncClient, redis: Re
 
 async def test_config_openapi_widget_and_demo(http: httpx.AsyncClient) -> None:
     config = await http.get("/v1/config")
+    assert config.json()["lang"] == "en"
     assert [r["id"] for r in config.json()["reactions"]] == list(DEFAULT_TYPES)
     assert config.json()["reactions"][2] == {"id": "love", "label": "Love", "emoji": "❤️"}
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import html
-from typing import Final
+from typing import Final, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from services.reader.deps import AssetsDep, SettingsDep
+from services.reader.deps import AssetsDep, ReactionsDep, SettingsDep
+from services.reader.locale import LangQuery, served_lang
 from services.reader.responses import etag_matches, validated_response
+from shared.http import ErrorBody
 from shared.params import ArticleIdQuery, check_article_id
 
 DEMO_ARTICLE: Final = "demo-night-market"
 WIDGET_CACHE: Final = "public, max-age=300"
+CONFIG_CACHE: Final = "public, max-age=60"
 
 router = APIRouter()
 
@@ -26,15 +29,29 @@ class ReactionTypeBody(BaseModel):
 
 
 class ConfigBody(BaseModel):
+    """The reaction types in display order, labelled in the language served."""
+
+    lang: str = Field(description="The language served: the closest configured to ?lang=.")
+    dir: Literal["ltr", "rtl"]
+    group_label: str = Field(description="The bar's accessible name in that language.")
     reactions: list[ReactionTypeBody]
 
 
-@router.get("/v1/config", response_model=None, responses={200: {"model": ConfigBody}})
-async def get_config(request: Request, assets: AssetsDep) -> Response:
-    """The configured reaction types in display order."""
-    return validated_response(
-        request, assets.config_body, "application/json", {"Cache-Control": "public, max-age=60"}
-    )
+@router.get(
+    "/v1/config",
+    response_model=None,
+    responses={
+        200: {"model": ConfigBody},
+        304: {"description": "Not modified."},
+        422: {"model": ErrorBody, "description": "lang is not a language tag."},
+    },
+)
+async def get_config(
+    request: Request, assets: AssetsDep, reactions: ReactionsDep, lang: LangQuery = None
+) -> Response:
+    """The configured reaction types in display order, labelled in the language asked for."""
+    body = assets.config_bodies[served_lang(reactions, lang)]
+    return validated_response(request, body, "application/json", {"Cache-Control": CONFIG_CACHE})
 
 
 @router.get(
