@@ -1,5 +1,5 @@
-"""The widget, the demo page and the reaction-type config in every served language, read and
-rendered once."""
+"""The widget, the demo page, the bar's stylesheet and the reaction-type config in every
+served language, read and rendered once."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ STATIC_DIR: Final = Path(__file__).parent / "static"
 
 @dataclass(frozen=True, slots=True)
 class StaticAssets:
-    """What `/v1/config`, `/widget.js` and `/demo` serve, prepared at start-up."""
+    """What `/v1/config`, `/widget.js`, the bar fragment and `/demo` serve, prepared at
+    start-up."""
 
     config_bodies: dict[str, bytes]
     widget_js: bytes
     widget_gz: bytes
     widget_etag: str
+    bar_css: str
     demo_template: str
 
     @classmethod
@@ -36,6 +38,7 @@ class StaticAssets:
             widget_js=widget_js,
             widget_gz=gzip.compress(widget_js, 9, mtime=0),
             widget_etag=etag_of(widget_js),
+            bar_css=(STATIC_DIR / "bar.css").read_text().replace("\n", ""),
             demo_template=(STATIC_DIR / "demo.html").read_text(),
         )
 

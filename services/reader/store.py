@@ -79,6 +79,11 @@ class TallyStore:
             "seq": tally.seq,
         }
 
+    async def tally(self, article_id: str) -> Tally:
+        """One article's counts (in display order) and seq, through the cache."""
+        (tally,) = await self.cache.get_many([article_id])
+        return tally
+
     async def entries(self, article_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Counts, total and seq of each distinct article, through the cache."""
         return [self.entry(tally) for tally in await self.cache.get_many(article_ids)]

@@ -204,6 +204,7 @@ async def test_config_openapi_widget_and_demo(http: httpx.AsyncClient) -> None:
         "/v1/config",
         "/widget.js",
         "/demo",
+        "/v1/articles/{article_id}/reactions.html",
     ):
         assert "get" in paths[path], path
     tally = paths["/v1/articles/{article_id}/reactions"]["get"]
@@ -260,6 +261,7 @@ async def test_redis_down_gives_503_in_the_error_shape(
         assert_error(response, 503, "redis_unavailable")
         assert response.headers["retry-after"] == "1"
         assert_error(await http.get("/v1/reactions?ids=a,b"), 503, "redis_unavailable")
+        assert_error(await http.get("/v1/articles/a1/reactions.html"), 503, "redis_unavailable")
         assert_error(await http.get("/v1/trending"), 503, "redis_unavailable")
         mine = await http.get("/v1/me/reactions?ids=a", headers=bearer(tokens.token("a.u1")))
         assert_error(mine, 503, "redis_unavailable")
