@@ -205,6 +205,8 @@ async def test_config_openapi_widget_and_demo(http: httpx.AsyncClient) -> None:
         "/widget.js",
         "/demo",
         "/v1/articles/{article_id}/reactions.html",
+        "/v1/widget",
+        "/widget.{version}.js",
     ):
         assert "get" in paths[path], path
     tally = paths["/v1/articles/{article_id}/reactions"]["get"]
