@@ -17,6 +17,7 @@ from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import UNLIMITED_RATES, Service, service_env
 from tests.e2e.bars import SITE_AUDIENCE, SITE_ISSUER, Stack
+from tests.e2e.site import NewsSite
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -84,3 +85,11 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     context = browser.new_context(viewport={"width": 1000, "height": 900})
     yield context
     context.close()
+
+
+@pytest.fixture(scope="package")
+def news_site() -> Iterator[NewsSite]:
+    """A news site's page server on an origin of its own."""
+    site = NewsSite()
+    yield site
+    site.close()
