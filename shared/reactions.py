@@ -173,7 +173,7 @@ class ReactionSet:
             if reaction_id in entries:
                 source, entry = entries[reaction_id]
                 labels = {source: entry.label, **entry.labels}
-                label = labels.get(lang, entry.label)
+                label = _closest(labels, lang) or entry.label
                 types.append(entry.model_copy(update={"label": label, "labels": labels}))
                 continue
             try:

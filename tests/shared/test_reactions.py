@@ -96,13 +96,19 @@ def test_labels_by_language_with_the_built_in_translations(tmp_path: Path) -> No
     assert reactions.language_for("ja") == "fr"
 
 
-def test_without_a_file_english_is_the_default_and_five_translations_are_built_in() -> None:
+def test_without_a_file_english_is_the_default_and_five_translations_are_built_in(
+    tmp_path: Path,
+) -> None:
     reactions = ReactionSet.load(list(DEFAULT_TYPES))
     assert reactions.lang == "en"
     assert reactions.languages == {"en", "de", "fr", "es", "it", "ar"}
     for lang in reactions.languages:
         assert len({t.label_in(lang) for t in reactions.types}) == len(DEFAULT_TYPES), lang
     assert [t.label_in("de") for t in reactions.types][:2] == ["Gefällt mir", "Gefällt mir nicht"]
+    # A file in Swiss German: the built-in types show their German labels.
+    swiss = tmp_path / "swiss.yaml"
+    swiss.write_text("lang: de-CH\nreactions: []\n", encoding="utf-8")
+    assert [t.label for t in ReactionSet.load(["like"], swiss).types] == ["Gefällt mir"]
     # Only custom types: only the file's language is served.
     only_custom = ReactionSet.load(["boo"])
     assert only_custom.languages == {"en"}
