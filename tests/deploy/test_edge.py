@@ -1,6 +1,7 @@
 """The reference nginx edge (deploy/nginx/) in front of a real reader and Redis: cached
-counts with request collapsing, 304s, a live stream passed through unbuffered, the client
-address forwarded to the reader's stream cap, and no ops endpoint reachable."""
+counts with request collapsing, 304s, what a site's pages read (config per language, the bar
+as HTML, the versioned widget) cached too, a live stream passed through unbuffered, the
+client address forwarded to the reader's stream cap, and no ops endpoint reachable."""
 
 from __future__ import annotations
 
@@ -78,9 +79,33 @@ async def test_counts_are_cached_and_concurrent_misses_collapse(
         bulk = await http.get("/v1/reactions?ids=e1,e2")
         assert (await http.get("/v1/reactions?ids=e1,e2")).headers["x-cache-status"] == "HIT"
         assert bulk.status_code == 200
-        for path in ("/v1/config", "/widget.js"):
+        versioned = (await http.get("/v1/widget")).json()["path"]
+        site_reads = (
+            "/v1/config",
+            "/v1/config?lang=de",
+            "/widget.js",
+            versioned,
+            "/v1/articles/e1/reactions.html?lang=de&hide-counts-below=5",
+        )
+        for path in site_reads:
             await http.get(path)
             assert (await http.get(path)).headers["x-cache-status"] == "HIT", path
+        # Each language is its own entry: the edge never answers German to an English URL.
+        german = await http.get("/v1/config?lang=de")
+        assert (german.json()["lang"], (await http.get("/v1/config")).json()["lang"]) == (
+            "de",
+            "en",
+        )
+        fragment = await http.get("/v1/articles/e1/reactions.html?lang=de&hide-counts-below=5")
+        assert fragment.headers["content-type"] == "text/html; charset=utf-8"
+        assert 'lang="de"' in fragment.text
+        cached = await http.get(
+            "/v1/articles/e1/reactions.html?lang=de&hide-counts-below=5",
+            headers={"If-None-Match": fragment.headers["etag"]},
+        )
+        assert cached.status_code == 304
+        widget = await http.get(versioned)
+        assert widget.headers["cache-control"] == "public, max-age=31536000, immutable"
         # A reader's own choice is private: never stored.
         await http.get("/v1/articles/e1/reactions?user_id=u1")
         mine = await http.get("/v1/articles/e1/reactions?user_id=u1")

@@ -19,6 +19,7 @@ from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import UNLIMITED_RATES, Service, service_env
 from tests.e2e.bars import SITE_AUDIENCE, SITE_ISSUER, Site, Stack
+from tests.e2e.site import NewsSite
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -113,3 +114,11 @@ def site() -> Iterator[Site]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="package")
+def news_site() -> Iterator[NewsSite]:
+    """A news site's page server on an origin of its own."""
+    site = NewsSite()
+    yield site
+    site.close()
