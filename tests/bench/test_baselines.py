@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from bench.wrk import run_wrk
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT
+from deploy.local.services import UNLIMITED_RATES
 from services.aggregator.scripts import apply_event_line, apply_keys, apply_script
 from services.ingest.tokens import minted, write_tokens
 from shared.tallies import counts_key, readers_key
@@ -49,7 +50,8 @@ def test_the_wrk_scripts_send_only_votes_ingest_accepts(
 ) -> None:
     tokens = tmp_path / "tokens.tsv"
     write_tokens(minted(token_keys.issuer(), 200, "a.wrk-", None), tokens)
-    ingest = start_service("ingest")
+    # As the scripts say: raise the limits first, wrk is one address with few readers.
+    ingest = start_service("ingest", env=UNLIMITED_RATES)
     result = run_wrk(
         ingest.url, "put", [str(tokens), "50", "wrk-a"], duration_s=1, connections=2, timeout_s=10
     )
