@@ -15,6 +15,8 @@ from typing import Final, Literal
 
 import orjson
 
+from shared.reactions import REACTION_ID_PATTERN
+
 SCHEMA_VERSION: Final = 1
 KEY_SEPARATOR: Final = "\x1f"
 MAX_CLIENT_TS: Final = 2**53
@@ -27,6 +29,11 @@ _ARTICLE_ID_RE: Final = re.compile(ARTICLE_ID_PATTERN)
 _USER_ID_RE: Final = re.compile(USER_ID_PATTERN)
 _ARTICLE_ID_MATCH: Final = _ARTICLE_ID_RE.fullmatch
 _USER_ID_MATCH: Final = _USER_ID_RE.fullmatch
+_REACTION_ID_MATCH: Final = re.compile(REACTION_ID_PATTERN).fullmatch
+# Well-formed reaction ids seen so far: a set lookup per event instead of a regex. Bounded,
+# because a producer other than ingest could send any number of them.
+_SEEN_REACTIONS: Final[set[str]] = set()
+_MAX_SEEN_REACTIONS: Final = 1024
 
 Op = Literal["set", "clear"]
 
@@ -113,17 +120,22 @@ def record_key(article_id: str, user_id: str) -> bytes:
     return f"{article_id}{KEY_SEPARATOR}{user_id}".encode()
 
 
-def decode_event(raw: bytes | None, known_reactions: frozenset[str] | None = None) -> ReactionEvent:
+def decode_event(raw: bytes | None) -> ReactionEvent:
     """Parse and validate one record value, raising InvalidEvent with a reason code."""
-    return ReactionEvent(*decode_fields(raw, known_reactions))
+    return ReactionEvent(*decode_fields(raw))
 
 
 EventFields = tuple[str, Op, str, str, str | None, int, int | None]
 
 
-def decode_fields(raw: bytes | None, known_reactions: frozenset[str] | None = None) -> EventFields:
+def decode_fields(raw: bytes | None) -> EventFields:
     """`decode_event` without building the event: (event_id, op, article_id, user_id,
-    reaction, ts, client_ts), for the aggregator's hot path."""
+    reaction, ts, client_ts), for the aggregator's hot path.
+
+    A reaction is any well-formed id, configured or not: ingest decides which types it
+    accepts, and an aggregator configured with an older list must still count what ingest
+    accepted (each reader shows the types it is configured with).
+    """
     get = _json_object(raw).get
     if get("v") != SCHEMA_VERSION:
         raise InvalidEvent("unknown_version", f"v={get('v')!r}")
@@ -147,13 +159,23 @@ def decode_fields(raw: bytes | None, known_reactions: frozenset[str] | None = No
     if op == "set":
         reaction = get("reaction")
         if type(reaction) is not str or (
-            known_reactions is not None and reaction not in known_reactions
+            reaction not in _SEEN_REACTIONS and not _new_reaction_id(reaction)
         ):
-            raise InvalidEvent("unknown_reaction", f"reaction={reaction!r}")
+            raise InvalidEvent("bad_reaction", f"reaction={reaction!r}")
         return event_id, "set", article_id, user_id, reaction, ts, client_ts
     if op == "clear":
         return event_id, "clear", article_id, user_id, None, ts, client_ts
     raise InvalidEvent("bad_op", f"op={op!r}")
+
+
+def _new_reaction_id(reaction: str) -> bool:
+    """True when `reaction` is a well-formed reaction id; remembered for the next event."""
+    if _REACTION_ID_MATCH(reaction) is None:
+        return False
+    if len(_SEEN_REACTIONS) >= _MAX_SEEN_REACTIONS:
+        _SEEN_REACTIONS.clear()
+    _SEEN_REACTIONS.add(reaction)
+    return True
 
 
 def _json_object(raw: bytes | None) -> dict[str, object]:

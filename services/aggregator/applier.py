@@ -149,7 +149,6 @@ class BatchApplier:
         topic: str,
         dlq_topic: str,
         partitions: int,
-        reactions: frozenset[str],
         retry: RetryPolicy,
         mode: ApplyMode,
         dlq_max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
@@ -168,7 +167,7 @@ class BatchApplier:
         )
         self.retry = retry
         self.mode = mode
-        self.decoder = Decoder(reactions, partitions)
+        self.decoder = Decoder(partitions)
         self.marks = ApplyMarks(redis)
         self._apply_script = apply_script(redis)
         self._trend = trend_script(redis)

@@ -96,7 +96,6 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
             topic=settings.topic,
             dlq_topic=settings.dlq_topic,
             partitions=settings.partitions,
-            reactions=frozenset(settings.types),
             retry=RetryPolicy(asyncio.Event()),
             mode=REBUILD,
         )

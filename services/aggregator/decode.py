@@ -58,8 +58,7 @@ class DecodedBatch:
 class Decoder:
     """Decodes batches of one topic; remembers the partition of the articles it has seen."""
 
-    def __init__(self, reactions: frozenset[str], partitions: int) -> None:
-        self.reactions = reactions
+    def __init__(self, partitions: int) -> None:
         self.partitions = partitions
         self._partition_of: dict[str, int] = {}
 
@@ -71,15 +70,12 @@ class Decoder:
         if into is None:
             into = DecodedBatch({}, {}, [], 0)
         by_article, dead = into.by_article, into.dead
-        reactions = self.reactions
         for tp, records in batch.items():
             for record in records:
                 try:
                     # Fields, not a ReactionEvent: building one per event costs as much as
                     # the validation, and only the apply line is needed.
-                    _, _, article_id, user_id, reaction, ts, client_ts = decode_fields(
-                        record.value, reactions
-                    )
+                    _, _, article_id, user_id, reaction, ts, client_ts = decode_fields(record.value)
                 except InvalidEvent as exc:
                     dead.append((record, exc))
                     continue

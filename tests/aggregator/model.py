@@ -106,9 +106,7 @@ class LogFold:
     correctives: list[tuple[str, str, str, int]] = field(default_factory=list)
 
 
-def fold_log(
-    records: Iterable[LogRecord], reactions: frozenset[str], *, partitions: int | None = None
-) -> LogFold:
+def fold_log(records: Iterable[LogRecord], *, partitions: int | None = None) -> LogFold:
     """Fold topic records (each partition in offset order) the way the aggregator does.
 
     Undecodable records, and (given the partition count) valid events on another partition
@@ -119,7 +117,7 @@ def fold_log(
     fold = LogFold()
     for record in records:
         try:
-            event = decode_event(record.value, reactions)
+            event = decode_event(record.value)
         except InvalidEvent as exc:
             fold.dead.append((record, exc.reason))
             continue

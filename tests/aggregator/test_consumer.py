@@ -88,8 +88,8 @@ async def test_poison_records_go_to_the_dead_letter_topic(
         (b"not json", "bad_json"),
         (b'{"v": 2, "op": "set"}', "unknown_version"),
         (
-            b'{"v":1,"event_id":"e","op":"set","article_id":"a1","user_id":"u1","reaction":"meh","ts":1}',
-            "unknown_reaction",
+            b'{"v":1,"event_id":"e","op":"set","article_id":"a1","user_id":"u1","reaction":"1st","ts":1}',
+            "bad_reaction",
         ),
         (b'{"v":1,"event_id":"e","op":"set","article_id":"a1"}', "bad_user_id"),
         (None, "tombstone"),

@@ -31,7 +31,6 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_for, record_key
-from shared.reactions import DEFAULT_TYPES
 from shared.tallies import FENCE_FIELD, counts_key, position_key, readers_key
 from tests.aggregator.model import fold_log
 from tests.faults.traffic import Outcome, Signature
@@ -39,7 +38,6 @@ from tests.support import TopicRecord, end_offsets, read_topic
 
 # The reason a valid event produced onto another partition than its article's is refused.
 WRONG_PARTITION = "wrong_partition"
-KNOWN_REACTIONS = frozenset(DEFAULT_TYPES)
 
 
 async def produce_raw(
@@ -131,19 +129,14 @@ def _encode_reader(reaction: str, client_ts: int | None) -> str:
     return reaction if client_ts is None else f"{reaction}|{client_ts}"
 
 
-def model(
-    records: Iterable[TopicRecord],
-    known: frozenset[str] = KNOWN_REACTIONS,
-    *,
-    partitions: int | None = None,
-) -> ModelResult:
+def model(records: Iterable[TopicRecord], *, partitions: int | None = None) -> ModelResult:
     """The aggregator's counting rules (tests/aggregator/model.py) folded over the topic.
 
     Malformed records are skipped (they belong in the dead-letter topic); given the
     partition count, so is a valid event on another partition than its article's.
     """
     records = list(records)
-    fold = fold_log(records, known, partitions=partitions)
+    fold = fold_log(records, partitions=partitions)
     articles = {
         article_id: ArticleView(
             counts=dict(state.counts),
@@ -461,7 +454,7 @@ def _parse_fence(fence: str) -> tuple[int, int]:
 
 def _article_of(record: TopicRecord) -> str | None:
     try:
-        return decode_event(record.value, KNOWN_REACTIONS).article_id
+        return decode_event(record.value).article_id
     except InvalidEvent:
         return None
 
