@@ -20,6 +20,9 @@ from shared.reactions import REACTION_ID_PATTERN
 SCHEMA_VERSION: Final = 1
 KEY_SEPARATOR: Final = "\x1f"
 MAX_CLIENT_TS: Final = 2**53
+# How far ahead of the server's clock a client_ts may be (REACTIONS_CLIENT_CLOCK_SKEW_MS):
+# one further ahead is taken as that bound, or a reader's clock could freeze their vote.
+DEFAULT_CLIENT_CLOCK_SKEW_MS: Final = 300_000
 
 ARTICLE_ID_PATTERN: Final = r"^[A-Za-z0-9._:~-]{1,128}$"
 USER_ID_PATTERN: Final = r"^[A-Za-z0-9._~-]{1,64}$"
@@ -53,6 +56,17 @@ def valid_client_ts(value: object) -> bool:
     return type(value) is int and 0 < value <= MAX_CLIENT_TS
 
 
+def bounded_client_ts(client_ts: int | None, ts: int, skew_ms: int) -> int | None:
+    """`client_ts`, or `ts + skew_ms` when it is further ahead of the server's clock `ts`.
+
+    Last writer wins by client_ts: a clock far in the future would make every later vote of
+    the reader stale. Bounded (rather than refused), a fast clock still votes.
+    """
+    if client_ts is not None and client_ts > ts + skew_ms:
+        return ts + skew_ms
+    return client_ts
+
+
 class InvalidEvent(ValueError):
     """A record on the topic that is not a valid event; `reason` is a short code."""
 
@@ -82,15 +96,21 @@ class ReactionEvent:
         user_id: str,
         reaction: str | None = None,
         client_ts: int | None = None,
+        *,
+        clock_skew_ms: int | None = None,
     ) -> ReactionEvent:
-        """A fresh event stamped with a new id and the server's clock."""
+        """A fresh event stamped with a new id and the server's clock; with `clock_skew_ms`,
+        a client_ts further ahead of that clock is taken as the bound."""
+        ts = time.time_ns() // 1_000_000
+        if clock_skew_ms is not None:
+            client_ts = bounded_client_ts(client_ts, ts, clock_skew_ms)
         return cls(
             event_id=str(uuid.uuid4()),
             op=op,
             article_id=article_id,
             user_id=user_id,
             reaction=reaction if op == "set" else None,
-            ts=time.time_ns() // 1_000_000,
+            ts=ts,
             client_ts=client_ts,
         )
 

@@ -63,7 +63,7 @@ from services.aggregator.scripts import (
     send_applies,
     trend_script,
 )
-from shared.events import ReactionEvent
+from shared.events import DEFAULT_CLIENT_CLOCK_SKEW_MS, ReactionEvent
 from shared.logs import get_logger
 from shared.tallies import (
     CHANGES_CHANNEL,
@@ -121,6 +121,7 @@ class ApplyCall:
     chain: Chain  # its partition and its article's slot (marks.py)
     keys: tuple[str, str, str]
     payload: str
+    bound: int  # of a stored client_ts: the article's newest server ts plus the clock skew
     reply: ApplyReply | None = None
 
 
@@ -151,6 +152,7 @@ class BatchApplier:
         partitions: int,
         retry: RetryPolicy,
         mode: ApplyMode,
+        clock_skew_ms: int = DEFAULT_CLIENT_CLOCK_SKEW_MS,
         dlq_max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         if mode.produces and producer is None:
@@ -167,7 +169,7 @@ class BatchApplier:
         )
         self.retry = retry
         self.mode = mode
-        self.decoder = Decoder(partitions)
+        self.decoder = Decoder(partitions, clock_skew_ms)
         self.marks = ApplyMarks(redis)
         self._apply_script = apply_script(redis)
         self._trend = trend_script(redis)
@@ -217,7 +219,7 @@ class BatchApplier:
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
             await self.dead_letters.send(dead)  # each letter through the retry policy
-        calls = _apply_calls(by_article)
+        calls = _apply_calls(by_article, self.decoder.clock_skew_ms)
         pending = [call for article in calls for call in article]
         await self.retry.run(lambda: self._apply(pending), APPLY, context)
         correctives = _fold_replies(report, by_article, [_merged(article) for article in calls])
@@ -269,7 +271,7 @@ class BatchApplier:
         writer = f"{random.getrandbits(32):08x}"
         expected, leaves = self.marks.expectations(chains, writer)
         args = [
-            (call.keys, (call.partition, call.payload, before, after))
+            (call.keys, (call.partition, call.payload, before, after, call.bound))
             for call, before, after in zip(pending, expected, leaves, strict=True)
         ]
         outcomes = await self._send_applies(args, chains)
@@ -344,19 +346,19 @@ class BatchApplier:
         return evalsha_command(self._positions.sha, keys, (epoch, *positions.values()))
 
 
-def _apply_calls(by_article: dict[str, ArticleBatch]) -> list[list[ApplyCall]]:
+def _apply_calls(by_article: dict[str, ArticleBatch], skew_ms: int) -> list[list[ApplyCall]]:
     """The calls of each article: its events in chunks of at most MAX_EVENTS_PER_CALL."""
     step, marks = MAX_EVENTS_PER_CALL, mark_keys()
     calls = []
     for article_id, article in by_article.items():
         slot, lines, partition = article_slot(article_id), article.lines, article.partition
         keys = (counts_key(article_id), readers_key(article_id), marks[slot])
-        chain = chain_of(partition, slot)
+        chain, bound = chain_of(partition, slot), article.newest_ts + skew_ms
         if len(lines) <= step:  # most articles: one call
-            calls.append([ApplyCall(partition, chain, keys, "".join(lines))])
+            calls.append([ApplyCall(partition, chain, keys, "".join(lines), bound)])
             continue
         chunks = [lines[start : start + step] for start in range(0, len(lines), step)]
-        calls.append([ApplyCall(partition, chain, keys, "".join(chunk)) for chunk in chunks])
+        calls.append([ApplyCall(partition, chain, keys, "".join(chunk), bound) for chunk in chunks])
     return calls
 
 
