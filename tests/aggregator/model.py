@@ -110,6 +110,12 @@ class LogRecord(Protocol):
     @property
     def value(self) -> bytes | None: ...
 
+    @property
+    def headers(self) -> tuple[tuple[str, bytes], ...]: ...
+
+
+CORRECTIVE = b"corrective"
+
 
 @dataclass
 class LogFold:
@@ -122,6 +128,9 @@ class LogFold:
     outcomes: dict[tuple[int, int], str] = field(default_factory=dict)
     unchanged: set[tuple[int, int]] = field(default_factory=set)  # changed nothing at all
     correctives: list[tuple[str, str, str, int]] = field(default_factory=list)
+    # Corrective records (header `origin: corrective`) that were not the no-op a corrective
+    # must be: (partition, offset) -> what was wrong with it.
+    wrong_correctives: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 def fold_log(
@@ -136,7 +145,8 @@ def fold_log(
     than their article's, are dead-lettered, not applied; every other record, corrective
     records included, goes through `ArticleModel.apply`, its client_ts bounded by its server
     ts plus `clock_skew_ms`, as is the stored one it is compared with. `correctives` lists the
-    (article, user, reaction, client_ts) restatements the aggregator is asked to append.
+    (article, user, reaction, client_ts) restatements the aggregator is asked to append; a
+    corrective record is checked when the fold reaches it (`wrong_correctives`).
     """
     fold = LogFold()
     for record in records:
@@ -171,7 +181,16 @@ def fold_log(
             )
             if n
         )
-        if not result.applied and article.readers.get(event.user_id) == before:
+        after = article.readers.get(event.user_id)
+        if not result.applied and after == before:
             fold.unchanged.add(where)
+        # A corrective restates the reader's state after a stale event (or after a replay
+        # met an event older than that state): when it is consumed the reader's state must
+        # already be what it restates, or newer if the reader voted since (then it is stale
+        # in turn, and restated again). Either way applying it changes nothing.
+        if ("origin", CORRECTIVE) in record.headers and (result.applied or after != before):
+            fold.wrong_correctives[where] = (
+                f"it changed the reader's state from {before} to {after}"
+            )
         fold.correctives += [(event.article_id, *c) for c in result.correctives]
     return fold

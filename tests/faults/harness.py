@@ -8,8 +8,9 @@ The oracle checks three things against the real stack:
 (b) every `202` a client received appears in the topic exactly once, by `event_id`, and
     carries what the client sent;
 (c) no request answered with a non-2xx status was applied: a record that no `202` explains
-    must be explained by a request whose outcome is unknown (timeout, connection error) or
-    be a corrective restatement (a no-op by construction, see DESIGN guarantee 4).
+    must be explained by a request whose outcome is unknown (timeout, connection error), or
+    be a corrective restatement that the model found to be what it must be, a no-op when
+    reached (DESIGN guarantee 4), or a clear of `erase-reader`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -46,8 +48,10 @@ async def produce_raw(
     records: Iterable[tuple[int, bytes | None, bytes | None]],
     *,
     max_request_size: int = 1024 * 1024,
+    headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
-    """Produce (partition, key, value) records straight onto the topic, bypassing ingest."""
+    """Produce (partition, key, value) records straight onto the topic, bypassing ingest,
+    each with `headers`."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -57,7 +61,9 @@ async def produce_raw(
     await producer.start()
     try:
         for partition, key, value in records:
-            await producer.send_and_wait(topic, value, key=key, partition=partition)
+            await producer.send_and_wait(
+                topic, value, key=key, partition=partition, headers=headers
+            )
     finally:
         await producer.stop()
 
@@ -122,6 +128,9 @@ class ModelResult:
     unchanged_offsets: set[tuple[int, int]]  # records that changed nothing at all
     stale_offsets: set[tuple[int, int]]  # records ignored as older than the applied one
     restated: set[tuple[str, str]]  # (article, reader) a stale event asked to restate
+    # Corrective records that were no no-op when the model reached them: (partition,
+    # offset) -> why.
+    wrong_correctives: dict[tuple[int, int], str]
 
 
 def _encode_reader(reaction: str, client_ts: int | None) -> str:
@@ -158,6 +167,7 @@ def model(records: Iterable[TopicRecord], *, partitions: int | None = None) -> M
         fold.unchanged,
         {w for w, outcome in fold.outcomes.items() if outcome == "stale"},
         {(article, user) for article, user, _, _ in fold.correctives},
+        fold.wrong_correctives,
     )
 
 
@@ -240,10 +250,15 @@ async def positions(redis: Redis, topic: str, partitions: int) -> dict[int, int]
     return {p: int(v) for p, v in enumerate(values) if v is not None}
 
 
-async def applied_beyond_position(redis: Redis, topic: str, partitions: int) -> list[str]:
+async def applied_beyond_position(
+    redis: Redis, topic: str, partitions: int, *, only: Iterable[int] | None = None
+) -> list[str]:
     """Articles whose fence is at or past their partition's stored position: a batch applied
-    to Redis whose position is not stored yet (the aggregator is mid-batch)."""
+    to Redis whose position is not stored yet (the aggregator is mid-batch). `only`: the
+    articles of those partitions."""
     pos = await positions(redis, topic, partitions)
+    if only is not None:
+        pos = {p: n for p, n in pos.items() if p in set(only)}
     return [
         article
         for article, (p, offset) in (await fences(redis)).items()
@@ -330,9 +345,35 @@ async def assert_oracle(
     """The oracle every fault test ends with; see the module docstring."""
     records, expected = await wait_caught_up(redis, bootstrap, topic, timeout=timeout)
     outcomes = list(outcomes)
-    problems: list[str] = []
+    accepted = [o for o in outcomes if o.accepted]
+    problems = await _view_problems(redis, expected)
+    problems += _accepted_problems(expected, accepted)
+    explained = {o.event_id for o in accepted} | set(direct_event_ids)
+    unexplained = _unexplained_records(expected, explained, outcomes)
+    problems += unexplained.problems
+    rejected = [o for o in outcomes if o.rejected]
+    indeterminate = sum(1 for o in outcomes if o.indeterminate)
+    summary = (
+        f"{len(accepted)} accepted, {len(rejected)} rejected "
+        f"({Counter(o.status for o in rejected)}), {indeterminate} indeterminate"
+    )
+    assert not problems, f"oracle: {len(problems)} problems; {summary}:\n" + "\n".join(
+        problems[:40]
+    )
+    return OracleReport(
+        records=records,
+        model=expected,
+        accepted=len(accepted),
+        rejected=len(rejected),
+        indeterminate=indeterminate,
+        indeterminate_applied=unexplained.indeterminate_applied,
+        restatements=unexplained.restatements,
+    )
 
-    # (a) Redis equals the model, article by article, and holds no article the log lacks.
+
+async def _view_problems(redis: Redis, expected: ModelResult) -> list[str]:
+    """(a) Redis equals the model, article by article, and holds no article the log lacks."""
+    problems = []
     actual = await read_view(redis, expected.articles)
     for article_id, want in expected.articles.items():
         got = actual[article_id]
@@ -348,9 +389,12 @@ async def assert_oracle(
     extra = await stored_articles(redis) - set(expected.articles)
     if extra:
         problems.append(f"Redis has articles the topic never mentions: {sorted(extra)[:10]}")
+    return problems
 
-    # (b) every 202 is in the topic exactly once, carrying what the client asked for.
-    accepted = [o for o in outcomes if o.accepted]
+
+def _accepted_problems(expected: ModelResult, accepted: list[Outcome]) -> list[str]:
+    """(b) Every 202 is in the topic exactly once, carrying what the client asked for."""
+    problems = []
     for o in accepted:
         assert o.event_id is not None
         found = expected.events.get(o.event_id, [])
@@ -363,29 +407,45 @@ async def assert_oracle(
             problems.append(f"202 event {o.event_id}: topic has {got_sig}, sent {o.signature()}")
         if found[0].key != record_key(o.article_id, o.user_id):
             problems.append(f"202 event {o.event_id}: key {found[0].key!r}")
+    return problems
 
-    # (c) records no 202 explains: an unknown outcome, or a record the aggregator or an
-    # operator command appended (its `origin` header says which), never a request that was
-    # told it failed.
-    explained = {o.event_id for o in accepted} | set(direct_event_ids)
+
+@dataclass
+class _Unexplained:
+    """What (c) found among the records no 202 explains."""
+
+    problems: list[str] = field(default_factory=list)
+    indeterminate_applied: int = 0
+    restatements: int = 0
+
+
+def _unexplained_records(
+    expected: ModelResult, explained: set[str | None], outcomes: list[Outcome]
+) -> _Unexplained:
+    """(c) Records no 202 explains: an unknown outcome, or a record the aggregator or an
+    operator command appended (its `origin` header says which) and that is what such a
+    record must be, never a request that was told it failed."""
+    found = _Unexplained()
     unknown: dict[Signature, int] = Counter(o.signature() for o in outcomes if o.indeterminate)
     rejected = {o.signature() for o in outcomes if o.rejected}
-    indeterminate_applied = restatements = 0
-    for event_id, found in expected.events.items():
+    for event_id, records in expected.events.items():
         if event_id in explained:
             continue
-        for record in found:
-            event = expected.decoded[(record.partition, record.offset)]
+        for record in records:
+            where = (record.partition, record.offset)
+            event = expected.decoded[where]
             sig = (event.article_id, event.user_id, event.op, event.reaction, event.client_ts)
             origin = _origin(record)
-            # The aggregator restates readers after stale events and again when a replay
-            # meets them (a replay is not visible in the topic), so any corrective is
-            # explained; erase-reader only clears.
-            if origin == "corrective" or (origin == "erase-reader" and event.op == "clear"):
-                restatements += 1
+            if origin == "corrective" and where in expected.wrong_correctives:
+                # Redis applied it as the model did, so (a) cannot see it: a corrective that
+                # restated the wrong reaction would change both alike.
+                why = expected.wrong_correctives[where]
+                found.problems.append(f"corrective {record.partition}:{record.offset} {sig}: {why}")
+            elif origin == "corrective" or (origin == "erase-reader" and event.op == "clear"):
+                found.restatements += 1
             elif unknown.get(sig, 0) > 0:
                 unknown[sig] -= 1
-                indeterminate_applied += 1
+                found.indeterminate_applied += 1
             else:
                 why = (
                     f"origin {origin}, not the record the model expects from it"
@@ -394,27 +454,10 @@ async def assert_oracle(
                     if sig in rejected
                     else "no request did"
                 )
-                problems.append(
+                found.problems.append(
                     f"record {record.partition}:{record.offset} {sig} has no 202 ({why})"
                 )
-
-    summary = (
-        f"{len(accepted)} accepted, {sum(1 for o in outcomes if o.rejected)} rejected "
-        f"({Counter(o.status for o in outcomes if o.rejected)}), "
-        f"{sum(1 for o in outcomes if o.indeterminate)} indeterminate"
-    )
-    assert not problems, f"oracle: {len(problems)} problems; {summary}:\n" + "\n".join(
-        problems[:40]
-    )
-    return OracleReport(
-        records=records,
-        model=expected,
-        accepted=len(accepted),
-        rejected=sum(1 for o in outcomes if o.rejected),
-        indeterminate=sum(1 for o in outcomes if o.indeterminate),
-        indeterminate_applied=indeterminate_applied,
-        restatements=restatements,
-    )
+    return found
 
 
 async def assert_consistent_prefix(
@@ -457,6 +500,16 @@ def _article_of(record: TopicRecord) -> str | None:
         return decode_event(record.value).article_id
     except InvalidEvent:
         return None
+
+
+def assigned_partitions(log: Path) -> list[int]:
+    """The partitions an aggregator owns now, from its log's last `partitions_assigned` line
+    (none while it has none, or is between a revocation and the next assignment)."""
+    owned: list[int] = []
+    for line in log_lines_matching(log, '"event":"partitions_(assigned|revoked)"'):
+        entry = orjson.loads(line)
+        owned = list(entry["partitions"]) if entry["event"] == "partitions_assigned" else []
+    return owned
 
 
 def log_lines_matching(path: Path, pattern: str) -> list[str]:
