@@ -1,4 +1,4 @@
-"""The harness's own tests: the model follows the DESIGN rules (and the real apply script),
+"""The oracle's own tests: the model follows the DESIGN rules (and the real apply script),
 and the oracle fails when Redis or the topic disagree with what clients were told."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from deploy.local.redis import RedisServer
 from services.aggregator.scripts import apply_event_line, apply_keys, apply_script, parse_mark
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import counts_key
-from tests.faults.harness import assert_oracle, model, produce_raw, read_view
+from tests.faults.harness import produce_raw, read_view
+from tests.faults.oracle import assert_oracle, model
 from tests.faults.rig import PARTITIONS, Rig
 from tests.faults.traffic import Outcome, wait_for_outcomes
 from tests.support import TopicRecord

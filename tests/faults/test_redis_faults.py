@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import assert_consistent_prefix, positions
+from tests.faults.harness import positions
+from tests.faults.oracle import assert_consistent_prefix
 from tests.faults.rig import PARTITIONS, Rig
 from tests.faults.traffic import wait_for_outcomes
 from tests.support import eventually, read_topic

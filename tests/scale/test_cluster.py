@@ -22,7 +22,8 @@ from deploy.local.redis import RedisServer, redis_cli
 from deploy.local.services import UNLIMITED_RATES
 from deploy.local.stack import ClusterPorts, ClusterStack
 from shared.tallies import counts_key, position_key
-from tests.faults.harness import assert_oracle, positions
+from tests.faults.harness import positions
+from tests.faults.oracle import assert_oracle
 from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
 from tests.support import end_offsets, eventually, metric
 
