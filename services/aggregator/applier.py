@@ -61,6 +61,7 @@ from services.aggregator.scripts import (
     positions_script,
     run_pipelined,
     send_applies,
+    trend_calls,
     trend_script,
 )
 from shared.events import DEFAULT_CLIENT_CLOCK_SKEW_MS, ReactionEvent
@@ -68,14 +69,13 @@ from shared.logs import get_logger
 from shared.tallies import (
     CHANGES_CHANNEL,
     TREND_BUCKET_SECONDS,
-    TREND_TTL_SECONDS,
+    TREND_ROLLUPS_SINCE_KEY,
     article_slot,
     counts_key,
     epoch_key,
     mark_keys,
     position_key,
     readers_key,
-    trend_key,
 )
 
 log = get_logger(__name__)
@@ -299,13 +299,13 @@ class BatchApplier:
         RedisLostData makes the member replay its partitions.
         """
         positions = {position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()}
-        trend_calls: list[tuple[tuple[str], tuple[str | int, ...]]] = []
-        if self.mode.trending:
+        trends: list[ScriptCall] = []
+        since: tuple[str, str, int, str] | None = None
+        if self.mode.trending and report.trends:
             minute = int(time.time()) // TREND_BUCKET_SECONDS
-            trend_calls = [
-                ((trend_key(reaction, minute),), (TREND_TTL_SECONDS, *pairs))
-                for reaction, pairs in report.trends.items()
-            ]
+            trends = trend_calls(report.trends, minute)
+            # The rollups are whole from the first minute an aggregator wrote them.
+            since = ("SET", TREND_ROLLUPS_SINCE_KEY, minute, "NX")
         notify = (
             orjson.dumps(report.changed) if self.mode.notifications and report.changed else None
         )
@@ -316,14 +316,18 @@ class BatchApplier:
                     *self._positions_command(positions, epoch)
                 )
                 if written:
-                    await evalsha_many(self.redis, self._trend.sha, trend_calls)
+                    await evalsha_many(self.redis, self._trend.sha, trends)
+                    if since:
+                        await self.redis.execute_command(*since)
                     if notify:
                         await self.redis.publish(CHANGES_CHANNEL, notify)
             else:
                 commands = [
                     self._positions_command(positions, epoch),
-                    *(evalsha_command(self._trend.sha, k, a) for k, a in trend_calls),
+                    *(evalsha_command(self._trend.sha, k, a) for k, a in trends),
                 ]
+                if since:
+                    commands.append(since)
                 if notify:
                     commands.append(("PUBLISH", CHANGES_CHANNEL, notify))
                 written = (await run_pipelined(self.redis, commands))[0]
