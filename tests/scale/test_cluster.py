@@ -215,7 +215,7 @@ async def test_a_master_failing_over_to_a_lagging_replica_is_caught_and_replayed
         )
         return max(voted.values(), default=0)
 
-    async with Traffic(ingest.url, seed=6, prefix="lag") as traffic:
+    async with Traffic(ingest.url, tokens=cluster_tokens(cluster), seed=6, prefix="lag") as traffic:
         await wait_for_outcomes(traffic, 300)
         # The replica stops, then its link is cut: what the master writes from now on never
         # reaches it (until then, the bytes in the link's buffers still would).
