@@ -18,7 +18,7 @@ import uvloop
 from bench import report
 from bench.context import Context, Sizes
 from bench.latency import latency_table, open_loop
-from bench.scenarios import drain, e2e, frontpage, ingest, memory, read, sse
+from bench.scenarios import drain, e2e, frontpage, ingest, memory, read, sse, trending
 from bench.stack import BenchStack, machine_description
 from bench.stats import unavailable
 from deploy.local.client import TokenFile
@@ -32,6 +32,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "drain": drain.run,
     "sse": sse.run,
     "memory": memory.run,
+    "trending": trending.run,
 }
 
 

@@ -60,6 +60,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
                 "publisher": publisher,
                 "limits": limits,
                 "reactions": reactions,
+                "clock_skew_ms": settings.client_clock_skew_ms,
                 "verifier": verifier,
                 "issuer": issuer,
             }

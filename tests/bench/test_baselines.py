@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from importlib import resources
@@ -10,13 +11,16 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
+from bench.scenarios import trending
 from bench.wrk import run_wrk
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT
+from deploy.local.redis import RedisServer
 from deploy.local.services import UNLIMITED_RATES
 from services.aggregator.scripts import apply_event_line, apply_keys, apply_script
 from services.ingest.tokens import minted, write_tokens
-from shared.tallies import counts_key, readers_key
+from services.reader.trending import MAX_LIMIT, Trending
+from shared.tallies import TREND_ROLLUPS_SINCE_KEY, counts_key, readers_key
 from tests.support import ServiceFactory, metric_sum
 
 VOTES = [("u1", "love"), ("u2", "like"), ("u1", "wow"), ("u3", "love"), ("u2", "love")]
@@ -85,3 +89,25 @@ def test_the_wrk_scripts_send_only_votes_ingest_accepts(
     assert answered.pop("400") <= 4, answered
     refused = {status: n for status, n in answered.items() if status != "202" and n}
     assert not refused, refused
+
+
+async def test_the_trending_baseline_merges_the_same_day_from_minute_buckets(
+    redis_server: RedisServer,
+) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/{trending.TRENDING_DB}"
+    day = await asyncio.to_thread(trending.load, url, votes_per_minute=30)
+    client = Redis.from_url(url)
+    try:
+        tops = []
+        # The scenario's two ways: rollups whole since the day began, and no rollups marker.
+        for since in (day.first_minute, None):
+            if since is None:
+                await client.delete(TREND_ROLLUPS_SINCE_KEY)
+            else:
+                await client.set(TREND_ROLLUPS_SINCE_KEY, since)
+            tops.append(await Trending(client, ttl=0).top("all", "24h", MAX_LIMIT))
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    assert len(tops[0]) == MAX_LIMIT
+    assert tops[0] == tops[1], "both ways rank the same day the same"
