@@ -71,7 +71,7 @@ async def bytes_per_key(held: int) -> float:
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     for i in range(held):
-        await fresh.check("reader", fresh.per_reader, f"a.memory-{i:020d}")
+        await fresh.check("reader", f"a.memory-{i:020d}")
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
@@ -83,24 +83,24 @@ async def measure(held: int, checks: int) -> list[tuple[str, float, float]]:
     idle = await idle_iteration_us(checks)
     crowd = limits()
     for i in range(held):
-        await checked(crowd.check("reader", crowd.per_reader, f"a.held-{i:020d}"))
+        await checked(crowd.check("reader", f"a.held-{i:020d}"))
 
     def new_reader(i: int) -> Awaitable[None]:
-        return crowd.check("reader", crowd.per_reader, f"a.new-{i:020d}")
+        return crowd.check("reader", f"a.new-{i:020d}")
 
     default = limits()
-    for _ in range(default.per_ip.amount):
-        await checked(default.check("ip", default.per_ip, "network"))
+    for _ in range(default.items["ip"].amount):
+        await checked(default.check("ip", "network"))
 
     def refused(_: int) -> Awaitable[None]:
-        return default.check("ip", default.per_ip, "network")
+        return default.check("ip", "network")
 
     lifted = limits(ip=LIFTED)
     for _ in range(held):
-        await lifted.check("ip", lifted.per_ip, "network")
+        await lifted.check("ip", "network")
 
     def busy_network(_: int) -> Awaitable[None]:
-        return lifted.check("ip", lifted.per_ip, "network")
+        return lifted.check("ip", "network")
 
     results = []
     cases = (
