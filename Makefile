@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium fonts-noto-color-emoji prometheus nginx
 
-.PHONY: .system-packages help setup run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench clean
+.PHONY: .system-packages help setup run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench soak clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ fmt: setup ## Format the code
 
 bench: setup ## Benchmark every path against same-run baselines (BENCH_QUICK=1: < 3 min)
 	$(PY) -m bench run
+
+soak: setup ## 10 minutes at ingest's maximum with new readers and page streams; memory over time (BENCH_QUICK=1: 2 min)
+	$(PY) -m bench run --only soak
 
 clean: down ## Remove the venv, the Kafka jars and the local stack's data
 	rm -rf $(VENV) deploy/kafka/lib .run

@@ -49,11 +49,16 @@ def test_the_wrk_scripts_send_only_votes_ingest_accepts(
 ) -> None:
     tokens = tmp_path / "tokens.tsv"
     write_tokens(minted(token_keys.issuer(), 200, "a.wrk-", None), tokens)
-    ingest = start_service("ingest")
+    # wrk is one address: the per-network limit is lifted, as the README's load test says.
+    ingest = start_service("ingest", env={"REACTIONS_RATE_LIMIT_IP": "100000000/minute"})
     result = run_wrk(
         ingest.url, "put", [str(tokens), "50", "wrk-a"], duration_s=1, connections=2, timeout_s=10
     )
     assert result.requests > 0
+    walked = run_wrk(
+        ingest.url, "walk", [str(tokens), "7", "50", "wrk-a"], duration_s=1, connections=2
+    )
+    assert walked.requests > 0
 
     # The load-test script of the README, run as documented.
     wrk = shutil.which("wrk")
@@ -68,7 +73,7 @@ def test_the_wrk_scripts_send_only_votes_ingest_accepts(
     assert documented.returncode == 0, documented.stderr
     assert "requests in" in documented.stdout, documented.stdout
 
-    # Every vote either script sent was one ingest takes: no 4xx. (A 503 on a busy machine
+    # Every vote the scripts sent was one ingest takes: no 4xx. (A 503 on a busy machine
     # is Kafka answering late, not a bad request, so the check is on 4xx.) wrk stops at its
     # deadline mid-request, and a body cut off that way is answered 400 incomplete_body:
     # at most one per connection, two connections per run.
@@ -79,6 +84,6 @@ def test_the_wrk_scripts_send_only_votes_ingest_accepts(
         )
         for status in ("202", "400", "401", "403", "404", "405", "410", "413", "415", "422", "429")
     }
-    assert answered["202"] >= result.requests / 2, answered
-    assert answered.pop("400") <= 4, answered
+    assert answered["202"] >= (result.requests + walked.requests) / 2, answered
+    assert answered.pop("400") <= 6, answered
     assert not any(n for status, n in answered.items() if status != "202"), answered
