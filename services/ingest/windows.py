@@ -26,7 +26,7 @@ class MovingWindow:
     Keys are ordered by their last accepted hit, so every hit first drops the keys at the
     front whose last hit has left the window: what is held is the keys hit within the last
     window, whatever the rate of new keys, and no pass over all keys is ever made. A key's
-    times are trimmed once half of them have left the window, which keeps a hit O(1)
+    times are trimmed once an eighth of them have left the window, which keeps a hit O(1)
     amortized even for one network with tens of thousands of votes in its window.
     """
 
@@ -67,6 +67,6 @@ class MovingWindow:
             return times[-self.limit] + self.window_s - now
         times.append(now)
         hits.move_to_end(key)
-        if expired * 2 >= len(times):
+        if expired * 8 >= len(times):
             del times[:expired]
         return None

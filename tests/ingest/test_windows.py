@@ -130,14 +130,14 @@ def test_a_crowd_of_new_keys_holds_one_window_of_them_and_no_more() -> None:
     assert most <= window * per_second + 1
 
 
-def test_one_busy_key_holds_at_most_twice_its_window_of_times() -> None:
+def test_one_busy_key_holds_little_more_than_its_window_of_times() -> None:
     clock = Clock()
     window, per_second = 2, 1000
     moving = MovingWindow(100_000_000, window, clock)
     for i in range(6 * window * per_second):
         clock.now = 1000.0 + i / per_second
         assert moving.hit("network") is None
-        assert moving.times_held() <= 2 * window * per_second + 2
+        assert moving.times_held() <= window * per_second * 8 / 7 + 2
     assert len(moving) == 1
 
 
@@ -189,4 +189,4 @@ async def test_rate_limits_in_memory_refuse_with_retry_after_and_hold_one_window
         await lifted.check("ip", "network")
         await lifted.check("reader", f"a.crowd-{i}")
     assert len(lifted.local["reader"]) <= 60 * 200 + 1
-    assert lifted.local["ip"].times_held() <= 2 * 60 * 200 + 2
+    assert lifted.local["ip"].times_held() <= 60 * 200 * 8 / 7 + 2
