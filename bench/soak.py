@@ -244,6 +244,7 @@ def markdown(document: Mapping[str, Any]) -> str:
         f" p99 {votes['p99_ms']:.1f} ms",
         f"- page streams: {streams['opened']:,} opened ({opened_per_s:,.0f}/s),"
         f" {streams['answered']:,} with tallies, {streams['refused']:,} refused,"
+        f" {streams['unanswered']:,} without a tally by the end of their hold,"
         f" {streams['failed']:,} failed; the client used {streams['cpu_s']:.1f} CPU-s",
         "",
         "| service | RSS at start | after the first window | at the end | most |"

@@ -26,7 +26,8 @@ class ChurnCounts:
     opened: int = 0  # connected and the request sent
     answered: int = 0  # 200 and at least one tally
     refused: int = 0  # answered with another status (503 full, 429 per client)
-    failed: int = 0  # no connection, or closed before the first tally
+    unanswered: int = 0  # closed at the end of its hold before any tally came
+    failed: int = 0  # no connection, or closed by the reader before any tally
     events: int = 0
     cpu_s: float = 0.0
 
@@ -39,6 +40,7 @@ class PageStream(asyncio.Protocol):
         self.status: bytes | None = None
         self.tail = b""
         self.answered = False
+        self.hung_up = False  # closed by us at the end of its hold
 
     def data_received(self, data: bytes) -> None:
         if self.status is None:
@@ -55,7 +57,10 @@ class PageStream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.status in (None, b"200") and not self.answered:
-            self.counts.failed += 1
+            if self.hung_up:
+                self.counts.unanswered += 1
+            else:
+                self.counts.failed += 1
 
 
 def page_path(rng: random.Random, articles: int, per_page: int, prefix: str) -> str:
@@ -83,7 +88,7 @@ async def churn(
 
     async def one(path: str, hold: float) -> None:
         try:
-            transport, _ = await asyncio.wait_for(
+            transport, protocol = await asyncio.wait_for(
                 loop.create_connection(lambda: PageStream(counts), host, port),
                 CONNECT_TIMEOUT_S,
             )
@@ -93,6 +98,7 @@ async def churn(
         counts.opened += 1
         transport.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
         await asyncio.sleep(hold)
+        protocol.hung_up = True
         transport.close()
 
     tasks: set[asyncio.Task[None]] = set()

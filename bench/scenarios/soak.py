@@ -169,6 +169,7 @@ def add_rows(ctx: Context, document: dict[str, Any], max_rps: float) -> None:
             "streams/s",
             Figure.of([streams["opened"] / max(float(streams["seconds"]), 1.0)]),
             note=f"{streams['answered']:,} with tallies, {streams['refused']:,} refused, "
+            f"{streams['unanswered']:,} without a tally in their 1–5 s, "
             f"{streams['failed']:,} failed",
         ),
     )
