@@ -14,6 +14,7 @@ Redis expires the keys there.
 from __future__ import annotations
 
 import time
+from array import array
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,7 +39,9 @@ class MovingWindow:
         self.limit = limit
         self.window_s = window_s
         self._clock = clock
-        self._hits: OrderedDict[str, list[float]] = OrderedDict()
+        # Arrays of doubles, not lists of floats: 8 bytes a time, and nothing for the
+        # garbage collector to walk however many keys are held.
+        self._hits: OrderedDict[str, array[float]] = OrderedDict()
 
     def __len__(self) -> int:
         """Keys held."""
@@ -59,7 +62,7 @@ class MovingWindow:
             hits.popitem(last=False)
         times = hits.get(key)
         if times is None:
-            hits[key] = [now]
+            hits[key] = array("d", (now,))
             return None
         expired = bisect_left(times, horizon)
         if len(times) - expired >= self.limit:
