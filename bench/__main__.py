@@ -18,7 +18,7 @@ import uvloop
 from bench import report
 from bench.context import Context, Sizes
 from bench.latency import latency_table, open_loop
-from bench.scenarios import drain, e2e, ingest, memory, read, soak, sse
+from bench.scenarios import drain, e2e, ingest, memory, read, soak, sse, verify
 from bench.stack import BenchStack, machine_description
 from bench.stats import unavailable
 from deploy.local.client import TokenFile
@@ -26,6 +26,7 @@ from shared.logs import configure_logging
 
 SCENARIOS: dict[str, Callable[[Context], None]] = {
     "ingest": ingest.run,
+    "verify": verify.run,
     "read": read.run,
     "e2e": e2e.run,
     "drain": drain.run,

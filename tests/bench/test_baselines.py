@@ -1,4 +1,5 @@
-"""The baselines do the work they stand for: same per-event Redis work, valid wrk traffic."""
+"""The baselines do the work they stand for: same per-event Redis work, valid wrk traffic,
+ingest without token verification and nothing else taken out."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ from importlib import resources
 from pathlib import Path
 
 import httpx
+import orjson
 from redis.asyncio import Redis
 
+from bench.stack import AppProcess
 from bench.wrk import run_wrk
+from deploy.local.kafka import KafkaBroker
 from deploy.local.keys import DevelopmentKeys
-from deploy.local.process import ROOT
+from deploy.local.process import ROOT, free_port
 from services.aggregator.scripts import apply_event_line, apply_keys, apply_script
 from services.ingest.tokens import minted, write_tokens
 from shared.tallies import counts_key, readers_key
-from tests.support import ServiceFactory, metric_sum
+from tests.support import ServiceFactory, assert_error, metric_sum, read_topic
 
 VOTES = [("u1", "love"), ("u2", "like"), ("u1", "wow"), ("u3", "love"), ("u2", "love")]
 
@@ -87,3 +91,37 @@ def test_the_wrk_scripts_send_only_votes_ingest_accepts(
     assert answered["202"] >= (result.requests + walked.requests) / 2, answered
     assert answered.pop("400") <= 6, answered
     assert not any(n for status, n in answered.items() if status != "202"), answered
+
+
+async def test_the_unverified_baseline_is_ingest_taking_the_tokens_sub_unchecked(
+    stack_env: dict[str, str],
+    token_keys: DevelopmentKeys,
+    kafka: KafkaBroker,
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    baseline = AppProcess("unverified_ingest", free_port(), tmp_path, stack_env)
+    baseline.start()
+    try:
+        token = token_keys.issuer().issue("a.trusted").token
+        forged = token.rsplit(".", 1)[0] + ".c2lnbmF0dXJl"  # a signature that cannot verify
+        async with httpx.AsyncClient(base_url=baseline.url, timeout=30) as http:
+            for sent in (token, forged):
+                vote = await http.post(
+                    "/v1/votes",
+                    json={"article_id": "a1", "reaction": "like"},
+                    headers={"authorization": f"Bearer {sent}"},
+                )
+                assert vote.status_code == 202, vote.text
+                assert vote.json()["reader_id"] == "a.trusted"
+            junk = await http.post(
+                "/v1/votes",
+                json={"article_id": "a1", "reaction": "like"},
+                headers={"authorization": "Bearer not-a-jwt"},
+            )
+            assert_error(junk, 401, "invalid_token")
+    finally:
+        baseline.stop()
+    # The rest of the write path is ingest's own: both votes were published to its topic.
+    records = await read_topic(kafka.bootstrap, topic, at_least=2)
+    assert [orjson.loads(r.value or b"{}")["user_id"] for r in records] == ["a.trusted"] * 2
