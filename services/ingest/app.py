@@ -3,7 +3,9 @@ lifespan that owns the Kafka producer. The write path itself is in routes.py."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -58,6 +60,7 @@ def create_app(settings: IngestSettings, verifier: Verifier | None = None) -> Fa
         limits = RateLimits(settings)
         publisher = Publisher(settings)
         await publisher.start()
+        keys_held = asyncio.create_task(limits.report_keys_held())
         try:
             yield {
                 "publisher": publisher,
@@ -67,6 +70,9 @@ def create_app(settings: IngestSettings, verifier: Verifier | None = None) -> Fa
                 "issuer": issuer,
             }
         finally:
+            keys_held.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keys_held
             await publisher.stop()
 
     app = FastAPI(

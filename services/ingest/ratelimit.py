@@ -25,7 +25,7 @@ from typing import Final
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from starlette.types import Scope
 
 from services.ingest.config import IngestSettings
@@ -50,6 +50,15 @@ ISSUANCE_REFUSED: Final = Counter(
     "(503, the limit store could not count).",
     ["reason"],
 )
+KEYS_HELD: Final = Gauge(
+    "reactions_ingest_rate_limit_keys",
+    "Keys the in-process rate limits hold (those hit within their window), by scope "
+    "(ip, reader, issuance); no series with a Redis limit store.",
+    ["scope"],
+    multiprocess_mode="livesum",
+)
+# How often the gauge is brought up to date: a len() per limit, off the vote path.
+KEYS_HELD_INTERVAL_S: Final = 5.0
 ISSUANCE_SCOPE: Final = "issuance"
 
 
@@ -112,6 +121,13 @@ class RateLimits:
         # without one) each process draws its own.
         salt = settings.ip_salt() or secrets.token_bytes(32)
         self._salt = hashlib.sha256(salt).digest()
+
+    async def report_keys_held(self) -> None:
+        """Set the keys-held gauge every few seconds until cancelled (memory store only)."""
+        while self.local is not None:
+            for scope, window in self.local.items():
+                KEYS_HELD.labels(scope).set(len(window))
+            await asyncio.sleep(KEYS_HELD_INTERVAL_S)
 
     def client_hash(self, scope: Scope) -> str:
         """A salted hash of the client's network: of the peer, or of X-Forwarded-For's client
