@@ -26,6 +26,7 @@ from bench.wrk import WrkResult, run_wrk
 
 MB = 1_000_000
 VOTES_METRIC = "reactions_ingest_events"
+LIMIT_KEYS_METRIC = "reactions_ingest_rate_limit_keys"
 STREAMS_METRIC = "reactions_reader_sse_clients"
 
 
@@ -37,6 +38,7 @@ class Sample:
     rss: dict[str, int]  # resident bytes by service, its worker processes included
     cpu: dict[str, float]  # CPU seconds used so far by service
     votes: float | None  # votes ingest had accepted (its /metrics)
+    limit_keys: float | None  # keys ingest's rate limits held in memory (its /metrics)
     streams: float | None  # page streams open on the reader (its /metrics)
 
 
@@ -55,9 +57,8 @@ def tree_cpu(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def metric_total(url: str | None, name: str) -> float | None:
-    """The sum of a metric's samples on a service's /metrics, or None when unreadable."""
-    text = fetch_text(url) if url else None
+def metric_total(text: str | None, name: str) -> float | None:
+    """The sum of a metric's samples in a /metrics text, or None when it has none."""
     if text is None:
         return None
     total: float | None = None
@@ -99,13 +100,18 @@ class MemorySampler:
         return self.samples
 
     def _sample(self) -> None:
+        now = time.monotonic() - self._started
+        rss = {name: tree_rss(pid) for name, pid in self.processes.items()}
+        cpu = {name: tree_cpu(pid) for name, pid in self.processes.items()}
+        ingest, reader = (fetch_text(url) if url else None for url in self.urls)
         self.samples.append(
             Sample(
-                t=time.monotonic() - self._started,
-                rss={name: tree_rss(pid) for name, pid in self.processes.items()},
-                cpu={name: tree_cpu(pid) for name, pid in self.processes.items()},
-                votes=metric_total(self.urls[0], VOTES_METRIC),
-                streams=metric_total(self.urls[1], STREAMS_METRIC),
+                t=now,
+                rss=rss,
+                cpu=cpu,
+                votes=metric_total(ingest, VOTES_METRIC),
+                limit_keys=metric_total(ingest, LIMIT_KEYS_METRIC),
+                streams=metric_total(reader, STREAMS_METRIC),
             )
         )
 
@@ -155,6 +161,16 @@ class SoakRun:
             }
         return summary
 
+    def limit_keys(self, first_window_s: float) -> dict[str, float | None]:
+        """Keys ingest's limits held: after the first window, at the end, at most."""
+        held = [(s.t, s.limit_keys) for s in self.samples if s.limit_keys is not None]
+        after = [k for t, k in held if t >= first_window_s]
+        return {
+            "first_window": after[0] if after else None,
+            "end": held[-1][1] if held else None,
+            "most": max((k for _, k in held), default=None),
+        }
+
     def document(self, first_window_s: float, meta: Mapping[str, Any]) -> dict[str, Any]:
         """Everything, for `<name>.json`."""
         seconds = self.samples[-1].t if self.samples else 0.0
@@ -171,6 +187,7 @@ class SoakRun:
                 "p99_ms": self.wrk.p99_ms,
             },
             "streams": {**asdict(self.churn), "seconds": seconds},
+            "limit_keys": self.limit_keys(first_window_s),
             "services": self.services(first_window_s),
             "samples": [asdict(s) for s in self.samples],
         }
@@ -225,7 +242,7 @@ def soak(
 
 def markdown(document: Mapping[str, Any]) -> str:
     """`<name>.md`: how it ran, the memory of each service, the load it carried."""
-    votes, streams = document["votes"], document["streams"]
+    votes, streams, keys = document["votes"], document["streams"], document["limit_keys"]
     opened_per_s = streams["opened"] / max(streams["seconds"], 1)
     lines = [
         f"# Soak ({document['mode']})",
@@ -246,6 +263,8 @@ def markdown(document: Mapping[str, Any]) -> str:
         f" {streams['answered']:,} with tallies, {streams['refused']:,} refused,"
         f" {streams['unanswered']:,} without a tally by the end of their hold,"
         f" {streams['failed']:,} failed; the client used {streams['cpu_s']:.1f} CPU-s",
+        f"- keys held by ingest's rate limits: {_count(keys['first_window'])} after the first"
+        f" window, {_count(keys['end'])} at the end, {_count(keys['most'])} at most",
         "",
         "| service | RSS at start | after the first window | at the end | most |"
         " slope after the first window | CPU |",
@@ -262,6 +281,10 @@ def markdown(document: Mapping[str, Any]) -> str:
             + f" | {s['cpu_s']:.0f} s |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _count(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 def plot(document: Mapping[str, Any], path: Path) -> None:
@@ -283,6 +306,11 @@ def plot(document: Mapping[str, Any], path: Path) -> None:
     memory.set_ylabel("resident memory, MB")
     memory.set_ylim(bottom=0)
     memory.legend(loc="lower right", fontsize=8)
+    held = [(s["t"] / 60, s["limit_keys"]) for s in samples if s["limit_keys"] is not None]
+    keys = memory.twinx()
+    keys.plot([t for t, _ in held], [k for _, k in held], color="gray", linestyle="--")
+    keys.set_ylabel("keys held by ingest's limits (dashed)")
+    keys.set_ylim(bottom=0)
     memory.set_title(f"Soak ({document['mode']}): {document['command']}")
     rates, streams, times = [], [], []
     for before, after in itertools.pairwise(samples):

@@ -79,6 +79,7 @@ async def test_the_soak_harness_runs_every_part_and_writes_its_results(
     first, last = run.samples[0], run.samples[-1]
     assert first.votes is not None and last.votes is not None and last.votes > first.votes
     assert any(s.streams for s in run.samples)
+    assert all(s.limit_keys is not None for s in run.samples)  # ingest's keys-held gauge
 
     services = run.services(first_window_s=1.0)
     assert all(s["slope_mb_per_min"] is not None for s in services.values())
@@ -93,6 +94,7 @@ async def test_the_soak_harness_runs_every_part_and_writes_its_results(
     json_path, md_path, png_path = write(run.document(1.0, meta), tmp_path, "soak")
     document = orjson.loads(json_path.read_bytes())
     assert set(document["services"]) == set(pids)
+    assert document["limit_keys"]["end"] is not None
     assert len(document["samples"]) == len(run.samples)
     assert "| ingest |" in md_path.read_text()
     assert png_path.read_bytes().startswith(b"\x89PNG")
