@@ -213,7 +213,9 @@ async def test_changed_partition_count_stops_the_services(rig: Rig) -> None:
             60,
             f"{name} to refuse the changed topic",
         )
-        assert process.proc is not None and process.proc.returncode != 0
+        assert process.proc is not None and process.proc.returncode == 2, (
+            "a refusal to start exits with status 2"
+        )
         # One line that names both counts, so an operator knows what changed.
         old, new = PARTITIONS, PARTITIONS + 2
         both = (
