@@ -6,13 +6,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk chromium fonts-noto-color-emoji prometheus nginx
+# Asked for only when npm is missing: a Node.js from elsewhere (NodeSource's) brings its own.
+NODE_PACKAGES := nodejs npm
+BROWSER_TOOLS := tests/e2e/node_modules/.installed
 
-.PHONY: .system-packages help setup run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench soak clean
+.PHONY: .system-packages .node help setup run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench soak clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed deploy/kafka/lib/.copied ## Install what is missing: system packages, venv, Kafka jars
+setup: $(VENV)/.installed deploy/kafka/lib/.copied $(BROWSER_TOOLS) ## Install what is missing: system packages, venv, Kafka jars, axe-core
 
 .system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -21,6 +24,18 @@ setup: $(VENV)/.installed deploy/kafka/lib/.copied ## Install what is missing: s
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+.node:
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "installing $(NODE_PACKAGES)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(NODE_PACKAGES) >/dev/null; \
+	fi
+
+# axe-core for the browser tests' accessibility audits, exactly as the lockfile pins it.
+$(BROWSER_TOOLS): tests/e2e/package.json tests/e2e/package-lock.json | .node
+	npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(VENV)/.installed: pyproject.toml | .system-packages
 	@[ -x $(PY) ] || $(shell command -v $(PYTHON) || echo python3) -m venv $(VENV)
@@ -75,5 +90,5 @@ bench: setup ## Benchmark every path against same-run baselines (BENCH_QUICK=1: 
 soak: setup ## 10 minutes at ingest's maximum with new readers and page streams; memory over time (BENCH_QUICK=1: 2 min)
 	$(PY) -m bench run --only soak
 
-clean: down ## Remove the venv, the Kafka jars and the local stack's data
-	rm -rf $(VENV) deploy/kafka/lib .run
+clean: down ## Remove the venv, the Kafka jars, axe-core and the local stack's data
+	rm -rf $(VENV) deploy/kafka/lib tests/e2e/node_modules .run

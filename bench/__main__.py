@@ -18,7 +18,7 @@ import uvloop
 from bench import report
 from bench.context import Context, Sizes
 from bench.latency import latency_table, open_loop
-from bench.scenarios import drain, e2e, ingest, memory, read, soak, sse, verify
+from bench.scenarios import drain, e2e, frontpage, ingest, memory, read, soak, sse, trending, verify
 from bench.stack import BenchStack, machine_description
 from bench.stats import unavailable
 from deploy.local.client import TokenFile
@@ -28,10 +28,12 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "ingest": ingest.run,
     "verify": verify.run,
     "read": read.run,
+    "frontpage": frontpage.run,
     "e2e": e2e.run,
     "drain": drain.run,
     "sse": sse.run,
     "memory": memory.run,
+    "trending": trending.run,
 }
 # Run only when named (BENCH_ONLY, `make soak`): too long for every `make bench`, and they
 # write results of their own rather than latest.*.

@@ -24,13 +24,14 @@ class Sizes:
     sse_clients: int
     sse_seconds: float
     settle_seconds: float
+    frontpage_seconds: float
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:
         """Quick: under 3 minutes; full: under 15 (both on a 2-core machine)."""
         if quick:
-            return cls(3, 2, 2, 200_000, 50_000, 50_000, 2_000, 5, 5)
-        return cls(3, 6, 8, 1_000_000, 500_000, 1_000_000, 10_000, 15, 15)
+            return cls(3, 2, 2, 200_000, 50_000, 50_000, 2_000, 5, 5, 8)
+        return cls(3, 6, 8, 1_000_000, 500_000, 1_000_000, 10_000, 15, 15, 20)
 
 
 @dataclass

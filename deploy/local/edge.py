@@ -34,6 +34,11 @@ http {
 """
 
 
+# How long the edge keeps a page's bulk read (an nginx time): its first paint, corrected
+# by the page's stream at connect.
+EDGE_PAGE_TTL = "30s"
+
+
 def render_edge_config(state_dir: Path, port: int, reader: str) -> Path:
     """Write the reference include (filled in with `port` and the `reader` host:port) and a
     main configuration for it under `state_dir`; the main file's path."""
@@ -43,6 +48,7 @@ def render_edge_config(state_dir: Path, port: int, reader: str) -> Path:
         REACTIONS_EDGE_PORT=f"127.0.0.1:{port}",
         REACTIONS_READER_UPSTREAM=reader,
         REACTIONS_EDGE_CACHE_DIR=str(state_dir / "cache"),
+        REACTIONS_EDGE_PAGE_TTL=EDGE_PAGE_TTL,
     )
     (state_dir / "reactions.conf").write_text(include)
     # Run by root, nginx would hand its workers to `nobody`, who cannot reach the stack's

@@ -66,6 +66,7 @@ def create_app(settings: IngestSettings, verifier: Verifier | None = None) -> Fa
                 "publisher": publisher,
                 "limits": limits,
                 "reactions": reactions,
+                "clock_skew_ms": settings.client_clock_skew_ms,
                 "verifier": verifier,
                 "issuer": issuer,
             }

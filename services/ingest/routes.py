@@ -62,7 +62,9 @@ async def vote(request: Request, state: StateDep) -> Response:
     await limits.check("reader", reader.reader_id)
     article_id, reaction, client_ts = parse_vote(await read_body(request), state["reactions"])
     op: Op = "set" if reaction is not None else "clear"
-    event = ReactionEvent.new(op, article_id, reader.reader_id, reaction, client_ts)
+    event = ReactionEvent.new(
+        op, article_id, reader.reader_id, reaction, client_ts, clock_skew_ms=state["clock_skew_ms"]
+    )
     return await accept(state["publisher"], event)
 
 

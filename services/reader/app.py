@@ -1,5 +1,5 @@
 """The reader application: its lifespan opens every client, its routers answer the read path
-(tallies, live tallies over SSE, trending, the widget)."""
+(tallies, the bar as HTML, live tallies over SSE, trending, the widget)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from starlette.types import ASGIApp
 from services.reader.assets import StaticAssets
 from services.reader.config import ReaderSettings
 from services.reader.deps import ReaderState, redis_ready
+from services.reader.hot_reads import HotReads
 from services.reader.live import ChangeFeed
-from services.reader.routes import live, me, static, tallies, trending
+from services.reader.routes import fragment, live, me, static, tallies, trending
 from services.reader.sse import SSE_INTERVAL_S, StreamHandoff
 from services.reader.store import TallyStore
 from services.reader.trending import Trending
@@ -116,12 +117,14 @@ def create_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) 
     app.include_router(ops_router(redis_ready))
     for routes in (tallies, me, live, static):
         app.include_router(routes.router)
+    app.include_router(fragment.router_for(reactions))
     app.include_router(trending.router_for(reactions))
     count_token_rejections_from_zero()
     return app
 
 
 def served_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) -> ASGIApp:
-    """The app as the server runs it: inside StreamHandoff, so an open stream keeps none of
-    the framework's per-request state alive."""
-    return StreamHandoff(create_app(settings, stopping))
+    """The app as the server runs it: plain count reads answered by HotReads without the
+    framework, and inside StreamHandoff, so an open stream keeps none of the framework's
+    per-request state alive."""
+    return HotReads(StreamHandoff(create_app(settings, stopping)), settings.origins)

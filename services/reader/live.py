@@ -135,7 +135,7 @@ class ChangeFeed:
     def __init__(
         self,
         redis: Redis,
-        cache: TallyCache,
+        cache: TallyCache[Any],
         render: TallyRenderer,
         *,
         interval: float,

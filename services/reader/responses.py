@@ -72,10 +72,14 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def validated_response(
-    request: Request, body: bytes, media_type: str, headers: dict[str, str]
+    request: Request,
+    body: bytes,
+    media_type: str,
+    headers: dict[str, str],
+    etag: str | None = None,
 ) -> Response:
-    """`body` with its ETag, or 304 when the client already has it."""
-    etag = etag_of(body)
+    """`body` with its ETag (computed unless given), or 304 when the client already has it."""
+    etag = etag or etag_of(body)
     headers = {**headers, "ETag": etag}
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)

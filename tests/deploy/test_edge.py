@@ -1,6 +1,7 @@
 """The reference nginx edge (deploy/nginx/) in front of a real reader and Redis: cached
-counts with request collapsing, 304s, a live stream passed through unbuffered, the client
-address forwarded to the reader's stream cap, and no ops endpoint reachable."""
+counts with request collapsing, 304s, what a site's pages read (config per language, the bar
+as HTML, the versioned widget) cached too, a live stream passed through unbuffered, the
+client address forwarded to the reader's stream cap, and no ops endpoint reachable."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
 from shared.tallies import CHANGES_CHANNEL, counts_key
-from tests.support import assert_error, metric
+from tests.support import assert_error, eventually, metric
 
 TALLY_ROUTE = {"route": "/v1/articles/{article_id}/reactions", "method": "GET", "status": "200"}
 
@@ -78,13 +79,57 @@ async def test_counts_are_cached_and_concurrent_misses_collapse(
         bulk = await http.get("/v1/reactions?ids=e1,e2")
         assert (await http.get("/v1/reactions?ids=e1,e2")).headers["x-cache-status"] == "HIT"
         assert bulk.status_code == 200
-        for path in ("/v1/config", "/widget.js"):
+        versioned = (await http.get("/v1/widget")).json()["path"]
+        site_reads = (
+            "/v1/config",
+            "/v1/config?lang=de",
+            "/widget.js",
+            versioned,
+            "/v1/articles/e1/reactions.html?lang=de&hide-counts-below=5",
+        )
+        for path in site_reads:
             await http.get(path)
             assert (await http.get(path)).headers["x-cache-status"] == "HIT", path
+        # Each language is its own entry: the edge never answers German to an English URL.
+        german = await http.get("/v1/config?lang=de")
+        assert (german.json()["lang"], (await http.get("/v1/config")).json()["lang"]) == (
+            "de",
+            "en",
+        )
+        fragment = await http.get("/v1/articles/e1/reactions.html?lang=de&hide-counts-below=5")
+        assert fragment.headers["content-type"] == "text/html; charset=utf-8"
+        assert 'lang="de"' in fragment.text
+        cached = await http.get(
+            "/v1/articles/e1/reactions.html?lang=de&hide-counts-below=5",
+            headers={"If-None-Match": fragment.headers["etag"]},
+        )
+        assert cached.status_code == 304
+        widget = await http.get(versioned)
+        assert widget.headers["cache-control"] == "public, max-age=31536000, immutable"
         # A reader's own choice is private: never stored.
         await http.get("/v1/articles/e1/reactions?user_id=u1")
         mine = await http.get("/v1/articles/e1/reactions?user_id=u1")
         assert mine.headers["x-cache-status"] != "HIT"
+
+
+async def test_a_page_s_bulk_read_outlives_the_readers_max_age_at_the_edge(
+    edge: tuple[NginxEdge, Service],
+) -> None:
+    nginx, _ = edge
+    page, tally = "/v1/reactions?ids=p1,p2,p3", "/v1/articles/p1/reactions"
+    async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:
+        assert (await http.get(page)).headers["x-cache-status"] == "MISS"
+        assert (await http.get(tally)).headers["x-cache-status"] == "MISS"
+
+        async def tally_expired() -> str:
+            return (await http.get(tally)).headers["x-cache-status"]
+
+        # The single tally follows the reader's max-age=1; the page read is kept longer.
+        await eventually(tally_expired, lambda status: status != "HIT", timeout=10)
+        kept = await http.get(page)
+        assert kept.headers["x-cache-status"] == "HIT"
+        # Browsers still get the reader's own policy.
+        assert kept.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=5"
 
 
 async def test_ops_endpoints_are_not_reachable_through_the_edge(

@@ -1,136 +1,30 @@
 """The widget in a real browser (Debian's Chromium through Playwright) against the real stack:
 ingest → Kafka → aggregator → Redis → reader, with the page on the reader's origin and
-ingest on another port (CORS), as on a news site."""
+ingest on another port (CORS), as on a news site. The stack and the browser are the
+package's (conftest.py); the token flow and the counts' cacheability are in
+test_widget_identity.py and test_widget_requests.py."""
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import pytest
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    Locator,
-    Page,
-    Route,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Browser, BrowserContext, Route, expect
 
-from deploy.local.client import SyncVoteClient
-from deploy.local.kafka import KafkaBroker
-from deploy.local.process import free_port
-from deploy.local.redis import RedisServer
-from deploy.local.services import Service, service_env
+from deploy.local.client import MintedTokens, SyncVoteClient
+from tests.e2e.bars import (
+    Stack,
+    bar_page,
+    button,
+    expect_state,
+    open_streams,
+    own_vote,
+    page_token,
+    stream_ids,
+    wait_for_server,
+)
 from tests.support import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 30_000
-
-expect.set_options(timeout=TIMEOUT_MS)
-
-
-@dataclass
-class Stack:
-    ingest: Service
-    reader: Service
-
-
-@pytest.fixture(scope="module")
-def stack(
-    kafka: KafkaBroker, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    """Ingest, aggregator and reader on free ports, shared by this module's tests."""
-    topic = f"widget-{uuid.uuid4().hex[:10]}"
-    ports = {name: free_port() for name in ("ingest", "aggregator", "reader")}
-    env = service_env(
-        kafka_bootstrap=kafka.bootstrap,
-        redis_url=redis_server.url,
-        topic=topic,
-        partitions=4,
-        ingest_port=ports["ingest"],
-        overrides={"REACTIONS_PUBLIC_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}"},
-    )
-    logs = tmp_path_factory.mktemp("widget-stack")
-    services = {name: Service(name, port, env, logs / name) for name, port in ports.items()}
-    try:
-        for service in services.values():
-            service.start()
-        yield Stack(services["ingest"], services["reader"])
-    finally:
-        for service in reversed(list(services.values())):
-            service.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport={"width": 1000, "height": 900})
-    yield context
-    context.close()
-
-
-def bar_page(context: BrowserContext, stack: Stack, article: str) -> Page:
-    """The demo page served by the reader, its main bar showing `article`."""
-    page = context.new_page()
-    page.goto(f"{stack.reader.url}/demo?article={article}")
-    return page
-
-
-def button(page: Page, article: str, label: str) -> Locator:
-    """The reaction's button: its accessible name is the label, then the count."""
-    name = re.compile(rf"^{label} ")
-    return page.locator(f'reaction-bar[article="{article}"]').get_by_role("button", name=name)
-
-
-def expect_state(page: Page, article: str, label: str, *, pressed: bool, count: str) -> None:
-    target = button(page, article, label)
-    expect(target).to_have_attribute("aria-pressed", "true" if pressed else "false")
-    expect(target.locator(".n")).to_have_text(count)
-
-
-def reader_id(page: Page) -> str:
-    value = page.evaluate("localStorage.getItem('reactions.reader-id')")
-    assert isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._~-]{1,64}", value)
-    return value
-
-
-def server_tally(stack: Stack, article: str, user_id: str) -> dict[str, object]:
-    with SyncVoteClient(reader_url=stack.reader.url) as votes:
-        body: dict[str, object] = votes.tally(article, user_id).json()
-    return body
-
-
-def wait_for_server(stack: Stack, article: str, user_id: str, mine: str | None, count: int) -> None:
-    """Until the pipeline has applied the browser's vote: its own choice and the total."""
-    wait_until(
-        lambda: (
-            (t := server_tally(stack, article, user_id))["mine"] == mine and t["total"] == count
-        ),
-        timeout=60,
-        what=f"{article}: mine={mine} total={count}",
-    )
 
 
 def test_love_presses_and_counts_then_a_second_click_clears(
@@ -140,13 +34,13 @@ def test_love_presses_and_counts_then_a_second_click_clears(
     expect_state(page, "w-love", "Love", pressed=False, count="0")
     button(page, "w-love", "Love").click()
     expect_state(page, "w-love", "Love", pressed=True, count="1")
-    user = reader_id(page)
-    wait_for_server(stack, "w-love", user, "love", 1)
+    token = page_token(page)
+    wait_for_server(stack, token, "w-love", "love", 1)
     expect_state(page, "w-love", "Love", pressed=True, count="1")
 
     button(page, "w-love", "Love").click()
     expect_state(page, "w-love", "Love", pressed=False, count="0")
-    wait_for_server(stack, "w-love", user, None, 0)
+    wait_for_server(stack, token, "w-love", None, 0)
     page.reload()
     expect_state(page, "w-love", "Love", pressed=False, count="0")
 
@@ -158,7 +52,7 @@ def test_another_reaction_moves_the_vote(context: BrowserContext, stack: Stack) 
     button(page, "w-move", "Angry").click()
     expect_state(page, "w-move", "Angry", pressed=True, count="1")
     expect_state(page, "w-move", "Love", pressed=False, count="0")
-    wait_for_server(stack, "w-move", reader_id(page), "angry", 1)
+    wait_for_server(stack, page_token(page), "w-move", "angry", 1)
     page.reload()  # the reader's choice comes back from the server
     expect_state(page, "w-move", "Angry", pressed=True, count="1")
     expect_state(page, "w-move", "Love", pressed=False, count="0")
@@ -174,7 +68,8 @@ def test_another_reader_sees_the_count_change_live(browser: Browser, stack: Stac
         expect_state(second, "w-live", "Wow", pressed=False, count="1")
         button(second, "w-live", "Wow").click()
         expect_state(first, "w-live", "Wow", pressed=True, count="2")
-        assert reader_id(first) != reader_id(second)
+        first_reader = own_vote(stack, page_token(first), "w-live")["reader_id"]
+        assert first_reader != own_vote(stack, page_token(second), "w-live")["reader_id"]
 
 
 def test_the_bar_works_by_keyboard_alone(context: BrowserContext, stack: Stack) -> None:
@@ -198,7 +93,7 @@ def test_the_bar_works_by_keyboard_alone(context: BrowserContext, stack: Stack) 
     expect_state(page, "w-keys", "Love", pressed=False, count="0")
     page.keyboard.press("Space")  # and the same key again clears it
     expect_state(page, "w-keys", "Dislike", pressed=False, count="0")
-    wait_for_server(stack, "w-keys", reader_id(page), None, 0)
+    wait_for_server(stack, page_token(page), "w-keys", None, 0)
 
 
 def test_an_ingest_failure_rolls_the_optimistic_count_back(
@@ -207,13 +102,13 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     page = bar_page(context, stack, "w-fail")
     held: list[Route] = []
     page.route(
-        f"{stack.ingest.url}/v1/articles/**",
-        lambda route: held.append(route) if route.request.method == "PUT" else route.continue_(),
+        f"{stack.ingest.url}/v1/votes",
+        lambda route: held.append(route) if route.request.method == "POST" else route.continue_(),
     )
     expect_state(page, "w-fail", "Sad", pressed=False, count="0")
     button(page, "w-fail", "Sad").click()
     expect_state(page, "w-fail", "Sad", pressed=True, count="1")  # optimistic
-    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the held PUT")
+    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the held vote")
     held.pop().fulfill(
         status=503,
         headers={"Access-Control-Allow-Origin": "*", "Retry-After": "1"},
@@ -225,7 +120,7 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     expect(message).to_contain_text("couldn't be saved")
 
     button(page, "w-fail", "Sad").click()
-    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the second held PUT")
+    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the second held vote")
     held.pop().fulfill(
         status=429,
         headers={"Access-Control-Allow-Origin": "*", "Retry-After": "1"},
@@ -234,17 +129,11 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     )
     expect_state(page, "w-fail", "Sad", pressed=False, count="0")
     expect(message).to_contain_text("wait a moment")
-    assert server_tally(stack, "w-fail", reader_id(page))["total"] == 0
-
-
-def sse_clients(stack: Stack) -> float:
-    text = httpx.get(f"{stack.reader.url}/metrics").text
-    match = re.search(r"^reactions_reader_sse_clients (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else -1
+    assert own_vote(stack, page_token(page), "w-fail")["total"] == 0
 
 
 def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
-    browser: Browser, stack: Stack
+    browser: Browser, stack: Stack, tokens: MintedTokens
 ) -> None:
     seed = {
         "demo-night-market": {"love": 14, "wow": 6, "like": 23, "angry": 3, "funny": 2},
@@ -253,19 +142,19 @@ def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
         "demo-bus-fares": {"like": 7, "dislike": 3},
         "demo-cathedral-owl": {"wow": 11, "love": 8},
     }
-    with SyncVoteClient(stack.ingest.url, stack.reader.url) as votes:
+    with SyncVoteClient(stack.ingest.url, stack.reader.url, tokens=tokens) as votes:
         for article, reactions in seed.items():
             n = 0
             for reaction, count in reactions.items():
                 for _ in range(count):
                     n += 1
-                    assert votes.set(article, f"seed-{n}", reaction).status_code == 202
+                    assert votes.set(article, f"a.seed-{n}", reaction).status_code == 202
         wait_until(
             lambda: votes.tally("demo-night-market").json()["total"] == 48,
             timeout=60,
             what="the seeded tallies",
         )
-    wait_until(lambda: sse_clients(stack) == 0, what="earlier tests' streams to close")
+    wait_until(lambda: open_streams(stack) == 0, what="earlier tests' streams to close")
 
     with browser.new_context(viewport={"width": 900, "height": 1200}) as context:
         page = context.new_page()
@@ -276,18 +165,34 @@ def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
         expect_state(page, "demo-cathedral-owl", "Wow", pressed=False, count="11")
         bulk = [u for u in calls if "/v1/reactions?" in u]
         assert len(bulk) == 1, bulk  # five bars, one bulk request
-        assert all(a in bulk[0] for a in seed)
+        # The canonical URL: ids sorted, so every page with these bars shares a cache entry.
+        assert bulk[0].endswith("/v1/reactions?ids=" + ",".join(sorted(seed))), bulk
+        # A page view carries no identity: no token asked for, no own-votes read.
+        assert not [u for u in calls if "/v1/readers" in u or "/v1/me/" in u], calls
         assert sum("/v1/config" in u for u in calls) == 1
-        wait_until(lambda: sse_clients(stack) == 5, what="one stream per article")
+        # The page's five bars are all near the viewport: one stream carries them.
+        # (Playwright reports requests while it is called: hence the evaluate.)
+        wait_until(
+            lambda: (
+                page.evaluate("1") == 1 and bool(stream_ids(calls)) and open_streams(stack) == 1
+            ),
+            what="the page's stream",
+        )
+        assert stream_ids(calls) == [sorted(seed)]
 
         button(page, "demo-night-market", "Love").click()
         expect_state(page, "demo-night-market", "Love", pressed=True, count="15")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
 
-        # A bar that leaves the page closes its stream.
+        # A bar that leaves the page leaves the stream: a new one without it replaces it.
         page.evaluate("document.querySelector('reaction-bar[article=demo-bus-fares]').remove()")
-        wait_until(lambda: sse_clients(stack) == 4, what="the removed bar's stream to close")
+        wait_until(
+            lambda: page.evaluate("1") == 1 and len(stream_ids(calls)) == 2,
+            what="the stream without the removed bar",
+        )
+        assert stream_ids(calls)[1] == sorted(set(seed) - {"demo-bus-fares"})
+        wait_until(lambda: open_streams(stack) == 1, what="the first stream to close")
 
     with browser.new_context(color_scheme="dark") as dark:
         page = dark.new_page()

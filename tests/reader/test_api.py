@@ -189,6 +189,7 @@ async def test_trending_merges_minute_buckets(http: httpx.AsyncClient, redis: Re
 
 async def test_config_openapi_widget_and_demo(http: httpx.AsyncClient) -> None:
     config = await http.get("/v1/config")
+    assert config.json()["lang"] == "en"
     assert [r["id"] for r in config.json()["reactions"]] == list(DEFAULT_TYPES)
     assert config.json()["reactions"][2] == {"id": "love", "label": "Love", "emoji": "❤️"}
 
@@ -203,6 +204,9 @@ async def test_config_openapi_widget_and_demo(http: httpx.AsyncClient) -> None:
         "/v1/config",
         "/widget.js",
         "/demo",
+        "/v1/articles/{article_id}/reactions.html",
+        "/v1/widget",
+        "/widget.{version}.js",
     ):
         assert "get" in paths[path], path
     tally = paths["/v1/articles/{article_id}/reactions"]["get"]
@@ -259,6 +263,7 @@ async def test_redis_down_gives_503_in_the_error_shape(
         assert_error(response, 503, "redis_unavailable")
         assert response.headers["retry-after"] == "1"
         assert_error(await http.get("/v1/reactions?ids=a,b"), 503, "redis_unavailable")
+        assert_error(await http.get("/v1/articles/a1/reactions.html"), 503, "redis_unavailable")
         assert_error(await http.get("/v1/trending"), 503, "redis_unavailable")
         mine = await http.get("/v1/me/reactions?ids=a", headers=bearer(tokens.token("a.u1")))
         assert_error(mine, 503, "redis_unavailable")

@@ -1,4 +1,5 @@
-"""The tally micro-cache: bounded staleness and size, invalidation, single flight."""
+"""The tally micro-cache: bounded staleness and size, invalidation, single flight, and
+the misses of concurrent requests read together."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ class Store:
         return [(self.values.get(i, 0),) for i in ids]
 
 
-def cache_for(store: Store, clock: Clock, *, ttl: float = 0.5, entries: int = 100) -> TallyCache:
+def cache_for(
+    store: Store, clock: Clock, *, ttl: float = 0.5, entries: int = 100
+) -> TallyCache[Counts]:
     return TallyCache(store.load, ttl=ttl, max_entries=entries, clock=clock)
 
 
@@ -69,18 +72,43 @@ async def test_invalidate_drops_an_entry() -> None:
     assert await cache.get_many(["a"]) == [(5,)]
 
 
-async def test_size_is_bounded_least_recently_used_first() -> None:
+async def test_size_is_bounded_the_entry_read_longest_ago_first() -> None:
     store, clock = Store(), Clock()
     cache = cache_for(store, clock, entries=3)
     await cache.get_many(["a", "b", "c"])
-    await cache.get_many(["a"])  # a is now the most recent
+    clock.now += 0.1
+    await cache.get_many(["a"])  # a hit: a still expires first, so it still goes first
     await cache.get_many(["d"])
     assert len(cache) == 3
     store.calls.clear()
-    await cache.get_many(["a", "c", "d"])
+    await cache.get_many(["b", "c", "d"])
     assert store.calls == []
-    await cache.get_many(["b"])  # b was evicted
-    assert store.calls == [["b"]]
+    await cache.get_many(["a"])  # a was evicted
+    assert store.calls == [["a"]]
+
+
+async def test_misses_of_concurrent_requests_are_read_together() -> None:
+    store, clock = Store(), Clock()
+    store.values.update(a=1, b=2, c=3)
+    cache = cache_for(store, clock)
+    # Requests that run in one turn of the loop: one read for all their misses.
+    results = await asyncio.gather(
+        cache.get_many(["a", "b"]), cache.get_many(["b", "c"]), cache.get_many(["c"])
+    )
+    assert results == [[(1,), (2,)], [(2,), (3,)], [(3,)]]
+    assert store.calls == [["a", "b", "c"]]
+
+
+async def test_peek_sees_an_expired_value_fresh_does_not() -> None:
+    store, clock = Store(), Clock()
+    store.values["a"] = 4
+    cache = cache_for(store, clock)
+    assert cache.peek("a") is None and cache.fresh("a") is None
+    await cache.get_many(["a"])
+    assert cache.fresh("a") == (4,)
+    clock.now += 0.6
+    assert cache.fresh("a") is None
+    assert cache.peek("a") == (4,)  # what a reload compares its row with
 
 
 async def test_misses_are_read_in_one_call() -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-from typing import Annotated, Final
+from typing import Final
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from services.reader.config import ReaderSettings
@@ -21,7 +21,7 @@ from services.reader.routes.tallies import parse_bulk_ids
 from services.reader.sse import LiveStream, TallyStream, check_stream_room
 from shared.clients import client_ip, client_network
 from shared.http import ErrorBody
-from shared.params import ArticleIdPath, check_article_id
+from shared.params import ArticleIdPath, ArticleIdsQuery, check_article_id
 
 router = APIRouter()
 
@@ -67,9 +67,7 @@ async def stream_page(
     request: Request,
     feed: FeedDep,
     settings: SettingsDep,
-    ids: Annotated[
-        str, Query(description="Up to 100 article ids, comma-separated; duplicates ignored.")
-    ],
+    ids: ArticleIdsQuery,
 ) -> Response:
     """Live tallies of up to 100 articles (a page) over one Server-Sent Events stream."""
     refuse_user_id(request)

@@ -1,20 +1,28 @@
-"""The reaction-type config, the embeddable widget and the demo page."""
+"""The reaction-type config, the embeddable widget (also at an immutable, versioned URL) and
+the demo page."""
 
 from __future__ import annotations
 
 import html
-from typing import Final
+from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from services.reader.deps import AssetsDep, SettingsDep
+from services.reader.assets import Script
+from services.reader.deps import AssetsDep, ReactionsDep, SettingsDep
+from services.reader.locale import LangQuery, served_lang
 from services.reader.responses import etag_matches, validated_response
+from shared.http import ApiError, ErrorBody
 from shared.params import ArticleIdQuery, check_article_id
 
 DEMO_ARTICLE: Final = "demo-night-market"
 WIDGET_CACHE: Final = "public, max-age=300"
+# A versioned URL names one content for ever: any cache may keep it a year, unrevalidated.
+IMMUTABLE_CACHE: Final = "public, max-age=31536000, immutable"
+CONFIG_CACHE: Final = "public, max-age=60"
+VERSION_PATTERN: Final = r"^[0-9a-f]{16}$"
 
 router = APIRouter()
 
@@ -26,14 +34,48 @@ class ReactionTypeBody(BaseModel):
 
 
 class ConfigBody(BaseModel):
+    """The reaction types in display order, labelled in the language served."""
+
+    lang: str = Field(description="The language served: the closest configured to ?lang=.")
+    dir: Literal["ltr", "rtl"]
+    group_label: str = Field(description="The bar's accessible name in that language.")
     reactions: list[ReactionTypeBody]
 
 
-@router.get("/v1/config", response_model=None, responses={200: {"model": ConfigBody}})
-async def get_config(request: Request, assets: AssetsDep) -> Response:
-    """The configured reaction types in display order."""
+class WidgetBody(BaseModel):
+    """Where the current widget is served for good, and its Subresource Integrity value."""
+
+    path: str = Field(examples=["/widget.0123456789abcdef.js"])
+    integrity: str = Field(examples=["sha384-…"])
+    version: str
+
+
+@router.get(
+    "/v1/config",
+    response_model=None,
+    responses={
+        200: {"model": ConfigBody},
+        304: {"description": "Not modified."},
+        422: {"model": ErrorBody, "description": "lang is not a language tag."},
+    },
+)
+async def get_config(
+    request: Request, assets: AssetsDep, reactions: ReactionsDep, lang: LangQuery = None
+) -> Response:
+    """The configured reaction types in display order, labelled in the language asked for."""
+    body = assets.config_bodies[served_lang(reactions, lang)]
+    return validated_response(request, body, "application/json", {"Cache-Control": CONFIG_CACHE})
+
+
+@router.get(
+    "/v1/widget",
+    response_model=None,
+    responses={200: {"model": WidgetBody}, 304: {"description": "Not modified."}},
+)
+async def get_widget_version(request: Request, assets: AssetsDep) -> Response:
+    """The widget's current versioned URL and its integrity value, to pin it with SRI."""
     return validated_response(
-        request, assets.config_body, "application/json", {"Cache-Control": "public, max-age=60"}
+        request, assets.widget_info, "application/json", {"Cache-Control": CONFIG_CACHE}
     )
 
 
@@ -44,15 +86,49 @@ async def get_config(request: Request, assets: AssetsDep) -> Response:
 )
 async def get_widget(request: Request, assets: AssetsDep) -> Response:
     """The embeddable `<reaction-bar>` widget."""
-    etag = assets.widget_etag
-    headers = {"Cache-Control": WIDGET_CACHE, "Vary": "Accept-Encoding", "ETag": etag}
-    if etag_matches(request.headers.get("if-none-match"), etag):
+    return script_response(request, assets.widget, WIDGET_CACHE)
+
+
+@router.get(
+    "/widget.{version}.js",
+    response_model=None,
+    responses={
+        200: {"content": {"text/javascript": {}}, "description": "The widget, immutable."},
+        304: {"description": "Not modified."},
+        404: {"model": ErrorBody, "description": "Not the current widget's version."},
+    },
+)
+async def get_versioned_widget(
+    request: Request,
+    assets: AssetsDep,
+    version: Annotated[
+        str,
+        Path(
+            description="The first 16 hex digits of the widget's SHA-384 (GET /v1/widget).",
+            json_schema_extra={"pattern": VERSION_PATTERN},
+        ),
+    ],
+) -> Response:
+    """The widget at its immutable URL, for a page that pins it with Subresource Integrity."""
+    if version != assets.widget.version:
+        raise ApiError(
+            404,
+            "unknown_widget_version",
+            "No widget of that version here; GET /v1/widget names the current one.",
+        )
+    return script_response(request, assets.widget, IMMUTABLE_CACHE)
+
+
+def script_response(request: Request, script: Script, cache_control: str) -> Response:
+    """`script`, gzipped when the client takes it, or 304 when the client has it."""
+    headers = {"Cache-Control": cache_control, "Vary": "Accept-Encoding", "ETag": script.etag}
+    if etag_matches(request.headers.get("if-none-match"), script.etag):
         return Response(status_code=304, headers=headers)
     if "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
-        body = assets.widget_gz
+        body = script.gzipped
     else:
-        body = assets.widget_js
+        body = script.body
     return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
 
 

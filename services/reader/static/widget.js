@@ -1,6 +1,8 @@
 // Reactions widget: <reaction-bar article="ID" [reader="URL"] [ingest="URL"]></reaction-bar>
 // No dependencies and no build step. Reader and ingest base URLs default to the script
 // tag's data-reader / data-ingest, else to the origin this script was loaded from.
+// A site with its own login hands in its reader's token (README, "The widget"):
+//   customElements.get("reaction-bar").setTokenProvider(async () => siteJwt or null)
 (() => {
   "use strict";
   if (!window.customElements || customElements.get("reaction-bar")) return;
@@ -10,106 +12,255 @@
   const DEFAULT_READER = (script && script.dataset.reader) || own;
   const DEFAULT_INGEST = (script && script.dataset.ingest) || own;
   const ARTICLE = /^[A-Za-z0-9._:~-]{1,128}$/;
-  const USER = /^[A-Za-z0-9._~-]{1,64}$/;
-  const STORAGE_KEY = "reactions.reader-id";
+  const TOKEN_KEY = "reactions.reader-token";
   const BULK_MAX = 100;
+  const DAY = 864e5;
   const number = new Intl.NumberFormat(undefined, { notation: "compact" });
 
-  let readerId = null;
-  // The anonymous reader id, kept in localStorage (in memory only if storage is blocked).
-  const userId = () => {
-    if (readerId) return readerId;
-    try {
-      readerId = localStorage.getItem(STORAGE_KEY);
-    } catch (e) {}
-    if (!readerId || !USER.test(readerId)) {
-      readerId = crypto.randomUUID
-        ? crypto.randomUUID()
-        : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
-      try {
-        localStorage.setItem(STORAGE_KEY, readerId);
-      } catch (e) {}
-    }
-    return readerId;
-  };
+  // The id the widget kept before reader tokens names nobody now.
+  try {
+    localStorage.removeItem("reactions.reader-id");
+  } catch (e) {}
 
+  const failure = (status) => Object.assign(new Error("HTTP " + status), { status });
   const json = (r) => {
-    if (!r.ok) throw new Error("HTTP " + r.status);
+    if (!r.ok) throw failure(r.status);
     return r.json();
   };
+  const bearer = (token) => ({ Authorization: "Bearer " + token });
 
-  // Per reader service: its reaction config (fetched once) and the queue of tallies to
-  // load. Bars connected in the same tick are loaded with one bulk request per 100.
+  // The anonymous reader's token, written at the reader's first click and never on a page
+  // view: in localStorage, shared by the site's tabs (in memory if storage is blocked).
+  let memory = null;
+  const heldToken = () => {
+    let t = memory;
+    try {
+      t = JSON.parse(localStorage.getItem(TOKEN_KEY)) || memory;
+    } catch (e) {}
+    return t && typeof t.token == "string" && t.expires > Date.now() ? t : null;
+  };
+  const keep = (t) => {
+    memory = t;
+    try {
+      if (t) localStorage.setItem(TOKEN_KEY, JSON.stringify(t));
+      else localStorage.removeItem(TOKEN_KEY);
+    } catch (e) {}
+  };
+  // Forget a token ingest refused (expired, revoked), unless another tab replaced it.
+  const drop = (token) => {
+    if ((heldToken() || {}).token === token) keep(null);
+  };
+  // Renewed when less than a tenth of its lifetime, at most 30 days, is left.
+  const due = (t) => t.expires - Date.now() < Math.min((t.expires - t.issued) / 10, 30 * DAY);
+
+  // POST /v1/readers. A new reader's request has no body and no header, so it is a simple
+  // request (no CORS preflight); a renewal carries the token.
+  const post = (ingest, token) =>
+    fetch(ingest + "/v1/readers", { method: "POST", headers: token ? bearer(token) : {} }).catch(() => ({ status: 0 }));
+  const issued = async (r) => {
+    const body = await r.json();
+    let life = 0;
+    try {
+      const claims = JSON.parse(atob(body.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      life = (claims.exp - claims.iat) * 1e3;
+    } catch (e) {}
+    // Kept as a lifetime from now, so a device's wrong clock does not matter.
+    const now = Date.now();
+    const t = { token: body.token, reader_id: body.reader_id, issued: now };
+    t.expires = now + (life > 0 ? life : Date.parse(body.expires_at) - now);
+    keep(t);
+    return t;
+  };
+  // The held token, renewed when due (same reader id); with `mint`, a new reader if none.
+  const obtain = async (ingest, mint) => {
+    const held = heldToken();
+    if (held && !due(held)) return held;
+    if (held) {
+      const r = await post(ingest, held.token);
+      if (r.status === 201) return issued(r);
+      if (r.status !== 401) return held; // still valid: renewal is tried again later
+      drop(held.token);
+    }
+    if (!mint) return null;
+    const r = await post(ingest);
+    if (r.status !== 201) throw failure(r.status);
+    return issued(r);
+  };
+  let provider = null;
+  let tokens = Promise.resolve();
+  // Whose token a request carries: the site's logged-in reader, else the anonymous reader
+  // (minted only with `mint`, at a click); null for a reader who never clicked. Token
+  // requests go one at a time, so bars clicked at once share one new reader.
+  const credential = async (ingest, mint) => {
+    const site = provider && (await provider());
+    if (site) return { token: site, site: true };
+    const next = () => obtain(ingest, mint);
+    const t = await (tokens = tokens.then(next, next));
+    return t && { token: t.token, site: false };
+  };
+
+  // Votes to an ingest wait until its first one is answered: that one's CORS preflight is
+  // then cached for every vote after it (votes sent together would each send a preflight).
+  const warm = new Map();
+  const postVote = (url, init) => {
+    const ready = warm.get(url);
+    if (ready === true) return fetch(url, init);
+    const response = (ready || Promise.resolve()).then(() => fetch(url, init));
+    warm.set(url, response.then(() => warm.set(url, true), () => {}));
+    return response;
+  };
+
+  // Per reader service: its reaction config (fetched once), its live streams (below) and the
+  // bars waiting for their tallies. Bars connected in the same tick are loaded together: one
+  // public bulk read per 100 articles, ids sorted and deduplicated so that pages with the
+  // same bars share one cache entry, and for a reader holding a token one private read of
+  // their own votes.
   const services = new Map();
   const service = (url) => {
     let s = services.get(url);
     if (!s) {
-      s = { config: fetch(url + "/v1/config").then(json).then((c) => c.reactions), queue: new Map() };
+      s = { url, queue: new Map(), ids: [], streams: [], fails: 0, delay: 2e3 };
+      s.config = fetch(url + "/v1/config").then(json).then((c) => c.reactions);
       services.set(url, s);
     }
     return s;
   };
-  const loadTally = (url, article) =>
+  const loadTally = (bar) =>
     new Promise((resolve, reject) => {
-      const s = service(url);
-      if (!s.queue.size) setTimeout(() => flush(url, s), 0);
-      if (!s.queue.has(article)) s.queue.set(article, []);
-      s.queue.get(article).push({ resolve, reject });
+      const s = service(bar.readerUrl);
+      if (!s.queue.size) setTimeout(() => flush(bar.readerUrl, bar.ingestUrl, s), 0);
+      if (!s.queue.has(bar.article)) s.queue.set(bar.article, []);
+      s.queue.get(bar.article).push({ resolve, reject });
     });
-  const flush = (url, s) => {
+  const query = (ids) => "?ids=" + ids.map(encodeURIComponent).join(",");
+  const chunks = (ids) => {
+    const c = [];
+    for (let i = 0; i < ids.length; i += BULK_MAX) c.push(ids.slice(i, i + BULK_MAX));
+    return c;
+  };
+  // Each bar gets [its public tally, its own-votes entry] — the entry is false for a reader
+  // without a token, undefined if the private read failed.
+  const flush = (url, ingest, s) => {
     const queue = s.queue;
     s.queue = new Map();
-    const ids = [...queue.keys()];
-    for (let i = 0; i < ids.length; i += BULK_MAX) {
-      const chunk = ids.slice(i, i + BULK_MAX);
-      fetch(`${url}/v1/reactions?ids=${chunk.map(encodeURIComponent).join(",")}&user_id=${userId()}`)
-        .then(json)
-        .then(
-          (body) => chunk.forEach((a) => queue.get(a).forEach((w) => w.resolve(body.articles[a]))),
-          (err) => chunk.forEach((a) => queue.get(a).forEach((w) => w.reject(err)))
-        );
+    const reader = credential(ingest, false);
+    for (const chunk of chunks([...queue.keys()].sort())) {
+      const q = query(chunk);
+      const mine = reader
+        .then(async (r) => {
+          if (!r) return false;
+          const response = await fetch(url + "/v1/me/reactions" + q, { headers: bearer(r.token) });
+          if (response.status === 401 && !r.site) drop(r.token);
+          return json(response);
+        })
+        .catch(() => undefined);
+      Promise.all([fetch(url + "/v1/reactions" + q).then(json), mine]).then(
+        ([pub, me]) =>
+          chunk.forEach((a) => queue.get(a).forEach((w) => w.resolve([pub.articles[a], me && me.articles[a]]))),
+        (err) => chunk.forEach((a) => queue.get(a).forEach((w) => w.reject(err)))
+      );
     }
   };
 
-  // One EventSource per (reader, article) on the page, shared by its bars and closed
-  // with the last of them.
-  const streams = new Map();
-  const listen = (bar) => {
-    const key = bar.readerUrl + " " + bar.article;
-    let s = streams.get(key);
-    if (!s) {
-      s = { bars: new Set(), source: null };
-      const open = () => {
-        s.source = new EventSource(`${bar.readerUrl}/v1/articles/${encodeURIComponent(bar.article)}/reactions/stream`);
-        s.source.addEventListener("tally", (e) => {
-          let tally;
-          try {
-            tally = JSON.parse(e.data);
-          } catch (err) {
-            return;
-          }
-          s.bars.forEach((b) => b.onTally(tally));
-        });
-        // The browser retries dropped streams itself, but gives up on an HTTP error.
-        s.source.onerror = () => {
-          if (s.source.readyState === EventSource.CLOSED && s.bars.size) {
-            s.timer = setTimeout(open, 5000 + Math.random() * 10000);
-          }
-        };
-      };
-      open();
-      streams.set(key, s);
-    }
-    s.bars.add(bar);
-    return () => {
-      s.bars.delete(bar);
-      if (!s.bars.size) {
-        clearTimeout(s.timer);
-        s.source.close();
-        streams.delete(key);
-      }
-    };
+  // Live counts: per reader service, one stream (`/v1/stream`, 100 articles each) for the
+  // bars in or near the viewport, replaced when that set changes and closed while the page
+  // is hidden. A connect sends every article's current tally, so a new stream is the resume.
+  const bars = new Set();
+  const near = new Set();
+  const jitter = (ms) => ms * (0.8 + Math.random() * 0.4);
+  const deliver = (s, article, tally) =>
+    bars.forEach((b) => b.readerUrl === s.url && b.article === article && b.onTally(tally));
+  const shut = (s) => {
+    s.streams.forEach((st) => {
+      clearTimeout(st.dog);
+      st.es.close();
+    });
+    s.streams = [];
+    clearTimeout(s.retry);
   };
+  const open = (s) => {
+    shut(s);
+    for (const ids of chunks(s.ids)) {
+      const st = { es: new EventSource(s.url + "/v1/stream" + query(ids)), got: false };
+      // The server sends every tally at connect: a stream silent for 10 s (a buffering
+      // proxy, a hung connect) has failed.
+      const watch = () => (st.dog = setTimeout(() => st.got || fail(s), 1e4));
+      st.es.addEventListener("tally", (e) => {
+        let tally;
+        try {
+          tally = JSON.parse(e.data);
+        } catch (err) {
+          return;
+        }
+        st.got = true;
+        s.fails = 0;
+        s.delay = 2e3;
+        s.poll = false;
+        clearTimeout(s.tick);
+        deliver(s, tally.article_id, tally);
+      });
+      // After an event the browser reconnects by itself (the stream's lifetime ended); an
+      // error before any (429, 503, a network error, an empty answer) is a failed attempt.
+      st.es.onerror = () => {
+        if (!st.got) return fail(s);
+        st.got = false;
+        clearTimeout(st.dog);
+        watch();
+      };
+      watch();
+      s.streams.push(st);
+    }
+  };
+  // A failed stream is tried twice more (1 s, then 2 s later); then the public bulk read is
+  // polled with backoff (2 s doubling to 60 s, jittered), each poll trying a stream again.
+  const fail = (s) => {
+    shut(s);
+    if (++s.fails < 3) s.retry = setTimeout(() => open(s), jitter(1e3 * s.fails));
+    else if (!s.poll) {
+      s.poll = true;
+      s.tick = setTimeout(() => poll(s), jitter(s.delay));
+    }
+  };
+  const poll = (s) => {
+    for (const ids of chunks(s.ids)) {
+      // Revalidated, not taken from the browser's cache, which would serve a stale body
+      // (stale-while-revalidate): the edge still answers it.
+      fetch(s.url + "/v1/reactions" + query(ids), { cache: "no-cache" })
+        .then(json)
+        .then((body) => ids.forEach((a) => deliver(s, a, body.articles[a])), () => {});
+    }
+    open(s);
+    s.delay = Math.min(s.delay * 2, 6e4);
+    s.tick = setTimeout(() => poll(s), jitter(s.delay));
+  };
+  // Only when the set really changed: scrolling back and forth opens nothing.
+  const sync = (s) => {
+    const ids =
+      document.visibilityState === "hidden"
+        ? []
+        : [...new Set([...near].filter((b) => b.readerUrl === s.url).map((b) => b.article))].sort();
+    if (ids.join() === s.ids.join()) return;
+    s.ids = ids;
+    shut(s);
+    clearTimeout(s.tick);
+    if (ids.length) (s.poll ? poll : open)(s);
+  };
+  const syncAll = () => services.forEach(sync);
+  // Scrolling settles before the stream changes.
+  let settle = 0;
+  const later = () => {
+    clearTimeout(settle);
+    settle = setTimeout(syncAll, 400);
+  };
+  // One viewport above and below: a bar scrolled to gets live counts before it is seen.
+  const seen = new IntersectionObserver(
+    (entries) => {
+      entries.forEach((e) => (e.isIntersecting ? near.add(e.target) : near.delete(e.target)));
+      later();
+    },
+    { rootMargin: "100%" }
+  );
+  document.addEventListener("visibilitychange", syncAll);
 
   const CSS = `
 :host{--rx-bg:#fff;--rx-fg:#1f2328;--rx-muted:#59636e;--rx-border:#d1d9e0;--rx-hover:#f3f5f7;
@@ -135,14 +286,21 @@ button[aria-pressed=true] .n{color:inherit}
       return ["article", "reader", "ingest"];
     }
 
+    // A site's logged-in reader: `provider` resolves to the site's token for them, or to
+    // null for a reader who is not logged in. The bars on the page read their votes again.
+    static setTokenProvider(fn) {
+      provider = fn;
+      bars.forEach((bar) => bar.load());
+    }
+
     constructor() {
       super();
       this.attachShadow({ mode: "open" });
-      this.token = null;
+      this.run = null;
     }
 
     connectedCallback() {
-      if (!this.token) this.start();
+      if (!this.run) this.start();
     }
 
     disconnectedCallback() {
@@ -150,25 +308,25 @@ button[aria-pressed=true] .n{color:inherit}
     }
 
     attributeChangedCallback() {
-      if (this.token) {
+      if (this.run) {
         this.stop();
         this.start();
       }
     }
 
     start() {
-      const token = (this.token = {});
+      this.run = {};
       const article = this.getAttribute("article") || "";
       this.article = article;
       this.readerUrl = (this.getAttribute("reader") || DEFAULT_READER).replace(/\/+$/, "");
       this.ingestUrl = (this.getAttribute("ingest") || DEFAULT_INGEST).replace(/\/+$/, "");
-      this.server = null; // counts of the last tally from the server
+      this.server = null; // the freshest tally from the server: the highest seq seen
       this.base = null; // the reader's reaction those counts include
+      this.votes = []; // [seq, reaction] of the reader's accepted votes not in `server` yet
       this.confirmed = null; // the reader's reaction as ingest last accepted it
       this.desired = null; // the reader's reaction as shown
       this.inFlight = false;
-      this.settling = false; // a change of the reader's is not yet reflected in `server`
-      this.poke = null;
+      this.held = null; // a tally that came while a vote was in flight
       this.buttons = null;
       if (!ARTICLE.test(article)) {
         this.shadowRoot.innerHTML = "";
@@ -176,29 +334,33 @@ button[aria-pressed=true] .n{color:inherit}
       }
       // The bar's height is reserved while it loads, so the page does not jump.
       this.shadowRoot.innerHTML = `<style>${CSS}</style>`;
-      const loaded = loadTally(this.readerUrl, article).then((tally) => {
-        if (token !== this.token || !tally) return;
-        if (!this.server) this.server = tally.counts;
-        this.base = this.confirmed = this.desired = tally.mine || null;
-      });
-      Promise.all([service(this.readerUrl).config, loaded]).then(
-        ([types]) => {
-          if (token !== this.token) return;
-          this.build(types);
-          this.render();
-        },
-        () => {
-          if (token !== this.token) return;
-          this.shadowRoot.innerHTML = `<style>${CSS}</style><p class="msg" role="status">Reactions are unavailable right now.</p>`;
-        }
-      );
-      this.unlisten = listen(this);
+      bars.add(this);
+      this.load();
+      seen.observe(this);
     }
 
     stop() {
-      this.token = null;
-      if (this.unlisten) this.unlisten();
-      this.unlisten = null;
+      this.run = null;
+      bars.delete(this);
+      seen.unobserve(this);
+      if (near.delete(this)) later();
+    }
+
+    // The public tally and the reader's own vote: at start, and when the site's reader changes.
+    load() {
+      const run = this.run;
+      Promise.all([service(this.readerUrl).config, loadTally(this)]).then(
+        ([types, [tally, mine]]) => {
+          if (run !== this.run) return;
+          if (!this.buttons) this.build(types);
+          this.onTally(tally, mine === false ? null : undefined);
+          if (mine) this.onTally(mine, mine.mine || null);
+        },
+        () => {
+          if (run !== this.run || this.buttons) return;
+          this.shadowRoot.innerHTML = `<style>${CSS}</style><p class="msg" role="status">Reactions are unavailable right now.</p>`;
+        }
+      );
     }
 
     build(types) {
@@ -221,11 +383,11 @@ button[aria-pressed=true] .n{color:inherit}
       }
     }
 
-    // What is shown: the server's counts with the reader's vote moved from the one they
-    // include to the one chosen (the optimistic update).
+    // What is shown: the freshest tally with the reader's vote moved from the reaction it
+    // includes to the one chosen — the own delta of votes it does not include yet.
     render() {
       if (!this.buttons) return;
-      const counts = Object.assign({}, this.server);
+      const counts = Object.assign({}, this.server && this.server.counts);
       if (this.base) counts[this.base] = Math.max(0, (counts[this.base] || 0) - 1);
       if (this.desired) counts[this.desired] = (counts[this.desired] || 0) + 1;
       for (const [id, button] of this.buttons) {
@@ -234,84 +396,84 @@ button[aria-pressed=true] .n{color:inherit}
       }
     }
 
-    onTally(tally) {
+    // A tally from the public read, the live stream or the own-votes read (with `mine`, the
+    // reader's reaction it includes). A tally older than the one shown is dropped, so a
+    // stale cached body cannot undo a vote; a vote whose seq the tally reached is in it.
+    onTally(tally, mine) {
       if (!tally || !tally.counts) return;
-      this.server = tally.counts;
-      // Until the reader's own change is settled, a tally may or may not include it:
-      // keep showing the optimistic counts and check now instead.
-      if (this.settling) {
-        if (this.poke) this.poke();
+      if (this.inFlight) {
+        // It may or may not include the vote in flight: apply it once that vote's seq is known.
+        if (!this.held || tally.seq >= this.held[0].seq) this.held = [tally, mine];
         return;
+      }
+      if (!this.server || tally.seq >= this.server.seq) {
+        this.server = tally;
+        while (this.votes.length && this.votes[0][0] <= tally.seq) this.base = this.votes.shift()[1];
+      }
+      if (mine !== undefined && (this.server === tally || !this.votes.length)) {
+        this.base = mine;
+        if (!this.votes.length) this.confirmed = this.desired = mine;
       }
       this.render();
     }
 
     choose(id) {
       this.desired = this.desired === id ? null : id;
-      this.settling = true;
       this.say("");
       this.render();
       this.send();
     }
 
-    // One request at a time; clicks meanwhile only change what the next request sends.
+    // One vote at a time; clicks meanwhile only change what the next one sends.
     async send() {
       if (this.inFlight || this.desired === this.confirmed) return;
-      const token = this.token;
+      const run = this.run;
       const target = this.desired;
-      const url = `${this.ingestUrl}/v1/articles/${encodeURIComponent(this.article)}/reactions/${userId()}`;
-      const init = target
-        ? {
-            method: "PUT",
-            headers: { "Content-Type": "application/json" },
-            body: JSON.stringify({ reaction: target, client_ts: Date.now() }),
-          }
-        : { method: "DELETE" };
       this.inFlight = true;
       let status = 0;
+      let seq = null;
+      let site = false;
       try {
-        status = (await fetch(url, init)).status;
-      } catch (e) {}
-      this.inFlight = false;
-      if (token !== this.token) return;
-      if (status === 202) {
-        this.confirmed = target;
-        if (this.desired !== target) this.send();
-        else this.reconcile(token, target);
-        return;
-      }
-      this.desired = this.confirmed;
-      this.settling = false;
-      this.render();
-      this.say(
-        status === 429
-          ? "You're reacting very quickly. Please wait a moment and try again."
-          : "Sorry, your reaction couldn't be saved. Please try again."
-      );
-    }
-
-    // Live tallies do not say whether they include this reader's vote yet; the tally with
-    // user_id does (counts and `mine` are read together). Poll it briefly after a change
-    // until the vote is applied, then count the vote as part of the server's counts.
-    async reconcile(token, target) {
-      const url = `${this.readerUrl}/v1/articles/${encodeURIComponent(this.article)}/reactions?user_id=${userId()}`;
-      for (let wait = 100; wait < 10000; wait *= 2) {
-        const tally = await fetch(url).then(json, () => null).catch(() => null);
-        if (token !== this.token || this.inFlight || this.desired !== target) return;
-        if (tally && (tally.mine || null) === target) {
-          this.server = tally.counts;
+        for (let retry = true; ; retry = false) {
+          const reader = await credential(this.ingestUrl, true);
+          site = reader.site;
+          const r = await postVote(this.ingestUrl + "/v1/votes", {
+            method: "POST",
+            headers: Object.assign({ "Content-Type": "application/json" }, bearer(reader.token)),
+            body: JSON.stringify({ article_id: this.article, reaction: target, client_ts: Date.now() }),
+          });
+          status = r.status;
+          // An anonymous token ingest no longer takes (expired, keys rotated): a new one, once.
+          if (status === 401 && !site && retry) {
+            drop(reader.token);
+            continue;
+          }
+          if (status === 202) seq = (await r.json()).seq;
           break;
         }
-        await new Promise((r) => {
-          this.poke = r;
-          setTimeout(r, wait);
-        });
-        this.poke = null;
+      } catch (e) {
+        status = e.status || 0;
       }
-      if (token !== this.token || this.inFlight || this.desired !== target) return;
-      this.base = target;
-      this.settling = false;
+      this.inFlight = false;
+      if (run !== this.run) return;
+      const held = this.held;
+      this.held = null;
+      if (typeof seq == "number") {
+        this.confirmed = target;
+        this.votes.push([seq, target]);
+      } else {
+        this.desired = this.confirmed;
+        this.say(
+          status === 429
+            ? "You're reacting very quickly. Please wait a moment and try again."
+            : status === 401 && site
+            ? "Please sign in again to react."
+            : "Sorry, your reaction couldn't be saved. Please try again."
+        );
+      }
+      if (held) this.onTally(held[0], held[1]);
       this.render();
+      this.send();
     }
 
     say(text) {

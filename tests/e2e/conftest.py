@@ -1,0 +1,124 @@
+"""The widget tests' stack and browser: ingest, aggregator and reader on free ports with the
+session's token keys and a site's HS256 secret, and Debian's Chromium through Playwright,
+shared by every widget test of the package."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
+
+from deploy.local.kafka import KafkaBroker
+from deploy.local.keys import DevelopmentKeys
+from deploy.local.process import free_port
+from deploy.local.redis import RedisServer
+from deploy.local.services import UNLIMITED_RATES, Service, service_env
+from tests.e2e.bars import SITE_AUDIENCE, SITE_ISSUER, Site, Stack
+from tests.e2e.site import NewsSite
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="package")
+def stack(
+    kafka: KafkaBroker,
+    redis_server: RedisServer,
+    token_keys: DevelopmentKeys,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """The three services on a topic of their own; new identities unlimited (every test's
+    browser mints its own from one address)."""
+    topic = f"widget-{uuid.uuid4().hex[:10]}"
+    ports = {name: free_port() for name in ("ingest", "aggregator", "reader")}
+    site_secret = secrets.token_bytes(32)
+    secret_file = tmp_path_factory.mktemp("site") / "site-secret"
+    secret_file.write_bytes(site_secret)
+    env = service_env(
+        kafka_bootstrap=kafka.bootstrap,
+        redis_url=redis_server.url,
+        topic=topic,
+        partitions=4,
+        ingest_port=ports["ingest"],
+        keys=token_keys,
+        overrides={
+            **UNLIMITED_RATES,
+            "REACTIONS_PUBLIC_INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
+            "REACTIONS_SITE_JWT_SECRET_FILE": str(secret_file),
+            "REACTIONS_SITE_JWT_ISSUER": SITE_ISSUER,
+            "REACTIONS_SITE_JWT_AUDIENCE": SITE_AUDIENCE,
+        },
+    )
+    logs = tmp_path_factory.mktemp("widget-stack")
+    services = {name: Service(name, port, env, logs / name) for name, port in ports.items()}
+    try:
+        for service in services.values():
+            service.start()
+        yield Stack(services["ingest"], services["reader"], site_secret)
+    finally:
+        for service in reversed(list(services.values())):
+            service.stop()
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless (never a downloaded one)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh profile: empty storage, caches and preflight cache."""
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="package")
+def site() -> Iterator[Site]:
+    """A news site's origin: a page server of its own on a free port."""
+    pages: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = pages.get(self.path)
+            self.send_response(404 if page is None else 200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page or b"")))
+            self.end_headers()
+            self.wfile.write(page or b"")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Site(f"http://127.0.0.1:{server.server_port}", pages)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="package")
+def news_site() -> Iterator[NewsSite]:
+    """A news site's page server on an origin of its own."""
+    site = NewsSite()
+    yield site
+    site.close()

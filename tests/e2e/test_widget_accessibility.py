@@ -1,0 +1,74 @@
+"""axe-core audits in Chromium, light and dark: the demo page with the widget's bars, and the
+bar as server-rendered HTML on a site's page without the widget. No violation is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+from redis import Redis
+
+from deploy.local.redis import RedisServer
+from shared.reactions import DEFAULT_TYPES
+from shared.tallies import counts_key
+from tests.e2e.axe import audit, described
+from tests.e2e.bars import Stack
+from tests.e2e.site import NewsSite, bar_html
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SCHEMES = ("light", "dark")
+
+
+def audited(page: Page, name: str) -> None:
+    """No violation in either colour scheme; a screenshot of each in test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for scheme in SCHEMES:
+        # Reduced motion: no colour transition is caught half-way by the contrast check.
+        page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
+        violations = audit(page)
+        page.screenshot(path=str(ARTIFACTS / f"a11y-{name}-{scheme}.png"), full_page=True)
+        assert violations == [], f"{name}, {scheme}:\n{described(violations)}"
+
+
+def test_the_demo_page(browser: Browser, stack: Stack) -> None:
+    with browser.new_context() as context:
+        page = context.new_page()
+        page.goto(f"{stack.reader.url}/demo")
+        # Every bar built: five bars of seven buttons.
+        expect(page.get_by_role("button")).to_have_count(5 * len(DEFAULT_TYPES))
+        audited(page, "demo")
+
+
+@pytest.fixture
+def seeded(redis_server: RedisServer) -> None:
+    """Counts for the bars of the site's page: small, large, and some under a threshold."""
+    redis = Redis.from_url(redis_server.url)
+    try:
+        redis.hset(counts_key("a11y-1"), mapping={"like": 1234, "love": 3, "@fence": "0:5"})
+        redis.hset(counts_key("a11y-2"), mapping={"wow": 1_234_567, "sad": 2, "@fence": "1:9"})
+    finally:
+        redis.close()
+
+
+@pytest.mark.usefixtures("seeded")
+def test_the_bar_as_html_without_the_widget(
+    browser: Browser, stack: Stack, news_site: NewsSite
+) -> None:
+    body = "\n".join(
+        [
+            '<section aria-labelledby="r1"><h2 id="r1">What\'s your reaction?</h2>',
+            f'<reaction-bar article="a11y-1">{bar_html(stack, "a11y-1")}</reaction-bar>',
+            "</section>",
+            "<h2>Dieselbe Geschichte, auf Deutsch</h2>",
+            '<reaction-bar article="a11y-2">'
+            f"{bar_html(stack, 'a11y-2', lang='de', **{'hide-counts-below': 5})}</reaction-bar>",
+            "<h2>مع التفاعلات</h2>",
+            '<reaction-bar article="a11y-2">'
+            f"{bar_html(stack, 'a11y-2', lang='ar', types='like,sad,wow')}</reaction-bar>",
+        ]
+    )
+    with browser.new_context() as context:
+        page = news_site.open(context, body)  # no widget: the markup as the reader sent it
+        expect(page.get_by_role("group")).to_have_count(3)
+        audited(page, "bar-html")

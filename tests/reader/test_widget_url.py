@@ -1,0 +1,56 @@
+"""The widget at its immutable, versioned URL, pinned with Subresource Integrity: the integrity
+value GET /v1/widget names is the SHA-384 of the bytes served."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import httpx
+
+from services.reader.assets import STATIC_DIR
+from tests.support import assert_error
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def sri(body: bytes) -> str:
+    """A Subresource Integrity value, as a browser checks it."""
+    return "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
+
+
+async def test_the_versioned_widget_matches_its_integrity(http: httpx.AsyncClient) -> None:
+    info = await http.get("/v1/widget")
+    assert info.status_code == 200
+    assert info.headers["cache-control"] == "public, max-age=60"
+    body = info.json()
+    source = (STATIC_DIR / "widget.js").read_bytes()
+    # The version comes from the content: a new widget is a new URL.
+    assert body["version"] == hashlib.sha384(source).hexdigest()[:16]
+    assert body["path"] == f"/widget.{body['version']}.js"
+
+    for encoding in ("gzip", "identity"):
+        served = await http.get(body["path"], headers={"Accept-Encoding": encoding})
+        assert served.status_code == 200
+        assert served.headers["cache-control"] == IMMUTABLE
+        assert served.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert served.headers.get("content-encoding", "identity") == encoding
+        # SRI is computed on the decoded body, whatever the transfer encoding.
+        assert sri(served.content) == body["integrity"]
+        assert served.content == source
+    unchanged = await http.get(body["path"], headers={"If-None-Match": served.headers["etag"]})
+    assert unchanged.status_code == 304
+    assert unchanged.headers["cache-control"] == IMMUTABLE
+
+    # The unversioned URL still serves the same widget, briefly cached.
+    plain = await http.get("/widget.js")
+    assert plain.content == source
+    assert plain.headers["cache-control"] == "public, max-age=300"
+
+
+async def test_an_unknown_version_is_404(http: httpx.AsyncClient) -> None:
+    current = (await http.get("/v1/widget")).json()["version"]
+    other = "0" * 16 if current != "0" * 16 else "1" * 16
+    for path in (f"/widget.{other}.js", "/widget.latest.js", f"/widget.{current}x.js"):
+        response = assert_error(await http.get(path), 404, "unknown_widget_version")
+        assert "GET /v1/widget" in response["error"]["message"]
