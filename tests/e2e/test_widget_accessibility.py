@@ -53,7 +53,7 @@ def seeded(redis_server: RedisServer) -> None:
 
 @pytest.mark.usefixtures("seeded")
 def test_the_bar_as_html_without_the_widget(
-    browser: Browser, stack: Stack, news_site: NewsSite
+    browser: Browser, stack: Stack, site: NewsSite
 ) -> None:
     body = "\n".join(
         [
@@ -69,6 +69,6 @@ def test_the_bar_as_html_without_the_widget(
         ]
     )
     with browser.new_context() as context:
-        page = news_site.open(context, body)  # no widget: the markup as the reader sent it
+        page = site.open(context, body)  # no widget: the markup as the reader sent it
         expect(page.get_by_role("group")).to_have_count(3)
         audited(page, "bar-html")

@@ -32,11 +32,11 @@ def seeded(redis_server: RedisServer) -> Iterator[None]:
 
 @pytest.mark.usefixtures("seeded")
 def test_a_reader_without_javascript_sees_the_counts(
-    browser: Browser, stack: Stack, news_site: NewsSite
+    browser: Browser, stack: Stack, site: NewsSite
 ) -> None:
     markup = bar_html(stack, "html-1", **{"hide-counts-below": 2})
     with browser.new_context(java_script_enabled=False) as context:
-        page = news_site.open(context, f'<reaction-bar article="html-1">{markup}</reaction-bar>')
+        page = site.open(context, f'<reaction-bar article="html-1">{markup}</reaction-bar>')
         bar = page.get_by_role("group", name="Reactions")
         expect(bar).to_be_visible()
         counts = page.locator("reaction-bar .rx")
@@ -50,10 +50,10 @@ def test_a_reader_without_javascript_sees_the_counts(
 
 @pytest.mark.usefixtures("seeded")
 def test_the_widget_takes_the_bar_over_with_the_same_counts(
-    context: BrowserContext, stack: Stack, news_site: NewsSite
+    context: BrowserContext, stack: Stack, site: NewsSite
 ) -> None:
     reader, ingest = stack.reader.url, stack.ingest.url
-    page = news_site.open(
+    page = site.open(
         context,
         f'<reaction-bar article="html-1" reader="{reader}" ingest="{ingest}">'
         f"{bar_html(stack, 'html-1')}</reaction-bar>",
@@ -83,7 +83,7 @@ def test_counts_are_written_as_chromium_writes_them(context: BrowserContext) -> 
 
 
 def test_the_pinned_widget_runs_and_a_wrong_integrity_is_refused(
-    browser: Browser, stack: Stack, news_site: NewsSite
+    browser: Browser, stack: Stack, site: NewsSite
 ) -> None:
     reader, ingest = stack.reader.url, stack.ingest.url
     pinned = httpx.get(f"{reader}/v1/widget", timeout=10).json()
@@ -96,7 +96,7 @@ def test_the_pinned_widget_runs_and_a_wrong_integrity_is_refused(
         )
 
     with browser.new_context() as context:
-        page = news_site.open(context, bar, script(pinned["integrity"]))
+        page = site.open(context, bar, script(pinned["integrity"]))
         expect(page.get_by_role("button")).to_have_count(len(DEFAULT_TYPES))
 
     wrong = "sha384-" + "A" * 64
@@ -105,5 +105,5 @@ def test_the_pinned_widget_runs_and_a_wrong_integrity_is_refused(
         with page.expect_console_message(
             lambda m: "integrity" in m.text and "blocked" in m.text, timeout=30_000
         ):
-            page = news_site.open(context, bar, script(wrong), page)
+            page = site.open(context, bar, script(wrong), page)
         assert page.evaluate("customElements.get('reaction-bar') === undefined")
