@@ -324,7 +324,7 @@ const root = this.shadowRoot || this.attachShadow({ mode: "open" });
 const rendered = root.querySelector(".bar[data-article]");
 const lang = this.closest("[lang]");
 this.lang = (lang && lang.lang) || (rendered && rendered.lang) || "";
-const texts = (this.texts = TEXTS[this.lang.slice(0, 2).toLowerCase()] || TEXTS.en);
+const texts = (this.texts = TEXTS[this.lang.split("-")[0].toLowerCase()] || TEXTS.en);
 this.readonly = this.hasAttribute("readonly");
 this.below = +(this.getAttribute("hide-counts-below") || (rendered && rendered.dataset.hideCountsBelow) || 0);
 this.server = null; // the freshest tally from the server: the highest seq seen
