@@ -72,12 +72,18 @@ class StaticAssets:
         """Read the static files and render the config of `reactions` in each language."""
         widget = Script.of(CLASSIC.read_bytes(), ".js")
         module = Script.of(MODULE.read_bytes(), ".mjs")
+        bar_css = stylesheet()
+        # The server-rendered bar's <style>, as a Content-Security-Policy names it in
+        # style-src: a strict page allows that stylesheet and no other inline style.
+        style_hash = base64.b64encode(hashlib.sha256(bar_css.encode()).digest()).decode()
         return cls(
             config_bodies={lang: config_body(reactions, lang) for lang in reactions.languages},
             widget=widget,
             module=module,
-            widget_info=orjson.dumps({**widget.info(), "module": module.info()}),
-            bar_css=stylesheet(),
+            widget_info=orjson.dumps(
+                {**widget.info(), "module": module.info(), "style_hash": f"sha256-{style_hash}"}
+            ),
+            bar_css=bar_css,
             demo_template=(STATIC_DIR / "demo.html").read_text(),
         )
 

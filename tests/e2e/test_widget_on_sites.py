@@ -22,6 +22,7 @@ from shared.reactions import DEFAULT_TYPES
 from shared.tallies import counts_key
 from tests.e2e.bars import (
     Stack,
+    button,
     expect_state,
     page_token,
     seed,
@@ -216,8 +217,10 @@ def test_a_page_with_a_strict_content_security_policy(
     context: BrowserContext, stack: Stack, site: NewsSite
 ) -> None:
     reader, ingest = stack.reader.url, stack.ingest.url
+    # The server-rendered bar's <style> is allowed by its hash, and no other inline style.
+    style_hash = httpx.get(f"{reader}/v1/widget", timeout=10).json()["style_hash"]
     policy = (
-        f"default-src 'self'; script-src {reader}; style-src 'self'; "
+        f"default-src 'self'; script-src {reader}; style-src 'self' '{style_hash}'; "
         f"connect-src {reader} {ingest}; require-trusted-types-for 'script'; "
         "object-src 'none'; base-uri 'none'"
     )
@@ -230,11 +233,12 @@ def test_a_page_with_a_strict_content_security_policy(
     context.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else 0)
     page = site.open(
         context,
-        '<reaction-bar article="csp-1"></reaction-bar>',
+        '<reaction-bar article="csp-1"></reaction-bar>'
+        f'<reaction-bar article="csp-2">{bar_html(stack, "csp-2")}</reaction-bar>',
         widget_script(stack),
         headers={"Content-Security-Policy": policy},
     )
-    love = page.get_by_role("button", name=re.compile("^Love"))
+    love = button(page, "csp-1", "Love")
     expect(love).to_have_text(re.compile("0$"))
     # Styled by its adopted stylesheet: the pill, its border and its colours.
     look = love.evaluate(
@@ -244,6 +248,11 @@ def test_a_page_with_a_strict_content_security_policy(
     love.click()
     expect_state(page, "csp-1", "Love", pressed=True, count="1")
     wait_for_server(stack, page_token(page), "csp-1", "love", 1)
+    # The server-rendered bar, its <style> allowed by the hash, taken over and voting too.
+    taken_over = button(page, "csp-2", "Love")
+    assert taken_over.evaluate("b => getComputedStyle(b).borderTopLeftRadius") == "999px"
+    taken_over.click()
+    expect_state(page, "csp-2", "Love", pressed=True, count="1")
     assert page.evaluate("violations") == [] and refused == []
     # The policy is enforced: an inline style on this page would be refused.
     page.evaluate(

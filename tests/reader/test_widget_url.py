@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 
 import httpx
 import pytest
@@ -66,3 +67,14 @@ async def test_an_unknown_version_is_404(http: httpx.AsyncClient) -> None:
     ):
         response = assert_error(await http.get(path), 404, "unknown_widget_version")
         assert "GET /v1/widget" in response["error"]["message"]
+
+
+async def test_the_style_hash_allows_the_server_rendered_bars_stylesheet(
+    http: httpx.AsyncClient,
+) -> None:
+    markup = (await http.get("/v1/articles/csp-1/reactions.html")).text
+    (stylesheet,) = re.findall(r"<style>(.*?)</style>", markup)
+    digest = hashlib.sha256(stylesheet.encode()).digest()
+    # As a Content-Security-Policy hash-source: the <style> element's text, hashed.
+    expected = "sha256-" + base64.b64encode(digest).decode()
+    assert (await http.get("/v1/widget")).json()["style_hash"] == expected

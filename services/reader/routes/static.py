@@ -55,6 +55,11 @@ class WidgetBody(ScriptBody):
     """The classic script's immutable URL, and the ES module's in `module`."""
 
     module: ScriptBody
+    style_hash: str = Field(
+        description="The server-rendered bar's <style> as a Content-Security-Policy "
+        "hash-source, for a strict page's style-src.",
+        examples=["sha256-…"],
+    )
 
 
 @router.get(
