@@ -18,7 +18,7 @@ import uvloop
 from bench import report
 from bench.context import Context, Sizes
 from bench.latency import latency_table, open_loop
-from bench.scenarios import drain, e2e, frontpage, ingest, memory, read, sse
+from bench.scenarios import drain, e2e, frontpage, ingest, memory, read, soak, sse, trending, verify
 from bench.stack import BenchStack, machine_description
 from bench.stats import unavailable
 from deploy.local.client import TokenFile
@@ -26,13 +26,18 @@ from shared.logs import configure_logging
 
 SCENARIOS: dict[str, Callable[[Context], None]] = {
     "ingest": ingest.run,
+    "verify": verify.run,
     "read": read.run,
     "frontpage": frontpage.run,
     "e2e": e2e.run,
     "drain": drain.run,
     "sse": sse.run,
     "memory": memory.run,
+    "trending": trending.run,
 }
+# Run only when named (BENCH_ONLY, `make soak`): too long for every `make bench`, and they
+# write results of their own rather than latest.*.
+ON_REQUEST: dict[str, Callable[[Context], None]] = {"soak": soak.run}
 
 
 def run(quick: bool, only: list[str]) -> int:
@@ -45,8 +50,8 @@ def run(quick: bool, only: list[str]) -> int:
     ctx.say(f"stack in {stack.dir}: kafka :{stack.kafka.port}, redis :{stack.redis.port}")
     try:
         stack.start()
-        for name, scenario in SCENARIOS.items():
-            if only and name not in only:
+        for name, scenario in {**SCENARIOS, **ON_REQUEST}.items():
+            if (only or name in ON_REQUEST) and name not in only:
                 continue
             ctx.say(f"scenario {name}")
             try:
@@ -69,8 +74,9 @@ def run(quick: bool, only: list[str]) -> int:
     out("\n" + report.text_table(ctx.rows) + "\n\n")
     if "e2e_table_last_round" in ctx.facts:
         out("end to end, last round:\n" + ctx.facts["e2e_table_last_round"] + "\n\n")
-    for path in report.write(ctx.rows, meta):
-        out(f"wrote {path}\n")
+    if any(name in SCENARIOS for name in only) or not only:
+        for path in report.write(ctx.rows, meta):
+            out(f"wrote {path}\n")
     out(f"{meta['mode']} run took {meta['duration_s']:.0f}s on {machine}\n")
     return 0
 
@@ -114,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument(
         "--only",
         default=os.environ.get("BENCH_ONLY", ""),
-        help=f"comma-separated subset of: {', '.join(SCENARIOS)}",
+        help=f"comma-separated subset of: {', '.join(SCENARIOS)}; or {', '.join(ON_REQUEST)}, "
+        "run only when named",
     )
     report_p = sub.add_parser("report", help="rewrite the .md and .png of a results .json")
     report_p.add_argument("json", help="e.g. bench/results/latest.json")
@@ -151,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             parser.error(str(exc))
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(only) - set(SCENARIOS)
+    unknown = set(only) - set(SCENARIOS) - set(ON_REQUEST)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     return run(args.quick, only)

@@ -15,9 +15,14 @@ from typing import Final, Literal
 
 import orjson
 
+from shared.reactions import REACTION_ID_PATTERN
+
 SCHEMA_VERSION: Final = 1
 KEY_SEPARATOR: Final = "\x1f"
 MAX_CLIENT_TS: Final = 2**53
+# How far ahead of the server's clock a client_ts may be (REACTIONS_CLIENT_CLOCK_SKEW_MS):
+# one further ahead is taken as that bound, or a reader's clock could freeze their vote.
+DEFAULT_CLIENT_CLOCK_SKEW_MS: Final = 300_000
 
 ARTICLE_ID_PATTERN: Final = r"^[A-Za-z0-9._:~-]{1,128}$"
 USER_ID_PATTERN: Final = r"^[A-Za-z0-9._~-]{1,64}$"
@@ -27,6 +32,11 @@ _ARTICLE_ID_RE: Final = re.compile(ARTICLE_ID_PATTERN)
 _USER_ID_RE: Final = re.compile(USER_ID_PATTERN)
 _ARTICLE_ID_MATCH: Final = _ARTICLE_ID_RE.fullmatch
 _USER_ID_MATCH: Final = _USER_ID_RE.fullmatch
+_REACTION_ID_MATCH: Final = re.compile(REACTION_ID_PATTERN).fullmatch
+# Well-formed reaction ids seen so far: a set lookup per event instead of a regex. Bounded,
+# because a producer other than ingest could send any number of them.
+_SEEN_REACTIONS: Final[set[str]] = set()
+_MAX_SEEN_REACTIONS: Final = 1024
 
 Op = Literal["set", "clear"]
 
@@ -44,6 +54,17 @@ def valid_user_id(value: str) -> bool:
 def valid_client_ts(value: object) -> bool:
     """True for a positive integer (not a bool) no larger than 2**53."""
     return type(value) is int and 0 < value <= MAX_CLIENT_TS
+
+
+def bounded_client_ts(client_ts: int | None, ts: int, skew_ms: int) -> int | None:
+    """`client_ts`, or `ts + skew_ms` when it is further ahead of the server's clock `ts`.
+
+    Last writer wins by client_ts: a clock far in the future would make every later vote of
+    the reader stale. Bounded (rather than refused), a fast clock still votes.
+    """
+    if client_ts is not None and client_ts > ts + skew_ms:
+        return ts + skew_ms
+    return client_ts
 
 
 class InvalidEvent(ValueError):
@@ -75,15 +96,21 @@ class ReactionEvent:
         user_id: str,
         reaction: str | None = None,
         client_ts: int | None = None,
+        *,
+        clock_skew_ms: int | None = None,
     ) -> ReactionEvent:
-        """A fresh event stamped with a new id and the server's clock."""
+        """A fresh event stamped with a new id and the server's clock; with `clock_skew_ms`,
+        a client_ts further ahead of that clock is taken as the bound."""
+        ts = time.time_ns() // 1_000_000
+        if clock_skew_ms is not None:
+            client_ts = bounded_client_ts(client_ts, ts, clock_skew_ms)
         return cls(
             event_id=str(uuid.uuid4()),
             op=op,
             article_id=article_id,
             user_id=user_id,
             reaction=reaction if op == "set" else None,
-            ts=time.time_ns() // 1_000_000,
+            ts=ts,
             client_ts=client_ts,
         )
 
@@ -113,17 +140,22 @@ def record_key(article_id: str, user_id: str) -> bytes:
     return f"{article_id}{KEY_SEPARATOR}{user_id}".encode()
 
 
-def decode_event(raw: bytes | None, known_reactions: frozenset[str] | None = None) -> ReactionEvent:
+def decode_event(raw: bytes | None) -> ReactionEvent:
     """Parse and validate one record value, raising InvalidEvent with a reason code."""
-    return ReactionEvent(*decode_fields(raw, known_reactions))
+    return ReactionEvent(*decode_fields(raw))
 
 
 EventFields = tuple[str, Op, str, str, str | None, int, int | None]
 
 
-def decode_fields(raw: bytes | None, known_reactions: frozenset[str] | None = None) -> EventFields:
+def decode_fields(raw: bytes | None) -> EventFields:
     """`decode_event` without building the event: (event_id, op, article_id, user_id,
-    reaction, ts, client_ts), for the aggregator's hot path."""
+    reaction, ts, client_ts), for the aggregator's hot path.
+
+    A reaction is any well-formed id, configured or not: ingest decides which types it
+    accepts, and an aggregator configured with an older list must still count what ingest
+    accepted (each reader shows the types it is configured with).
+    """
     get = _json_object(raw).get
     if get("v") != SCHEMA_VERSION:
         raise InvalidEvent("unknown_version", f"v={get('v')!r}")
@@ -147,13 +179,23 @@ def decode_fields(raw: bytes | None, known_reactions: frozenset[str] | None = No
     if op == "set":
         reaction = get("reaction")
         if type(reaction) is not str or (
-            known_reactions is not None and reaction not in known_reactions
+            reaction not in _SEEN_REACTIONS and not _new_reaction_id(reaction)
         ):
-            raise InvalidEvent("unknown_reaction", f"reaction={reaction!r}")
+            raise InvalidEvent("bad_reaction", f"reaction={reaction!r}")
         return event_id, "set", article_id, user_id, reaction, ts, client_ts
     if op == "clear":
         return event_id, "clear", article_id, user_id, None, ts, client_ts
     raise InvalidEvent("bad_op", f"op={op!r}")
+
+
+def _new_reaction_id(reaction: str) -> bool:
+    """True when `reaction` is a well-formed reaction id; remembered for the next event."""
+    if _REACTION_ID_MATCH(reaction) is None:
+        return False
+    if len(_SEEN_REACTIONS) >= _MAX_SEEN_REACTIONS:
+        _SEEN_REACTIONS.clear()
+    _SEEN_REACTIONS.add(reaction)
+    return True
 
 
 def _json_object(raw: bytes | None) -> dict[str, object]:

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.clients import IpNetwork, parse_networks
+from shared.events import DEFAULT_CLIENT_CLOCK_SKEW_MS
 from shared.identity import SiteKeys, Verifier
 from shared.jwks import (
     ASYMMETRIC_ALGORITHMS,
@@ -66,6 +67,13 @@ class CommonSettings(BaseSettings):
     )
     config_file: Path | None = Field(
         None, description="Optional YAML or JSON file with labels and emoji for the types."
+    )
+    client_clock_skew_ms: int = Field(
+        DEFAULT_CLIENT_CLOCK_SKEW_MS,
+        ge=0,
+        le=86_400_000,
+        description="How far ahead of the server's clock a client_ts may be; one further "
+        "ahead counts as this bound (ingest stores it so, the aggregator compares it so).",
     )
     log_level: str = Field("INFO", description="Log level.")
     env: Literal["development", "production"] = Field(

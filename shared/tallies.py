@@ -20,8 +20,16 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 FENCE_FIELD: Final = "@fence"
 CHANGES_CHANNEL: Final = "rx:changed"
 TREND_BUCKET_SECONDS: Final = 60
-# Trending reads 24 h back; buckets live a little longer so the oldest one is still whole.
+# Trending buckets by span, in minutes, coarsest first: each batch's deltas go to the
+# minute's bucket and to the 5-minute and hourly rollups that hold it, so a window merges a
+# few dozen sets, not one per minute (the reader's services/reader/trending.py).
+TREND_SPANS: Final = (60, 5, 1)
+# Every bucket may serve the 24 h window (minute buckets at its edges), and lives a little
+# longer so the oldest one is still whole.
 TREND_TTL_SECONDS: Final = 25 * 3600
+# The first minute the rollups hold whole: aggregators have written them since (set once;
+# before it, and without it, a window merges minute buckets).
+TREND_ROLLUPS_SINCE_KEY: Final = "rx:trend:rollups-since"
 
 
 def counts_key(article_id: str) -> str:
@@ -86,6 +94,19 @@ def trend_key(reaction: str, minute: int) -> str:
     tag, so a window's buckets can be merged with one ZUNION even on Redis Cluster.
     """
     return f"rx:trend:{{trend-{reaction}}}:{minute}"
+
+
+def trend_bucket_key(reaction: str, span: int, index: int) -> str:
+    """The bucket of `span` minutes (one of TREND_SPANS) numbered `index`: minutes
+    `index * span` to `index * span + span - 1`, under the reaction's hash tag."""
+    if span == 1:
+        return trend_key(reaction, index)
+    return f"rx:trend:{{trend-{reaction}}}:{span}m:{index}"
+
+
+def trend_keys(reaction: str, minute: int) -> tuple[str, ...]:
+    """Every bucket that holds `minute`: its own and the rollups, coarsest first."""
+    return tuple(trend_bucket_key(reaction, span, minute // span) for span in TREND_SPANS)
 
 
 def position_pattern(topic: str) -> str:

@@ -128,6 +128,11 @@ class VoteApi:
         """The public tallies of several articles in one request."""
         return ApiRequest("GET", _url(f"{self.reader_url}/v1/reactions", {"ids": ",".join(ids)}))
 
+    def trending(self, reaction: str, window: str, limit: int = 10) -> ApiRequest:
+        """The articles with the most net reactions of a type (or `all`) in a window."""
+        params = {"reaction": reaction, "window": window, "limit": str(limit)}
+        return ApiRequest("GET", _url(f"{self.reader_url}/v1/trending", params))
+
     def mine(self, token: str, ids: Iterable[str]) -> ApiRequest:
         """The token's reader's own reactions with the tallies, read together."""
         url = _url(f"{self.reader_url}/v1/me/reactions", {"ids": ",".join(ids)})

@@ -36,7 +36,7 @@ http {
 
 # How long the edge keeps a page's bulk read (an nginx time): its first paint, corrected
 # by the page's stream at connect.
-EDGE_PAGE_TTL = "20s"
+EDGE_PAGE_TTL = "30s"
 
 
 def render_edge_config(state_dir: Path, port: int, reader: str) -> Path:

@@ -61,21 +61,21 @@ from services.aggregator.scripts import (
     positions_script,
     run_pipelined,
     send_applies,
+    trend_calls,
     trend_script,
 )
-from shared.events import ReactionEvent
+from shared.events import DEFAULT_CLIENT_CLOCK_SKEW_MS, ReactionEvent
 from shared.logs import get_logger
 from shared.tallies import (
     CHANGES_CHANNEL,
     TREND_BUCKET_SECONDS,
-    TREND_TTL_SECONDS,
+    TREND_ROLLUPS_SINCE_KEY,
     article_slot,
     counts_key,
     epoch_key,
     mark_keys,
     position_key,
     readers_key,
-    trend_key,
 )
 
 log = get_logger(__name__)
@@ -121,6 +121,7 @@ class ApplyCall:
     chain: Chain  # its partition and its article's slot (marks.py)
     keys: tuple[str, str, str]
     payload: str
+    bound: int  # of a stored client_ts: the article's newest server ts plus the clock skew
     reply: ApplyReply | None = None
 
 
@@ -149,9 +150,9 @@ class BatchApplier:
         topic: str,
         dlq_topic: str,
         partitions: int,
-        reactions: frozenset[str],
         retry: RetryPolicy,
         mode: ApplyMode,
+        clock_skew_ms: int = DEFAULT_CLIENT_CLOCK_SKEW_MS,
         dlq_max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         if mode.produces and producer is None:
@@ -168,7 +169,7 @@ class BatchApplier:
         )
         self.retry = retry
         self.mode = mode
-        self.decoder = Decoder(reactions, partitions)
+        self.decoder = Decoder(partitions, clock_skew_ms)
         self.marks = ApplyMarks(redis)
         self._apply_script = apply_script(redis)
         self._trend = trend_script(redis)
@@ -218,7 +219,7 @@ class BatchApplier:
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
             await self.dead_letters.send(dead)  # each letter through the retry policy
-        calls = _apply_calls(by_article)
+        calls = _apply_calls(by_article, self.decoder.clock_skew_ms)
         pending = [call for article in calls for call in article]
         await self.retry.run(lambda: self._apply(pending), APPLY, context)
         correctives = _fold_replies(report, by_article, [_merged(article) for article in calls])
@@ -270,7 +271,7 @@ class BatchApplier:
         writer = f"{random.getrandbits(32):08x}"
         expected, leaves = self.marks.expectations(chains, writer)
         args = [
-            (call.keys, (call.partition, call.payload, before, after))
+            (call.keys, (call.partition, call.payload, before, after, call.bound))
             for call, before, after in zip(pending, expected, leaves, strict=True)
         ]
         outcomes = await self._send_applies(args, chains)
@@ -298,13 +299,13 @@ class BatchApplier:
         RedisLostData makes the member replay its partitions.
         """
         positions = {position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()}
-        trend_calls: list[tuple[tuple[str], tuple[str | int, ...]]] = []
-        if self.mode.trending:
+        trends: list[ScriptCall] = []
+        since: tuple[str, str, int, str] | None = None
+        if self.mode.trending and report.trends:
             minute = int(time.time()) // TREND_BUCKET_SECONDS
-            trend_calls = [
-                ((trend_key(reaction, minute),), (TREND_TTL_SECONDS, *pairs))
-                for reaction, pairs in report.trends.items()
-            ]
+            trends = trend_calls(report.trends, minute)
+            # The rollups are whole from the first minute an aggregator wrote them.
+            since = ("SET", TREND_ROLLUPS_SINCE_KEY, minute, "NX")
         notify = (
             orjson.dumps(report.changed) if self.mode.notifications and report.changed else None
         )
@@ -315,14 +316,18 @@ class BatchApplier:
                     *self._positions_command(positions, epoch)
                 )
                 if written:
-                    await evalsha_many(self.redis, self._trend.sha, trend_calls)
+                    await evalsha_many(self.redis, self._trend.sha, trends)
+                    if since:
+                        await self.redis.execute_command(*since)
                     if notify:
                         await self.redis.publish(CHANGES_CHANNEL, notify)
             else:
                 commands = [
                     self._positions_command(positions, epoch),
-                    *(evalsha_command(self._trend.sha, k, a) for k, a in trend_calls),
+                    *(evalsha_command(self._trend.sha, k, a) for k, a in trends),
                 ]
+                if since:
+                    commands.append(since)
                 if notify:
                     commands.append(("PUBLISH", CHANGES_CHANNEL, notify))
                 written = (await run_pipelined(self.redis, commands))[0]
@@ -345,19 +350,19 @@ class BatchApplier:
         return evalsha_command(self._positions.sha, keys, (epoch, *positions.values()))
 
 
-def _apply_calls(by_article: dict[str, ArticleBatch]) -> list[list[ApplyCall]]:
+def _apply_calls(by_article: dict[str, ArticleBatch], skew_ms: int) -> list[list[ApplyCall]]:
     """The calls of each article: its events in chunks of at most MAX_EVENTS_PER_CALL."""
     step, marks = MAX_EVENTS_PER_CALL, mark_keys()
     calls = []
     for article_id, article in by_article.items():
         slot, lines, partition = article_slot(article_id), article.lines, article.partition
         keys = (counts_key(article_id), readers_key(article_id), marks[slot])
-        chain = chain_of(partition, slot)
+        chain, bound = chain_of(partition, slot), article.newest_ts + skew_ms
         if len(lines) <= step:  # most articles: one call
-            calls.append([ApplyCall(partition, chain, keys, "".join(lines))])
+            calls.append([ApplyCall(partition, chain, keys, "".join(lines), bound)])
             continue
         chunks = [lines[start : start + step] for start in range(0, len(lines), step)]
-        calls.append([ApplyCall(partition, chain, keys, "".join(chunk)) for chunk in chunks])
+        calls.append([ApplyCall(partition, chain, keys, "".join(chunk), bound) for chunk in chunks])
     return calls
 
 

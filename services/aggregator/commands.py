@@ -96,7 +96,7 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
             topic=settings.topic,
             dlq_topic=settings.dlq_topic,
             partitions=settings.partitions,
-            reactions=frozenset(settings.types),
+            clock_skew_ms=settings.client_clock_skew_ms,
             retry=RetryPolicy(asyncio.Event()),
             mode=REBUILD,
         )

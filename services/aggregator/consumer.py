@@ -91,7 +91,7 @@ class Aggregator:
             topic=settings.topic,
             dlq_topic=settings.dlq_topic,
             partitions=settings.partitions,
-            reactions=frozenset(settings.types),
+            clock_skew_ms=settings.client_clock_skew_ms,
             retry=self.retry,
             mode=LIVE,
             dlq_max_record_bytes=settings.dlq_max_record_bytes,

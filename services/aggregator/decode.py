@@ -23,6 +23,7 @@ class ArticleBatch:
     partition: int
     lines: list[str] = field(default_factory=list)
     oldest_ts: int = 0
+    newest_ts: int = 0  # the bound of its stored client_ts is this plus the clock skew
 
 
 @dataclass
@@ -56,11 +57,15 @@ class DecodedBatch:
 
 
 class Decoder:
-    """Decodes batches of one topic; remembers the partition of the articles it has seen."""
+    """Decodes batches of one topic; remembers the partition of the articles it has seen.
 
-    def __init__(self, reactions: frozenset[str], partitions: int) -> None:
-        self.reactions = reactions
+    An event's client_ts counts as at most its server ts plus `clock_skew_ms`, whoever
+    produced it (ingest bounds it too), and the same on every replay.
+    """
+
+    def __init__(self, partitions: int, clock_skew_ms: int) -> None:
         self.partitions = partitions
+        self.clock_skew_ms = clock_skew_ms
         self._partition_of: dict[str, int] = {}
 
     def decode(self, batch: Batch, into: DecodedBatch | None = None) -> DecodedBatch:
@@ -71,15 +76,13 @@ class Decoder:
         if into is None:
             into = DecodedBatch({}, {}, [], 0)
         by_article, dead = into.by_article, into.dead
-        reactions = self.reactions
+        skew = self.clock_skew_ms
         for tp, records in batch.items():
             for record in records:
                 try:
                     # Fields, not a ReactionEvent: building one per event costs as much as
                     # the validation, and only the apply line is needed.
-                    _, _, article_id, user_id, reaction, ts, client_ts = decode_fields(
-                        record.value, reactions
-                    )
+                    _, _, article_id, user_id, reaction, ts, client_ts = decode_fields(record.value)
                 except InvalidEvent as exc:
                     dead.append((record, exc))
                     continue
@@ -95,6 +98,10 @@ class Decoder:
                 elif article.partition != tp.partition:
                     dead.append((record, InvalidEvent("wrong_partition", article_id)))
                     continue
+                if ts > article.newest_ts:
+                    article.newest_ts = ts
+                if client_ts is not None and client_ts > ts + skew:
+                    client_ts = ts + skew
                 article.lines.append(apply_event_line(record.offset, user_id, reaction, client_ts))
         for tp, records in batch.items():
             if records:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, cast
@@ -17,7 +17,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.tallies import article_slot, counts_key, mark_key, readers_key
+from shared.tallies import (
+    TREND_TTL_SECONDS,
+    article_slot,
+    counts_key,
+    mark_key,
+    readers_key,
+    trend_keys,
+)
 
 # Events per apply call: bounded, because a Lua script blocks Redis while it runs and
 # cannot be killed once it has written.
@@ -48,8 +55,17 @@ def positions_script(redis: Redis) -> AsyncScript:
 
 
 def trend_script(redis: Redis) -> AsyncScript:
-    """The script adding one batch's net deltas of one reaction to a minute bucket."""
+    """The script adding one batch's net deltas of one reaction to a minute's buckets."""
     return _script(redis, "trend_add")
+
+
+def trend_calls(trends: Mapping[str, Sequence[str | int]], minute: int) -> list[ScriptCall]:
+    """One `trend_script` call per reaction: its (article, delta, ...) pairs to the minute's
+    bucket and to the rollups holding it."""
+    return [
+        (trend_keys(reaction, minute), (TREND_TTL_SECONDS, *pairs))
+        for reaction, pairs in trends.items()
+    ]
 
 
 def apply_event_line(offset: int, user_id: str, reaction: str | None, client_ts: int | None) -> str:

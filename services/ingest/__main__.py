@@ -22,6 +22,8 @@ from shared.settings import load_settings
 
 log = get_logger(__name__)
 
+APP_FACTORY = "services.ingest.app:app_from_env"
+
 
 def _metrics_dir() -> Path:
     """A fresh directory for prometheus-client multiprocess mode, shared by all workers.
@@ -40,8 +42,9 @@ def _metrics_dir() -> Path:
     return path
 
 
-def serve(settings: IngestSettings) -> int:
-    """Run the ingest service on its configured port with REACTIONS_WORKERS processes."""
+def serve(settings: IngestSettings, app_factory: str = APP_FACTORY) -> int:
+    """Run the ingest service on its configured port with REACTIONS_WORKERS processes (each
+    building its app with `app_factory`, an import path)."""
     try:
         # Checked here, before any worker starts, so a refusal is logged once and ends
         # the service with status 2; a worker refusing in its lifespan would end uvicorn
@@ -57,7 +60,7 @@ def serve(settings: IngestSettings) -> int:
     metrics_dir = _metrics_dir()
     try:
         uvicorn.run(
-            "services.ingest.app:app_from_env",
+            app_factory,
             factory=True,
             workers=settings.workers,
             host=settings.host,

@@ -3,7 +3,9 @@ lifespan that owns the Kafka producer. The write path itself is in routes.py."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -25,6 +27,7 @@ from shared.http import (
     kafka_reachable,
     ops_router,
 )
+from shared.identity import Verifier
 from shared.kafka import ensure_topics
 from shared.logs import configure_logging, get_logger
 from shared.metrics import RequestMetrics
@@ -32,12 +35,14 @@ from shared.metrics import RequestMetrics
 log = get_logger(__name__)
 
 
-def create_app(settings: IngestSettings) -> FastAPI:
-    """The ingest application; clients live in its lifespan."""
+def create_app(settings: IngestSettings, verifier: Verifier | None = None) -> FastAPI:
+    """The ingest application; clients live in its lifespan. `verifier` replaces the one the
+    settings describe (the bench's baseline without token verification passes one)."""
     reactions = settings.reaction_set()
     issuer = settings.token_issuer_for_ingest()
     # Ingest verifies the tokens it signs even without a JWKS (development).
-    verifier = settings.verifier(settings.own_verification_keys())
+    if verifier is None:
+        verifier = settings.verifier(settings.own_verification_keys())
     if issuer is None:
         log.warning(
             "identity_unconfigured",
@@ -55,15 +60,20 @@ def create_app(settings: IngestSettings) -> FastAPI:
         limits = RateLimits(settings)
         publisher = Publisher(settings)
         await publisher.start()
+        keys_held = asyncio.create_task(limits.report_keys_held())
         try:
             yield {
                 "publisher": publisher,
                 "limits": limits,
                 "reactions": reactions,
+                "clock_skew_ms": settings.client_clock_skew_ms,
                 "verifier": verifier,
                 "issuer": issuer,
             }
         finally:
+            keys_held.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keys_held
             await publisher.stop()
 
     app = FastAPI(
@@ -103,7 +113,7 @@ async def _ready(request: Request) -> dict[str, bool]:
     return {"kafka": healthy}
 
 
-def app_from_env() -> FastAPI:
+def app_from_env(verifier: Verifier | None = None) -> FastAPI:
     """Factory for uvicorn workers: settings from the environment, JSON logs, metrics cleanup."""
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
@@ -111,4 +121,4 @@ def app_from_env() -> FastAPI:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Live gauges of a worker that exits must not linger in the aggregated /metrics.
         atexit.register(multiprocess.mark_process_dead, os.getpid())
-    return create_app(settings)
+    return create_app(settings, verifier)

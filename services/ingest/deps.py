@@ -19,6 +19,7 @@ class IngestState(TypedDict):
     publisher: Publisher
     limits: RateLimits
     reactions: ReactionSet
+    clock_skew_ms: int  # the furthest a client_ts may be ahead of this server's clock
     verifier: Verifier
     issuer: TokenIssuer | None
 

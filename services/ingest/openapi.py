@@ -77,7 +77,9 @@ def vote(reactions: ReactionSet) -> dict[str, Any]:
                 "type": "integer",
                 "minimum": 1,
                 "maximum": MAX_CLIENT_TS,
-                "description": "The client's clock in ms; the newer write per reader wins.",
+                "description": "The client's clock in ms; the newer write per reader wins. "
+                "A value further ahead of the server's clock than REACTIONS_CLIENT_CLOCK_SKEW_MS "
+                "(5 minutes by default) is stored as that bound.",
             },
         },
     }

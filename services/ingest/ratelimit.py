@@ -1,11 +1,11 @@
 """Abuse controls of the write path: which network a client is on, and how often it may
 write or get a new reader identity.
 
-Limits are counted per client network (an IPv4 address, an IPv6 /64 by default) and per
-reader id with the `limits` library (moving window). Counters live in process memory by
-default (each worker and instance counts on its own) or in Redis when configured, so all
-instances share them. Networks are only ever kept as a salted hash: neither Redis keys
-nor logs see a raw address.
+Limits are moving windows per client network (an IPv4 address, an IPv6 /64 by default) and
+per reader id. They are counted in process memory by default (windows.py: each worker and
+instance counts on its own, holding only the keys hit within the window) or in Redis with
+the `limits` library when configured, so all instances share them. Networks are only ever
+kept as a salted hash: neither Redis keys nor logs see a raw address.
 
 Writes fail open: an unreachable limit store lets them through, since each vote is already
 bound to a token and a reader votes once per article. Issuing a new identity fails
@@ -19,15 +19,17 @@ import hashlib
 import math
 import secrets
 import time
+from collections.abc import Callable
 from typing import Final
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from starlette.types import Scope
 
 from services.ingest.config import IngestSettings
+from services.ingest.windows import MovingWindow
 from shared.clients import IpNetwork, client_ip, client_network
 from shared.http import ApiError
 from shared.logs import get_logger
@@ -48,40 +50,84 @@ ISSUANCE_REFUSED: Final = Counter(
     "(503, the limit store could not count).",
     ["reason"],
 )
+KEYS_HELD: Final = Gauge(
+    "reactions_ingest_rate_limit_keys",
+    "Keys the in-process rate limits hold (those hit within their window), by scope "
+    "(ip, reader, issuance); no series with a Redis limit store.",
+    ["scope"],
+    multiprocess_mode="livesum",
+)
+# How often the gauge is brought up to date: a len() per limit, off the vote path.
+KEYS_HELD_INTERVAL_S: Final = 5.0
 ISSUANCE_SCOPE: Final = "issuance"
+
+
+class SharedWindows:
+    """The same moving windows kept in Redis by the `limits` library, shared by every
+    instance; a store slower than STORE_TIMEOUT_S raises TimeoutError."""
+
+    def __init__(self, uri: str, items: dict[str, RateLimitItem]) -> None:
+        self.items = items
+        self.storage = storage_from_string(
+            f"async+{uri}",
+            implementation="redispy",  # the redis client the project already uses
+            socket_connect_timeout=STORE_TIMEOUT_S,
+            socket_timeout=STORE_TIMEOUT_S,
+            socket_keepalive=True,
+            health_check_interval=10.0,
+        )
+        self.limiter = MovingWindowRateLimiter(self.storage)
+
+    async def hit(self, scope: str, key: str) -> float | None:
+        """Count one hit: None when accepted, else the seconds until one would be."""
+        item = self.items[scope]
+        async with asyncio.timeout(STORE_TIMEOUT_S):
+            if await self.limiter.hit(item, scope, key):
+                return None
+            stats = await self.limiter.get_window_stats(item, scope, key)
+        return stats.reset_time - time.time()
 
 
 class RateLimits:
     """Moving-window limits per client network and per reader, and on new identities per
     client network; `check` and `check_issuance` raise 429 (or 503) when refused."""
 
-    def __init__(self, settings: IngestSettings) -> None:
+    def __init__(
+        self, settings: IngestSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         for scope in ("ip", "reader"):
             RATE_LIMITED.labels(scope)
         for reason in ("rate_limited", "limit_store_unavailable"):
             ISSUANCE_REFUSED.labels(reason)
+        self.items: dict[str, RateLimitItem] = {
+            "ip": parse(settings.rate_limit_ip),
+            "reader": parse(settings.rate_limit_reader),
+            ISSUANCE_SCOPE: parse(settings.rate_limit_tokens),
+        }
         uri = settings.rate_limit_storage
-        options: dict[str, str | float | bool] = {}
-        # Only a remote store can be "down"; process memory is never timed out.
-        self._store_timeout: float | None = None
-        if not uri.startswith("memory"):
-            self._store_timeout = STORE_TIMEOUT_S
-            options["implementation"] = "redispy"  # the redis client the project already uses
-            options["socket_connect_timeout"] = STORE_TIMEOUT_S
-            options["socket_timeout"] = STORE_TIMEOUT_S
-            options["socket_keepalive"] = True
-            options["health_check_interval"] = 10.0
-        self.storage = storage_from_string(f"async+{uri}", **options)
-        self.limiter = MovingWindowRateLimiter(self.storage)
-        self.per_ip: RateLimitItem = parse(settings.rate_limit_ip)
-        self.per_reader: RateLimitItem = parse(settings.rate_limit_reader)
-        self.per_network_issuance: RateLimitItem = parse(settings.rate_limit_tokens)
+        # Process memory (never "down") or Redis (which may be: then a timeout applies).
+        self.local: dict[str, MovingWindow] | None = None
+        self.shared: SharedWindows | None = None
+        if uri.startswith("memory"):
+            self.local = {
+                scope: MovingWindow(item.amount, item.get_expiry(), clock)
+                for scope, item in self.items.items()
+            }
+        else:
+            self.shared = SharedWindows(uri, self.items)
         self.trusted: tuple[IpNetwork, ...] = settings.trusted_proxies
         self.prefixes = (settings.token_network_prefix_v4, settings.token_network_prefix_v6)
         # Without a configured salt (memory store only: settings refuse a shared store
         # without one) each process draws its own.
         salt = settings.ip_salt() or secrets.token_bytes(32)
         self._salt = hashlib.sha256(salt).digest()
+
+    async def report_keys_held(self) -> None:
+        """Set the keys-held gauge every few seconds until cancelled (memory store only)."""
+        while self.local is not None:
+            for scope, window in self.local.items():
+                KEYS_HELD.labels(scope).set(len(window))
+            await asyncio.sleep(KEYS_HELD_INTERVAL_S)
 
     def client_hash(self, scope: Scope) -> str:
         """A salted hash of the client's network: of the peer, or of X-Forwarded-For's client
@@ -92,23 +138,25 @@ class RateLimits:
     async def check_issuance(self, client: str) -> None:
         """Count one new identity for the client network `client`; 429 over the limit, 503
         when the store cannot count it (fails closed)."""
-        item = self.per_network_issuance
-        try:
-            async with asyncio.timeout(self._store_timeout):
-                if await self.limiter.hit(item, ISSUANCE_SCOPE, client):
-                    return
-                stats = await self.limiter.get_window_stats(item, ISSUANCE_SCOPE, client)
-        except Exception as exc:  # noqa: BLE001 - any store failure refuses the identity
-            log.warning("rate_limit_store_failed", error=repr(exc), scope=ISSUANCE_SCOPE)
-            ISSUANCE_REFUSED.labels("limit_store_unavailable").inc()
-            raise ApiError(
-                503,
-                "limit_store_unavailable",
-                "New readers cannot be registered right now; please retry shortly.",
-                {"Retry-After": "5"},
-            ) from None
+        if self.local is not None:
+            retry = self.local[ISSUANCE_SCOPE].hit(client)
+        else:
+            assert self.shared is not None
+            try:
+                retry = await self.shared.hit(ISSUANCE_SCOPE, client)
+            except Exception as exc:  # noqa: BLE001 - any store failure refuses the identity
+                log.warning("rate_limit_store_failed", error=repr(exc), scope=ISSUANCE_SCOPE)
+                ISSUANCE_REFUSED.labels("limit_store_unavailable").inc()
+                raise ApiError(
+                    503,
+                    "limit_store_unavailable",
+                    "New readers cannot be registered right now; please retry shortly.",
+                    {"Retry-After": "5"},
+                ) from None
+        if retry is None:
+            return
         ISSUANCE_REFUSED.labels("rate_limited").inc()
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        retry_after = max(1, math.ceil(retry))
         raise ApiError(
             429,
             "rate_limited",
@@ -116,18 +164,22 @@ class RateLimits:
             {"Retry-After": str(retry_after)},
         )
 
-    async def check(self, scope: str, item: RateLimitItem, key: str) -> None:
-        """Count one write against `key`; raise 429 with Retry-After when over the limit."""
-        try:
-            async with asyncio.timeout(self._store_timeout):
-                if await self.limiter.hit(item, scope, key):
-                    return
-                stats = await self.limiter.get_window_stats(item, scope, key)
-        except Exception as exc:  # noqa: BLE001 - an unreachable limit store must not stop writes
-            log.warning("rate_limit_store_failed", error=repr(exc))
+    async def check(self, scope: str, key: str) -> None:
+        """Count one write against `key` in `scope` ("ip" or "reader"); raise 429 with
+        Retry-After when over the limit."""
+        if self.local is not None:
+            retry = self.local[scope].hit(key)
+        else:
+            assert self.shared is not None
+            try:
+                retry = await self.shared.hit(scope, key)
+            except Exception as exc:  # noqa: BLE001 - an unreachable limit store must not stop writes
+                log.warning("rate_limit_store_failed", error=repr(exc))
+                return
+        if retry is None:
             return
         RATE_LIMITED.labels(scope).inc()
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        retry_after = max(1, math.ceil(retry))
         who = "network" if scope == "ip" else "reader"
         raise ApiError(
             429,

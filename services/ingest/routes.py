@@ -57,12 +57,14 @@ async def vote(request: Request, state: StateDep) -> Response:
     """Set, move or clear the token's reader's reaction on an article."""
     limits = state["limits"]
     # The network's limit comes before the token: a flood of junk costs no signature check.
-    await limits.check("ip", limits.per_ip, limits.client_hash(request.scope))
+    await limits.check("ip", limits.client_hash(request.scope))
     reader = authenticate(request.headers.get("authorization"), state["verifier"])
-    await limits.check("reader", limits.per_reader, reader.reader_id)
+    await limits.check("reader", reader.reader_id)
     article_id, reaction, client_ts = parse_vote(await read_body(request), state["reactions"])
     op: Op = "set" if reaction is not None else "clear"
-    event = ReactionEvent.new(op, article_id, reader.reader_id, reaction, client_ts)
+    event = ReactionEvent.new(
+        op, article_id, reader.reader_id, reaction, client_ts, clock_skew_ms=state["clock_skew_ms"]
+    )
     return await accept(state["publisher"], event)
 
 
@@ -163,8 +165,8 @@ async def create_reader(request: Request, state: StateDep) -> Response:
         if reader.kind != "anonymous":
             raise ApiError(400, "not_renewable", "A site's token is renewed by the site, not here.")
         # A renewal keeps its reader: it counts as that reader's write, not as a new one.
-        await limits.check("ip", limits.per_ip, client)
-        await limits.check("reader", limits.per_reader, reader.reader_id)
+        await limits.check("ip", client)
+        await limits.check("reader", reader.reader_id)
         reader_id, kind = reader.reader_id, "renewal"
     issued = issuer.issue(reader_id)
     TOKENS_ISSUED.labels(kind).inc()

@@ -96,6 +96,7 @@ class TallyStore:
     ) -> None:
         self.redis = redis
         self.reaction_ids = reactions.ids
+        self._configured = frozenset(reactions.ids)
         # The fence is read with the counts, from the same hash: the seq of a tally is the
         # last event its counts include.
         self._fields = [*self.reaction_ids, FENCE_FIELD]
@@ -158,7 +159,13 @@ class TallyStore:
         rows = await pipe.execute()
         tallies = [Tally(parse_counts(row[:-2]), parse_fence_offset(row[-2])) for row in rows]
         states = [parse_reader_state(row[-1]) for row in rows]
-        return tallies, [state.reaction or None if state else None for state in states]
+        # A type this reader is not configured with (counted by a newer ingest) is in none
+        # of its counts, so it is not shown as the reader's either.
+        mines = [
+            state.reaction if state and state.reaction in self._configured else None
+            for state in states
+        ]
+        return tallies, mines
 
     def entry(self, tally: Tally) -> dict[str, Any]:
         """The contract's JSON of one tally: zero-filled counts in display order, total, seq."""

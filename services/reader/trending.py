@@ -1,4 +1,11 @@
-"""Trending: the aggregator's per-minute buckets merged over a window, cached about a second."""
+"""Trending: the aggregator's buckets merged over a window, cached about a second.
+
+A window is cut into the coarsest buckets that fit it whole: hourly and 5-minute rollups in
+the middle, minute buckets at its edges, so every window is exact to the minute and merges
+at most 5 sets (5 min), 16 (1 h) or 39 (24 h) instead of 5, 60 or 1,440. Before the first
+minute the rollups hold whole (aggregators that did not write them ran until then), the
+window merges minute buckets there.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +17,47 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from shared.tallies import TREND_BUCKET_SECONDS, trend_key
+from shared.tallies import (
+    TREND_BUCKET_SECONDS,
+    TREND_ROLLUPS_SINCE_KEY,
+    TREND_SPANS,
+    trend_bucket_key,
+)
 
 # Minutes per window; a window ends with the current (still filling) minute.
 WINDOW_MINUTES: Final = {"5m": 5, "1h": 60, "24h": 24 * 60}
 MAX_LIMIT: Final = 100
 
 Ranking = list[tuple[str, int]]
+# A trending bucket: its span in minutes (one of TREND_SPANS) and its index.
+Bucket = tuple[int, int]
+
+
+def window_buckets(last_minute: int, minutes: int, rollups_since: int | None) -> list[Bucket]:
+    """The buckets that hold the `minutes` minutes ending with `last_minute`, each minute
+    once: rollups wherever they hold every minute of theirs (from `rollups_since` on),
+    minute buckets elsewhere."""
+    first = last_minute - minutes + 1
+    whole = last_minute + 1 if rollups_since is None else max(first, rollups_since)
+    minute_buckets = [(1, m) for m in range(first, min(whole, last_minute + 1))]
+    return minute_buckets + _cover(whole, last_minute, TREND_SPANS)
+
+
+def _cover(first: int, last: int, spans: tuple[int, ...]) -> list[Bucket]:
+    """Minutes first..last in the coarsest aligned buckets of `spans` (which end with 1)."""
+    if first > last:
+        return []
+    span, finer = spans[0], spans[1:]
+    if not finer:
+        return [(span, m) for m in range(first, last + 1)]
+    lo, hi = -(-first // span), (last + 1) // span - 1  # the buckets wholly inside
+    if lo > hi:
+        return _cover(first, last, finer)
+    return [
+        *_cover(first, lo * span - 1, finer),
+        *((span, i) for i in range(lo, hi + 1)),
+        *_cover((hi + 1) * span, last, finer),
+    ]
 
 
 class Trending:
@@ -52,9 +93,11 @@ class Trending:
 
     async def _merge(self, reaction: str, window: str) -> Ranking:
         minute = int(self._wall_clock()) // TREND_BUCKET_SECONDS
-        keys = [
-            trend_key(reaction, m) for m in range(minute - WINDOW_MINUTES[window] + 1, minute + 1)
-        ]
+        since = await self._redis.get(TREND_ROLLUPS_SINCE_KEY)
+        buckets = window_buckets(
+            minute, WINDOW_MINUTES[window], None if since is None else int(since)
+        )
+        keys = [trend_bucket_key(reaction, span, index) for span, index in buckets]
         # The buckets of one reaction share a hash tag: one ZUNION works on Redis Cluster.
         pairs: list[Any] = await self._redis.zunion(keys, withscores=True)
         scored = ((bytes(member).decode(), round(float(score))) for member, score in pairs)

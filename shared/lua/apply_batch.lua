@@ -8,6 +8,8 @@
 -- thousands of arguments costs the client more than the whole script costs Redis.)
 -- ARGV[3] the mark the caller expects ("" when never written); ARGV[4] the mark the call
 -- leaves: one more call, and the caller's writer id ("count:writer").
+-- ARGV[5] (optional) the bound of a stored client_ts: the newest server ts among the events
+-- plus the allowed client clock skew. Events come with their client_ts already bounded so.
 -- Returns one string of three lines: "applied TAB noop TAB duplicate TAB stale",
 -- "reaction TAB delta ..." and "user TAB reaction TAB client_ts ..."; or, having written
 -- nothing, "!" and the mark it found.
@@ -26,12 +28,16 @@
 -- applies, in log order, and moves the stored client_ts one past the previous one, so that a
 -- delayed client event (or a corrective emitted before it) cannot undo it. The stored
 -- client_ts therefore never decreases, which is what makes a rebuild from any compaction of
--- the log end in the same state as the live view.
+-- the log end in the same state as the live view. One stored above the bound of ARGV[5]
+-- (set before client clocks were bounded: up to 2^53, where `+ 1` rounds back to itself)
+-- counts as the bound when an event is compared with it, and is stored so; after the bound
+-- every value stays small enough for `+ 1` to be exact.
 --
 -- This runs for every event Redis applies, so it is written for the Lua interpreter: events
 -- in parallel arrays rather than a table each, no helper functions, one HMGET and one HSET.
 local counts, readers, marks = KEYS[1], KEYS[2], KEYS[3]
 local partition = ARGV[1]
+local bound = tonumber(ARGV[5]) or math.huge
 local find, sub, tonumber = string.find, string.sub, tonumber
 
 local mark = redis.call('HGET', marks, partition) or ''
@@ -82,18 +88,26 @@ for i = 1, n do
   end
   local ts = nil
   if cts ~= '' then ts = tonumber(cts) end
-  local older = ts ~= nil and cur_ts ~= nil and ts < cur_ts
   if tonumber(offsets[i]) <= last then
     duplicate = duplicate + 1
     -- A stale event replayed after a crash may have lost its corrective (the crash came
     -- between this apply and the corrective's acknowledgement): restate again; it is a no-op.
-    if older and not restate[user] then
+    if ts ~= nil and cur_ts ~= nil and ts < cur_ts and not restate[user] then
       restate[user] = true
       restate_order[#restate_order + 1] = user
     end
   else
     top = offsets[i]
-    if older then
+    if cur_ts ~= nil and cur_ts > bound then
+      cur_ts = bound
+      value = current .. '|' .. ARGV[5]
+      state[user] = value
+      if not dirty[user] then
+        dirty[user] = true
+        dirty_order[#dirty_order + 1] = user
+      end
+    end
+    if ts ~= nil and cur_ts ~= nil and ts < cur_ts then
       stale = stale + 1
       if not restate[user] then
         restate[user] = true

@@ -7,7 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_for
+from shared.events import (
+    DEFAULT_CLIENT_CLOCK_SKEW_MS,
+    InvalidEvent,
+    ReactionEvent,
+    bounded_client_ts,
+    decode_event,
+    partition_for,
+)
 
 # (offset, op "s"/"c", user, reaction, client_ts or None)
 Event = tuple[int, str, str, str, int | None]
@@ -33,42 +40,24 @@ class ArticleModel:
     readers: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     fence: tuple[int, int] | None = None
 
-    def apply(self, partition: int, events: list[Event]) -> ApplyResult:
-        """Apply one chunk exactly as the script does."""
+    def apply(self, partition: int, events: list[Event], bound: int | None = None) -> ApplyResult:
+        """Apply one chunk exactly as the script does; `bound` is the call's bound of a
+        stored client_ts (the newest event's server ts plus the allowed skew)."""
         result = ApplyResult()
         last = self.fence[1] if self.fence and self.fence[0] == partition else -1
         restate: list[str] = []
         top = None
-        for offset, op, user, reaction, ts in events:
-            cur_reaction, cur_ts = self.readers.get(user, ("", None))
-            older = ts is not None and cur_ts is not None and ts < cur_ts
+        for event in events:
+            offset, _, user, _, ts = event
             if offset <= last:
                 result.duplicate += 1
-                if older and user not in restate:
-                    restate.append(user)
-                continue
-            top = offset
-            if older:
-                result.stale += 1
-                if user not in restate:
-                    restate.append(user)
-                continue
-            new_ts = ts if ts is not None else (cur_ts + 1 if cur_ts is not None else None)
-            target = reaction if op == "s" else ""
-            if target != cur_reaction:
-                if cur_reaction:
-                    self.counts[cur_reaction] -= 1
-                    result.deltas[cur_reaction] = result.deltas.get(cur_reaction, 0) - 1
-                if target:
-                    self.counts[target] += 1
-                    result.deltas[target] = result.deltas.get(target, 0) + 1
-                result.applied += 1
+                cur_ts = self.readers.get(user, ("", None))[1]
+                stale = ts is not None and cur_ts is not None and ts < cur_ts
             else:
-                result.noop += 1
-            if target == "" and new_ts is None:
-                self.readers.pop(user, None)
-            else:
-                self.readers[user] = (target, new_ts)
+                top = offset
+                stale = self._apply_one(event, bound, result)
+            if stale and user not in restate:
+                restate.append(user)
         if top is not None:
             self.fence = (partition, top)
         result.deltas = {r: d for r, d in result.deltas.items() if d}
@@ -78,6 +67,35 @@ class ArticleModel:
             result.correctives.append((user, reaction, ts))
         self.counts = +self.counts
         return result
+
+    def _apply_one(self, event: Event, bound: int | None, result: ApplyResult) -> bool:
+        """One event above the fence; True when it is stale (older than the stored one)."""
+        _, op, user, reaction, ts = event
+        cur_reaction, cur_ts = self.readers.get(user, ("", None))
+        if bound is not None and cur_ts is not None and cur_ts > bound:
+            # Stored before client clocks were bounded: it counts, and is kept, as the bound.
+            cur_ts = bound
+            self.readers[user] = (cur_reaction, cur_ts)
+        if ts is not None and cur_ts is not None and ts < cur_ts:
+            result.stale += 1
+            return True
+        new_ts = ts if ts is not None else (cur_ts + 1 if cur_ts is not None else None)
+        target = reaction if op == "s" else ""
+        if target != cur_reaction:
+            if cur_reaction:
+                self.counts[cur_reaction] -= 1
+                result.deltas[cur_reaction] = result.deltas.get(cur_reaction, 0) - 1
+            if target:
+                self.counts[target] += 1
+                result.deltas[target] = result.deltas.get(target, 0) + 1
+            result.applied += 1
+        else:
+            result.noop += 1
+        if target == "" and new_ts is None:
+            self.readers.pop(user, None)
+        else:
+            self.readers[user] = (target, new_ts)
+        return False
 
 
 class LogRecord(Protocol):
@@ -92,6 +110,12 @@ class LogRecord(Protocol):
     @property
     def value(self) -> bytes | None: ...
 
+    @property
+    def headers(self) -> tuple[tuple[str, bytes], ...]: ...
+
+
+CORRECTIVE = b"corrective"
+
 
 @dataclass
 class LogFold:
@@ -104,22 +128,30 @@ class LogFold:
     outcomes: dict[tuple[int, int], str] = field(default_factory=dict)
     unchanged: set[tuple[int, int]] = field(default_factory=set)  # changed nothing at all
     correctives: list[tuple[str, str, str, int]] = field(default_factory=list)
+    # Corrective records (header `origin: corrective`) that were not the no-op a corrective
+    # must be: (partition, offset) -> what was wrong with it.
+    wrong_correctives: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 def fold_log(
-    records: Iterable[LogRecord], reactions: frozenset[str], *, partitions: int | None = None
+    records: Iterable[LogRecord],
+    *,
+    partitions: int | None = None,
+    clock_skew_ms: int = DEFAULT_CLIENT_CLOCK_SKEW_MS,
 ) -> LogFold:
     """Fold topic records (each partition in offset order) the way the aggregator does.
 
     Undecodable records, and (given the partition count) valid events on another partition
     than their article's, are dead-lettered, not applied; every other record, corrective
-    records included, goes through `ArticleModel.apply`. `correctives` lists the
-    (article, user, reaction, client_ts) restatements the aggregator is asked to append.
+    records included, goes through `ArticleModel.apply`, its client_ts bounded by its server
+    ts plus `clock_skew_ms`, as is the stored one it is compared with. `correctives` lists the
+    (article, user, reaction, client_ts) restatements the aggregator is asked to append; a
+    corrective record is checked when the fold reaches it (`wrong_correctives`).
     """
     fold = LogFold()
     for record in records:
         try:
-            event = decode_event(record.value, reactions)
+            event = decode_event(record.value)
         except InvalidEvent as exc:
             fold.dead.append((record, exc.reason))
             continue
@@ -133,9 +165,11 @@ def fold_log(
         article = fold.articles.setdefault(event.article_id, ArticleModel())
         before = article.readers.get(event.user_id)
         op = "s" if event.op == "set" else "c"
+        client_ts = bounded_client_ts(event.client_ts, event.ts, clock_skew_ms)
         result = article.apply(
             record.partition,
-            [(record.offset, op, event.user_id, event.reaction or "", event.client_ts)],
+            [(record.offset, op, event.user_id, event.reaction or "", client_ts)],
+            event.ts + clock_skew_ms,
         )
         fold.outcomes[where] = next(
             name
@@ -147,7 +181,16 @@ def fold_log(
             )
             if n
         )
-        if not result.applied and article.readers.get(event.user_id) == before:
+        after = article.readers.get(event.user_id)
+        if not result.applied and after == before:
             fold.unchanged.add(where)
+        # A corrective restates the reader's state after a stale event (or after a replay
+        # met an event older than that state): when it is consumed the reader's state must
+        # already be what it restates, or newer if the reader voted since (then it is stale
+        # in turn, and restated again). Either way applying it changes nothing.
+        if ("origin", CORRECTIVE) in record.headers and (result.applied or after != before):
+            fold.wrong_correctives[where] = (
+                f"it changed the reader's state from {before} to {after}"
+            )
         fold.correctives += [(event.article_id, *c) for c in result.correctives]
     return fold

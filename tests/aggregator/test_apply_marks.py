@@ -53,7 +53,6 @@ class Seamed(BatchApplier):
             topic=TOPIC,
             dlq_topic=f"{TOPIC}.dlq",
             partitions=PARTITIONS,
-            reactions=frozenset({"love", "wow"}),
             retry=RetryPolicy(asyncio.Event(), first_delay_s=0.01),
             mode=REBUILD,
         )

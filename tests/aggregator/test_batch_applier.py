@@ -28,7 +28,6 @@ def new_applier(redis: Redis, topic: str) -> BatchApplier:
         topic=topic,
         dlq_topic=f"{topic}.dlq",
         partitions=PARTITIONS,
-        reactions=frozenset({"love", "wow"}),
         retry=RetryPolicy(asyncio.Event()),
         mode=REBUILD,
     )

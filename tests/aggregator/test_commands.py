@@ -3,33 +3,15 @@ removes one reader everywhere through Kafka."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
-import sys
 
 from redis.asyncio import Redis
 
 from deploy.local.kafka import KafkaBroker
 from shared.identity import site_reader_id
 from shared.tallies import readers_key
-from tests.aggregator.view import Send, all_counts, counts, settled
+from tests.aggregator.view import Send, all_counts, counts, run_command, settled
 from tests.support import ServiceFactory, eventually, read_topic
-
-
-async def run_command(env: dict[str, str], *args: str) -> tuple[int, str]:
-    """`python -m services.aggregator ARGS…` with the test's environment; (status, output)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.aggregator",
-        *args,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode(errors="replace")
 
 
 async def traffic(send: Send, n: int, seed: int) -> None:

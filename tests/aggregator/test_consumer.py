@@ -15,7 +15,13 @@ from redis.asyncio import Redis
 
 from deploy.local.kafka import KafkaBroker
 from shared.events import decode_event, partition_for
-from shared.tallies import CHANGES_CHANNEL, TREND_TTL_SECONDS, position_key, trend_key
+from shared.tallies import (
+    CHANGES_CHANNEL,
+    TREND_ROLLUPS_SINCE_KEY,
+    TREND_TTL_SECONDS,
+    position_key,
+    trend_bucket_key,
+)
 from tests.aggregator.view import PARTITIONS, Send, all_counts, counts, settled
 from tests.support import ServiceFactory, eventually, metric, read_topic
 
@@ -58,21 +64,27 @@ async def test_counts_notifications_and_trending(
     await pubsub.aclose()
 
     minute = int(time.time()) // 60
-    net: dict[tuple[str, str], float] = {}
-    for reaction in ("love", "angry", "like", "all"):
-        for m in range(minute - 2, minute + 1):
-            key = trend_key(reaction, m)
-            for article, score in await redis.zrange(key, 0, -1, withscores=True):
-                net[(reaction, article)] = net.get((reaction, article), 0) + score
-                ttl = await redis.ttl(key)
-                assert TREND_TTL_SECONDS - 120 < ttl <= TREND_TTL_SECONDS
-    assert {k: v for k, v in net.items() if v} == {
-        ("love", "a1"): 1,
-        ("angry", "a1"): 1,
-        ("like", "a2"): 1,
-        ("all", "a1"): 2,
-        ("all", "a2"): 1,
-    }
+    # The minute buckets, and the 5-minute and hourly rollups written with them, each hold
+    # the same net deltas.
+    for span in (1, 5, 60):
+        net: dict[tuple[str, str], float] = {}
+        for reaction in ("love", "angry", "like", "all"):
+            for index in {m // span for m in range(minute - 2, minute + 1)}:
+                key = trend_bucket_key(reaction, span, index)
+                for article, score in await redis.zrange(key, 0, -1, withscores=True):
+                    net[(reaction, article)] = net.get((reaction, article), 0) + score
+                    ttl = await redis.ttl(key)
+                    assert TREND_TTL_SECONDS - 120 < ttl <= TREND_TTL_SECONDS
+        assert {k: v for k, v in net.items() if v} == {
+            ("love", "a1"): 1,
+            ("angry", "a1"): 1,
+            ("like", "a2"): 1,
+            ("all", "a1"): 2,
+            ("all", "a2"): 1,
+        }, f"buckets of {span} minutes"
+    # The rollups are whole from the minute the aggregator first wrote them.
+    since = int(await redis.get(TREND_ROLLUPS_SINCE_KEY))
+    assert minute - 2 <= since <= minute
 
 
 async def test_poison_records_go_to_the_dead_letter_topic(
@@ -88,8 +100,8 @@ async def test_poison_records_go_to_the_dead_letter_topic(
         (b"not json", "bad_json"),
         (b'{"v": 2, "op": "set"}', "unknown_version"),
         (
-            b'{"v":1,"event_id":"e","op":"set","article_id":"a1","user_id":"u1","reaction":"meh","ts":1}',
-            "unknown_reaction",
+            b'{"v":1,"event_id":"e","op":"set","article_id":"a1","user_id":"u1","reaction":"1st","ts":1}',
+            "bad_reaction",
         ),
         (b'{"v":1,"event_id":"e","op":"set","article_id":"a1"}', "bad_user_id"),
         (None, "tombstone"),

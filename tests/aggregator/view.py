@@ -1,8 +1,11 @@
 """What the aggregator tests observe: the counts in the view, and the moment the stored
-positions reach the end of the topic."""
+positions reach the end of the topic; and how they run an operator command."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
@@ -45,3 +48,18 @@ async def settled(redis: Redis, bootstrap: str, topic: str, *, deadline_s: float
         return out
 
     await eventually(behind, lambda b: not b, timeout=deadline_s, what="positions at the end")
+
+
+async def run_command(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """`python -m services.aggregator ARGS…` with the test's environment; (status, output)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.aggregator",
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(errors="replace")

@@ -42,6 +42,12 @@ CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
     "reactions_ingest_rate_limited_total": ContractMetric(
         "counter", "ingest", "Writes refused with 429, by scope (ip or reader).", ("scope",)
     ),
+    "reactions_ingest_rate_limit_keys": ContractMetric(
+        "gauge",
+        "ingest",
+        "Keys the in-process rate limits hold (hit within their window), by scope.",
+        ("scope",),
+    ),
     "reactions_ingest_tokens_issued_total": ContractMetric(
         "counter",
         "ingest",

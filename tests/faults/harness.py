@@ -1,45 +1,29 @@
-"""The fault harness: a plain-Python model of the DESIGN's counting rules over a full read
-of the topic, the views of Redis, and the one oracle every fault test ends with, over the
-outcomes the traffic (tests/faults/traffic.py) recorded.
-
-The oracle checks three things against the real stack:
-(a) Redis (counts, readers and fences of every article) equals the model applied to every
-    record of the topic in partition order;
-(b) every `202` a client received appears in the topic exactly once, by `event_id`, and
-    carries what the client sent;
-(c) no request answered with a non-2xx status was applied: a record that no `202` explains
-    must be explained by a request whose outcome is unknown (timeout, connection error) or
-    be a corrective restatement (a no-op by construction, see DESIGN guarantee 4).
-"""
+"""The fault harness: what the fault tests do to Kafka and Redis besides running the stack
+(producing straight onto the topic, changing its partitions, asking the group its state)
+and what they read back (each article's view in Redis, fences, stored positions, a
+member's assignment and log lines). The model and the oracle every test ends with are in
+`oracle.py`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
 
-from shared.events import InvalidEvent, ReactionEvent, decode_event, partition_for, record_key
-from shared.reactions import DEFAULT_TYPES
+from shared.events import ReactionEvent, partition_for
 from shared.tallies import FENCE_FIELD, counts_key, position_key, readers_key
-from tests.aggregator.model import fold_log
-from tests.faults.traffic import Outcome, Signature
-from tests.support import TopicRecord, end_offsets, read_topic
 
 # The reason a valid event produced onto another partition than its article's is refused.
 WRONG_PARTITION = "wrong_partition"
-KNOWN_REACTIONS = frozenset(DEFAULT_TYPES)
 
 
 async def produce_raw(
@@ -48,8 +32,10 @@ async def produce_raw(
     records: Iterable[tuple[int, bytes | None, bytes | None]],
     *,
     max_request_size: int = 1024 * 1024,
+    headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
-    """Produce (partition, key, value) records straight onto the topic, bypassing ingest."""
+    """Produce (partition, key, value) records straight onto the topic, bypassing ingest,
+    each with `headers`."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -59,7 +45,9 @@ async def produce_raw(
     await producer.start()
     try:
         for partition, key, value in records:
-            await producer.send_and_wait(topic, value, key=key, partition=partition)
+            await producer.send_and_wait(
+                topic, value, key=key, partition=partition, headers=headers
+            )
     finally:
         await producer.stop()
 
@@ -110,66 +98,6 @@ class ArticleView:
     counts: dict[str, int] = field(default_factory=dict)
     readers: dict[str, str] = field(default_factory=dict)
     fence: str | None = None
-
-
-@dataclass
-class ModelResult:
-    """The model's view of the topic, plus what it learnt along the way."""
-
-    articles: dict[str, ArticleView]
-    events: dict[str, list[TopicRecord]]  # event_id -> records carrying it
-    decoded: dict[tuple[int, int], ReactionEvent]
-    invalid: list[tuple[TopicRecord, str]]  # (record, reason)
-    noop_offsets: set[tuple[int, int]]  # records that changed no count
-    unchanged_offsets: set[tuple[int, int]]  # records that changed nothing at all
-    stale_offsets: set[tuple[int, int]]  # records ignored as older than the applied one
-    restated: set[tuple[str, str]]  # (article, reader) a stale event asked to restate
-
-
-def _encode_reader(reaction: str, client_ts: int | None) -> str:
-    # The readers hash's value: "reaction" | "reaction|client_ts" | "|client_ts".
-    return reaction if client_ts is None else f"{reaction}|{client_ts}"
-
-
-def model(
-    records: Iterable[TopicRecord],
-    known: frozenset[str] = KNOWN_REACTIONS,
-    *,
-    partitions: int | None = None,
-) -> ModelResult:
-    """The aggregator's counting rules (tests/aggregator/model.py) folded over the topic.
-
-    Malformed records are skipped (they belong in the dead-letter topic); given the
-    partition count, so is a valid event on another partition than its article's.
-    """
-    records = list(records)
-    fold = fold_log(records, known, partitions=partitions)
-    articles = {
-        article_id: ArticleView(
-            counts=dict(state.counts),
-            readers={u: _encode_reader(r, ts) for u, (r, ts) in state.readers.items()},
-            fence=None if state.fence is None else f"{state.fence[0]}:{state.fence[1]}",
-        )
-        for article_id, state in fold.articles.items()
-    }
-    events: dict[str, list[TopicRecord]] = defaultdict(list)
-    for record in records:
-        if (record.partition, record.offset) in fold.decoded:
-            events[fold.decoded[(record.partition, record.offset)].event_id].append(record)
-    return ModelResult(
-        articles,
-        dict(events),
-        fold.decoded,
-        [(cast(TopicRecord, record), reason) for record, reason in fold.dead],
-        {w for w, outcome in fold.outcomes.items() if outcome != "applied"},
-        fold.unchanged,
-        {w for w, outcome in fold.outcomes.items() if outcome == "stale"},
-        {(article, user) for article, user, _, _ in fold.correctives},
-    )
-
-
-def _origin(record: TopicRecord) -> str | None:
-    return next((v.decode() for k, v in record.headers if k == "origin"), None)
 
 
 def _text(value: bytes | str) -> str:
@@ -247,10 +175,15 @@ async def positions(redis: Redis, topic: str, partitions: int) -> dict[int, int]
     return {p: int(v) for p, v in enumerate(values) if v is not None}
 
 
-async def applied_beyond_position(redis: Redis, topic: str, partitions: int) -> list[str]:
+async def applied_beyond_position(
+    redis: Redis, topic: str, partitions: int, *, only: Iterable[int] | None = None
+) -> list[str]:
     """Articles whose fence is at or past their partition's stored position: a batch applied
-    to Redis whose position is not stored yet (the aggregator is mid-batch)."""
+    to Redis whose position is not stored yet (the aggregator is mid-batch). `only`: the
+    articles of those partitions."""
     pos = await positions(redis, topic, partitions)
+    if only is not None:
+        pos = {p: n for p, n in pos.items() if p in set(only)}
     return [
         article
         for article, (p, offset) in (await fences(redis)).items()
@@ -258,212 +191,14 @@ async def applied_beyond_position(redis: Redis, topic: str, partitions: int) -> 
     ]
 
 
-@dataclass
-class OracleReport:
-    """What the oracle saw: useful for a test's extra assertions and for failure messages."""
-
-    records: list[TopicRecord]
-    model: ModelResult
-    accepted: int
-    rejected: int
-    indeterminate: int
-    indeterminate_applied: int
-    restatements: int
-
-
-async def wait_caught_up(
-    redis: Redis,
-    bootstrap: str,
-    topic: str,
-    *,
-    timeout: float = 90.0,  # noqa: ASYNC109 - a deadline for polling
-) -> tuple[list[TopicRecord], ModelResult]:
-    """Wait until every article's fence in Redis is its last record in the topic.
-
-    The topic is read again until its end offsets stop moving, because the aggregator may
-    append corrective records while it catches up.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        records = await read_topic(bootstrap, topic)
-        partitions = len(await end_offsets(bootstrap, topic))
-        expected = model(records, partitions=partitions)
-        want = {a: v.fence for a, v in expected.articles.items()}
-        last: dict[str, str | None] = {}
-        moved = False
-        while not moved:
-            try:
-                got = await read_view(redis, want)
-                last = {a: v.fence for a, v in got.items()}
-                if last == want:
-                    break
-            except (RedisError, OSError) as exc:
-                last = {"<redis error>": repr(exc)}
-            if time.monotonic() > deadline:
-                behind = {a: (last.get(a), f) for a, f in want.items() if last.get(a) != f}
-                raise AssertionError(
-                    f"the aggregator did not catch up within {timeout}s: "
-                    f"{len(behind)} of {len(want)} articles behind, (redis fence, topic last) "
-                    f"for some: {dict(list(behind.items())[:8])}"
-                )
-            await asyncio.sleep(0.2)  # poll interval; the deadline above decides
-            # Redis may be waiting for nothing more: the records it is at may have been
-            # appended (correctives) after the read; then read the topic again.
-            ends = await end_offsets(bootstrap, topic)
-            moved = ends != _ends_of(records, ends)
-        if moved:
-            continue
-        ends = await end_offsets(bootstrap, topic)
-        if ends == _ends_of(records, ends):
-            return records, expected
-
-
-def _ends_of(records: list[TopicRecord], like: Mapping[int, int]) -> dict[int, int]:
-    ends = dict.fromkeys(like, 0)
-    for r in records:
-        ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
-    return ends
-
-
-async def assert_oracle(
-    redis: Redis,
-    bootstrap: str,
-    topic: str,
-    outcomes: Iterable[Outcome],
-    *,
-    direct_event_ids: Iterable[str] = (),
-    timeout: float = 90.0,  # noqa: ASYNC109 - a deadline for the catch-up
-) -> OracleReport:
-    """The oracle every fault test ends with; see the module docstring."""
-    records, expected = await wait_caught_up(redis, bootstrap, topic, timeout=timeout)
-    outcomes = list(outcomes)
-    problems: list[str] = []
-
-    # (a) Redis equals the model, article by article, and holds no article the log lacks.
-    actual = await read_view(redis, expected.articles)
-    for article_id, want in expected.articles.items():
-        got = actual[article_id]
-        if got.counts != want.counts:
-            problems.append(f"{article_id}: counts {got.counts} != model {want.counts}")
-        if got.readers != want.readers:
-            diff = {
-                u: (got.readers.get(u), want.readers.get(u))
-                for u in set(got.readers) | set(want.readers)
-                if got.readers.get(u) != want.readers.get(u)
-            }
-            problems.append(f"{article_id}: readers differ (redis, model): {diff}")
-    extra = await stored_articles(redis) - set(expected.articles)
-    if extra:
-        problems.append(f"Redis has articles the topic never mentions: {sorted(extra)[:10]}")
-
-    # (b) every 202 is in the topic exactly once, carrying what the client asked for.
-    accepted = [o for o in outcomes if o.accepted]
-    for o in accepted:
-        assert o.event_id is not None
-        found = expected.events.get(o.event_id, [])
-        if len(found) != 1:
-            problems.append(f"202 event {o.event_id} ({o.signature()}) is {len(found)}x in topic")
-            continue
-        event = expected.decoded[(found[0].partition, found[0].offset)]
-        got_sig = (event.article_id, event.user_id, event.op, event.reaction, event.client_ts)
-        if got_sig != o.signature():
-            problems.append(f"202 event {o.event_id}: topic has {got_sig}, sent {o.signature()}")
-        if found[0].key != record_key(o.article_id, o.user_id):
-            problems.append(f"202 event {o.event_id}: key {found[0].key!r}")
-
-    # (c) records no 202 explains: an unknown outcome, or a record the aggregator or an
-    # operator command appended (its `origin` header says which), never a request that was
-    # told it failed.
-    explained = {o.event_id for o in accepted} | set(direct_event_ids)
-    unknown: dict[Signature, int] = Counter(o.signature() for o in outcomes if o.indeterminate)
-    rejected = {o.signature() for o in outcomes if o.rejected}
-    indeterminate_applied = restatements = 0
-    for event_id, found in expected.events.items():
-        if event_id in explained:
-            continue
-        for record in found:
-            event = expected.decoded[(record.partition, record.offset)]
-            sig = (event.article_id, event.user_id, event.op, event.reaction, event.client_ts)
-            origin = _origin(record)
-            # The aggregator restates readers after stale events and again when a replay
-            # meets them (a replay is not visible in the topic), so any corrective is
-            # explained; erase-reader only clears.
-            if origin == "corrective" or (origin == "erase-reader" and event.op == "clear"):
-                restatements += 1
-            elif unknown.get(sig, 0) > 0:
-                unknown[sig] -= 1
-                indeterminate_applied += 1
-            else:
-                why = (
-                    f"origin {origin}, not the record the model expects from it"
-                    if origin
-                    else "a rejected request asked for it"
-                    if sig in rejected
-                    else "no request did"
-                )
-                problems.append(
-                    f"record {record.partition}:{record.offset} {sig} has no 202 ({why})"
-                )
-
-    summary = (
-        f"{len(accepted)} accepted, {sum(1 for o in outcomes if o.rejected)} rejected "
-        f"({Counter(o.status for o in outcomes if o.rejected)}), "
-        f"{sum(1 for o in outcomes if o.indeterminate)} indeterminate"
-    )
-    assert not problems, f"oracle: {len(problems)} problems; {summary}:\n" + "\n".join(
-        problems[:40]
-    )
-    return OracleReport(
-        records=records,
-        model=expected,
-        accepted=len(accepted),
-        rejected=sum(1 for o in outcomes if o.rejected),
-        indeterminate=sum(1 for o in outcomes if o.indeterminate),
-        indeterminate_applied=indeterminate_applied,
-        restatements=restatements,
-    )
-
-
-async def assert_consistent_prefix(
-    redis: Redis, records: list[TopicRecord], partitions: int
-) -> int:
-    """Each article in Redis equals the model applied to its records up to its fence.
-
-    A batch is applied whole per article or not at all, so this holds at any moment however
-    far behind the aggregator is, even while Redis refuses writes. Returns how many articles
-    are behind the topic's end.
-    """
-    actual = await read_view(redis, await stored_articles(redis), atomic=False)
-    stored = {a: _parse_fence(v.fence) for a, v in actual.items() if v.fence}
-    cut = [
-        r
-        for r in records
-        if (article := _article_of(r)) is not None
-        and article in stored
-        and r.partition == stored[article][0]
-        and r.offset <= stored[article][1]
-    ]
-    expected = model(cut, partitions=partitions)
-    problems = []
-    for article_id, got in actual.items():
-        want = expected.articles.get(article_id, ArticleView())
-        if (got.counts, got.readers, got.fence) != (want.counts, want.readers, want.fence):
-            problems.append(f"{article_id}: redis {got} != prefix model {want}")
-    assert not problems, "partial writes:\n" + "\n".join(problems[:20])
-    full = model(records, partitions=partitions).articles
-    return sum(1 for a, v in full.items() if actual.get(a, ArticleView()).fence != v.fence)
-
-
-def _parse_fence(fence: str) -> tuple[int, int]:
-    p, o = fence.split(":")
-    return int(p), int(o)
-
-
-def _article_of(record: TopicRecord) -> str | None:
-    try:
-        return decode_event(record.value, KNOWN_REACTIONS).article_id
-    except InvalidEvent:
-        return None
+def assigned_partitions(log: Path) -> list[int]:
+    """The partitions an aggregator owns now, from its log's last `partitions_assigned` line
+    (none while it has none, or is between a revocation and the next assignment)."""
+    owned: list[int] = []
+    for line in log_lines_matching(log, '"event":"partitions_(assigned|revoked)"'):
+        entry = orjson.loads(line)
+        owned = list(entry["partitions"]) if entry["event"] == "partitions_assigned" else []
+    return owned
 
 
 def log_lines_matching(path: Path, pattern: str) -> list[str]:

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from deploy.local.client import TokenSource
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service
-from tests.faults.harness import OracleReport, assert_oracle
+from tests.faults.oracle import OracleReport, assert_oracle
 from tests.faults.traffic import Outcome, Traffic
 from tests.support import ServiceFactory
 

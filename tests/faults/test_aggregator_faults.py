@@ -15,6 +15,7 @@ from shared.tallies import position_key
 from tests.faults.harness import (
     WRONG_PARTITION,
     applied_beyond_position,
+    assigned_partitions,
     group_members,
     positions,
     produce_raw,
@@ -24,23 +25,37 @@ from tests.faults.traffic import wait_for_outcomes
 from tests.support import eventually, metric, read_topic
 
 
-async def pause_mid_batch(rig: Rig, aggregator: Service, timeout: float = 90.0) -> list[str]:  # noqa: ASYNC109
+async def pause_mid_batch(
+    rig: Rig,
+    aggregator: Service,
+    *,
+    owned: list[int] | None = None,
+    timeout: float = 90.0,  # noqa: ASYNC109 - a deadline for the retries
+) -> list[str]:
     """SIGSTOP the aggregator at a moment when it has applied a batch to Redis but not yet
-    stored the batch's positions; return the articles applied beyond their position.
+    stored the batch's positions; return the articles applied beyond their position (of the
+    `owned` partitions only, when another member owns the others).
 
-    The test hook that picks the kill moment: stop the process, look at Redis, and resume it
-    to try again a moment later when it is between batches.
+    The test hook that picks the moment: stop the process, look at Redis, and resume it to
+    try again a moment later when it is between batches. Redis is read twice: a write the
+    process sent just before it stopped has landed by the second read.
     """
     rnd = random.Random()
     deadline = time.monotonic() + timeout
     while True:
         aggregator.process.signal(signal.SIGSTOP)
-        beyond = await applied_beyond_position(rig.redis, rig.topic, PARTITIONS)
+        beyond = await applied_beyond_position(rig.redis, rig.topic, PARTITIONS, only=owned)
+        if beyond:
+            again = await applied_beyond_position(rig.redis, rig.topic, PARTITIONS, only=owned)
+            beyond = [article for article in beyond if article in again]
         if beyond:
             return beyond
         aggregator.process.signal(signal.SIGCONT)
         if time.monotonic() > deadline:
-            raise AssertionError(f"never caught the aggregator mid-batch in {timeout}s")
+            raise AssertionError(
+                f"never caught the aggregator mid-batch (a batch applied to Redis, its "
+                f"positions not stored) in {timeout}s"
+            )
         await asyncio.sleep(rnd.uniform(0.0, 0.1))
 
 
@@ -92,7 +107,16 @@ async def test_zombie_aggregator_cannot_double_count(rig: Rig) -> None:
     )
     async with rig.traffic(ingest, seed=11) as traffic:
         await wait_for_outcomes(traffic, 1500)
-        first.process.signal(signal.SIGSTOP)
+        owned = await eventually(
+            lambda: asyncio.to_thread(assigned_partitions, first.process.log_path),
+            lambda partitions: 0 < len(partitions) < PARTITIONS,
+            timeout=30,
+            what="the first aggregator's share of the partitions in its log",
+        )
+        # Stopped while it holds a batch: applied to Redis, positions not yet stored. (Had it
+        # been stopped between batches, waking up would show nothing about zombies.)
+        held = await pause_mid_batch(rig, first, owned=owned)
+        assert held, "the zombie was stopped holding no batch"
         try:
             # The broker expels the stopped member after the session timeout and the other
             # aggregator takes over all partitions, resuming from the positions in Redis.

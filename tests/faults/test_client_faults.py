@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from deploy.local.client import VoteClient
-from tests.faults.harness import model
+from tests.faults.oracle import model
 from tests.faults.rig import Rig
 from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
 from tests.support import TopicRecord

@@ -147,7 +147,7 @@ async def test_frozen_redis_is_waited_out_with_deadlines_then_caught_up_exactly(
                 relay.thaw()
             resumed_at = time.monotonic()
 
-            vote = Outcome("set", "watched", "after-resume", "wow", None, resumed_at)
+            vote = Outcome("set", "watched", "a.after-resume", "wow", None, resumed_at)
             assert (await traffic.send(vote)).status == 202
             arrived = await eventually(
                 lambda: tallies.first_after(resumed_at, lambda t: t["counts"]["wow"] >= 1),

@@ -1,8 +1,9 @@
-"""The harness's own tests: the model follows the DESIGN rules (and the real apply script),
+"""The oracle's own tests: the model follows the DESIGN rules (and the real apply script),
 and the oracle fails when Redis or the topic disagree with what clients were told."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,8 +16,9 @@ from deploy.local.redis import RedisServer
 from services.aggregator.scripts import apply_event_line, apply_keys, apply_script, parse_mark
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import counts_key
-from tests.faults.harness import assert_oracle, model, read_view
-from tests.faults.rig import Rig
+from tests.faults.harness import produce_raw, read_view
+from tests.faults.oracle import assert_oracle, model
+from tests.faults.rig import PARTITIONS, Rig
 from tests.faults.traffic import Outcome, wait_for_outcomes
 from tests.support import TopicRecord
 
@@ -78,6 +80,32 @@ def test_model_skips_malformed_records() -> None:
     result = model(records)
     assert result.articles["a1"].counts == {"like": 1}
     assert [reason for _, reason in result.invalid] == ["bad_json", "unknown_version"]
+
+
+CORRECTIVE = (("origin", b"corrective"),)
+
+
+def _stale_then(corrective: ReactionEvent) -> list[TopicRecord]:
+    """u1 sets love at 200, a stale sad at 100 asks to restate, then `corrective` arrives."""
+    stale = _records(_set("u1", "love", 200), _set("u1", "sad", 100))
+    return [*stale, TopicRecord(0, 2, corrective.key(), corrective.encode(), CORRECTIVE)]
+
+
+def test_model_checks_each_corrective_is_a_restatement_that_changes_nothing() -> None:
+    right = model(_stale_then(_set("u1", "love", 200)))
+    assert right.wrong_correctives == {}
+    assert (0, 2) in right.unchanged_offsets
+    # Restating the wrong reaction: applied by Redis and the model alike, so only the
+    # check when the model reaches it can see it.
+    wrong = model(_stale_then(_set("u1", "wow", 200)))
+    assert wrong.articles["a1"].counts == {"wow": 1}
+    assert "changed the reader's state" in wrong.wrong_correctives[(0, 2)]
+    # A corrective stale in turn (the reader voted again since) changes nothing: fine.
+    moved_on = [
+        *_records(_set("u1", "love", 200), _set("u1", "sad", 100), _set("u1", "wow", 300)),
+        TopicRecord(0, 3, b"", _set("u1", "love", 200).encode(), CORRECTIVE),
+    ]
+    assert model(moved_on).wrong_correctives == {}
 
 
 def test_model_asks_to_restate_after_stale_events_and_dead_letters_strays() -> None:
@@ -159,8 +187,16 @@ async def test_oracle_fails_when_redis_or_topic_disagree_with_clients(rig: Rig) 
     rig.start("aggregator")
     async with rig.traffic(ingest, articles=20, readers=20, workers=2, seed=3) as traffic:
         await wait_for_outcomes(traffic, 100)
+        # A stale vote: the aggregator appends a corrective restating love.
+        now = int(time.time() * 1000)
+        for reaction, client_ts in (("love", now), ("sad", now - 1000)):
+            sent = await traffic.send(
+                Outcome("set", "oracle-1", "a.o1", reaction, client_ts, time.monotonic())
+            )
+            assert sent.accepted, sent
     report = await rig.oracle(traffic.outcomes)
     assert report.accepted >= 100 and report.rejected == 0
+    assert report.restatements >= 1 and not report.model.wrong_correctives
 
     accepted = next(o for o in traffic.outcomes if o.accepted)
     # A 202 the topic never got.
@@ -180,3 +216,13 @@ async def test_oracle_fails_when_redis_or_topic_disagree_with_clients(rig: Rig) 
     await rig.redis.hincrby(counts_key(article), reaction, 1)
     with pytest.raises(AssertionError, match=f"{article}: counts"):
         await assert_oracle(rig.redis, rig.bootstrap, rig.topic, traffic.outcomes)
+    # A corrective restating the wrong reaction: Redis applies it as the model does, and
+    # only the check of each corrective against the model's state catches it.
+    wrong = ReactionEvent.new("set", "oracle-1", "a.o1", "wow", now)
+    home = partition_for("oracle-1", PARTITIONS)
+    await produce_raw(
+        rig.bootstrap, rig.topic, [(home, wrong.key(), wrong.encode())], headers=list(CORRECTIVE)
+    )
+    with pytest.raises(AssertionError, match=r"corrective .*changed the reader's state"):
+        await assert_oracle(rig.redis, rig.bootstrap, rig.topic, traffic.outcomes)
+    assert (await read_view(rig.redis, ["oracle-1"]))["oracle-1"].readers == {"a.o1": f"wow|{now}"}

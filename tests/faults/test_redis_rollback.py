@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
-from tests.faults.harness import assert_oracle, positions
+from tests.faults.harness import positions
+from tests.faults.oracle import assert_oracle
 from tests.faults.relay import Relay
 from tests.faults.rig import PARTITIONS, Rig
 from tests.faults.traffic import Traffic, wait_for_outcomes

@@ -17,7 +17,14 @@ from deploy.local.kafka import KafkaBroker
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from services.ingest.ratelimit import client_ip, client_network
-from tests.support import IngestFactory, assert_error, metric_sum, read_topic, silent_listener
+from tests.support import (
+    IngestFactory,
+    assert_error,
+    eventually,
+    metric_sum,
+    read_topic,
+    silent_listener,
+)
 
 SALT = "a-salt-shared-by-every-instance"
 
@@ -55,8 +62,19 @@ async def test_per_reader_and_per_ip_limits_with_untrusted_forwarded_for(
         assert (await _put(votes, "a.r4", ip="198.51.100.3")).status_code == 202
         _assert_429(await _put(votes, "a.r5", ip="198.51.100.4"))
         metrics = (await http.get("/metrics")).text
+        # The limits held in memory: the four readers that got past the network's limit,
+        # one network (the peer's), no new identity.
+        held = await eventually(
+            lambda: http.get("/metrics"),
+            lambda r: (
+                metric_sum(r.text, "reactions_ingest_rate_limit_keys", {"scope": "reader"}) == 4
+            ),
+            what="the keys-held gauge",
+        )
     assert metric_sum(metrics, "reactions_ingest_rate_limited_total", {"scope": "reader"}) == 2
     assert metric_sum(metrics, "reactions_ingest_rate_limited_total", {"scope": "ip"}) == 1
+    assert metric_sum(held.text, "reactions_ingest_rate_limit_keys", {"scope": "ip"}) == 1
+    assert metric_sum(held.text, "reactions_ingest_rate_limit_keys", {"scope": "issuance"}) == 0
     service.stop()
 
 

@@ -22,7 +22,8 @@ from deploy.local.redis import RedisServer, redis_cli
 from deploy.local.services import UNLIMITED_RATES
 from deploy.local.stack import ClusterPorts, ClusterStack
 from shared.tallies import counts_key, position_key
-from tests.faults.harness import assert_oracle, positions
+from tests.faults.harness import positions
+from tests.faults.oracle import assert_oracle
 from tests.faults.traffic import Outcome, Traffic, wait_for_outcomes
 from tests.support import end_offsets, eventually, metric
 
@@ -214,7 +215,7 @@ async def test_a_master_failing_over_to_a_lagging_replica_is_caught_and_replayed
         )
         return max(voted.values(), default=0)
 
-    async with Traffic(ingest.url, seed=6, prefix="lag") as traffic:
+    async with Traffic(ingest.url, tokens=cluster_tokens(cluster), seed=6, prefix="lag") as traffic:
         await wait_for_outcomes(traffic, 300)
         # The replica stops, then its link is cut: what the master writes from now on never
         # reaches it (until then, the bytes in the link's buffers still would).
