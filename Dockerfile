@@ -12,6 +12,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+COPY widget ./widget
 COPY deploy/__init__.py ./deploy/
 COPY deploy/local ./deploy/local
 RUN pip install . \

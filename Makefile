@@ -10,12 +10,18 @@ SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk ch
 NODE_PACKAGES := nodejs npm
 BROWSER_TOOLS := tests/e2e/node_modules/.installed
 
-.PHONY: .system-packages .node help setup run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench soak clean
+.PHONY: .system-packages .node help setup widget run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench soak clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed deploy/kafka/lib/.copied $(BROWSER_TOOLS) ## Install what is missing: system packages, venv, Kafka jars, axe-core
+setup: $(VENV)/.installed deploy/kafka/lib/.copied $(BROWSER_TOOLS) widget ## Install what is missing: system packages, venv, Kafka jars, axe-core, TypeScript
+
+# The one source in widget/src/ makes the ES module and the classic script the reader serves
+# (and the npm package ships); build.py rewrites only what changed, and a test fails when
+# the committed files are stale.
+widget: ## Write the widget's ES module and classic script from widget/src/
+	@$(PYTHON) widget/build.py
 
 .system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -32,7 +38,8 @@ setup: $(VENV)/.installed deploy/kafka/lib/.copied $(BROWSER_TOOLS) ## Install w
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(NODE_PACKAGES) >/dev/null; \
 	fi
 
-# axe-core for the browser tests' accessibility audits, exactly as the lockfile pins it.
+# axe-core for the browser tests' accessibility audits and TypeScript for the check of the
+# widget's declarations, exactly as the lockfile pins them.
 $(BROWSER_TOOLS): tests/e2e/package.json tests/e2e/package-lock.json | .node
 	npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 	@touch $@

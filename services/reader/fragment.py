@@ -1,9 +1,9 @@
 """A bar rendered on the server: a tally as HTML a site includes inside `<reaction-bar>`, so a
 reader sees the counts before (or without) JavaScript and the widget upgrades it in place.
 
-The markup is a declarative shadow root with the bar's own stylesheet, so it looks like the
-widget's bar from the first paint; README "The bar as HTML" documents its structure, which
-the widget reads.
+The markup is a declarative shadow root with the bar's own stylesheet (the widget's, from
+`widget/src/bar.css`), so it looks like the widget's bar from the first paint; README "The
+bar as HTML" documents its structure, which the widget reads.
 """
 
 from __future__ import annotations
@@ -46,11 +46,12 @@ def render_bar(
 
 def _reaction(reaction: ReactionType, count: int, lang: str, hide_counts_below: int) -> str:
     if count < hide_counts_below:
-        number = '<span class="n"></span>'
+        number = '<span class="n" part="count"></span>'
     else:
-        number = f'<span class="n" data-count="{count}">{escape(compact_count(count, lang))}</span>'
+        shown = escape(compact_count(count, lang))
+        number = f'<span class="n" part="count" data-count="{count}">{shown}</span>'
     return (
         f'<span class="rx" part="button" data-reaction="{reaction.id}">'
-        f'<span class="e" aria-hidden="true">{escape(reaction.emoji)}</span> '
-        f'<span class="l">{escape(reaction.label_in(lang))}</span> {number}</span>'
+        f'<span class="e" part="emoji" aria-hidden="true">{escape(reaction.emoji)}</span> '
+        f'<span class="l" part="label">{escape(reaction.label_in(lang))}</span> {number}</span>'
     )

@@ -1,4 +1,4 @@
-"""What the widget tests share: the stack they drive, a news site's pages, and how they look at
+"""What the widget tests share: the stack they drive, a news site's page, and how they look at
 a page's bars, at the token the widget keeps and at what the server recorded."""
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 from playwright.sync_api import BrowserContext, Locator, Page, expect
+from redis import Redis
 
 from deploy.local.client import SyncVoteClient
 from deploy.local.services import Service
+from shared.tallies import counts_key
 from tests.support import wait_until
 
 SITE_ISSUER: Final = "https://news.example"
@@ -48,27 +50,32 @@ class Stack:
         return jwt.encode(claims, self.site_secret, algorithm="HS256")
 
 
-@dataclass(frozen=True)
-class Site:
-    """A news site's own origin (not the reader's or ingest's), serving the pages tests put up."""
-
-    url: str
-    pages: dict[str, bytes]
-
-    def put(self, path: str, html: str) -> str:
-        """Serve `html` at `path` from now on; its address."""
-        self.pages[path] = html.encode()
-        return self.url + path
+def widget_script(stack: Stack, *, module: bool = False, attrs: str = "") -> str:
+    """The widget's script tag as a site writes it: from the reader, votes to ingest; the
+    classic script, or the ES module."""
+    src, kind = ("/widget.mjs", ' type="module"') if module else ("/widget.js", " async")
+    return (
+        f'<script src="{stack.reader.url}{src}" data-ingest="{stack.ingest.url}"{kind}{attrs}>'
+        "</script>"
+    )
 
 
 def news_page(stack: Stack, body: str) -> str:
     """A site's page: `body`, then the widget from the reader (votes to ingest)."""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>News</title></head>'
-        f"<body>{body}"
-        f'<script src="{stack.reader.url}/widget.js" data-ingest="{stack.ingest.url}" async>'
-        "</script></body></html>"
+        f"<body>{body}{widget_script(stack)}</body></html>"
     )
+
+
+def seed(redis_url: str, article: str, counts: dict[str, int]) -> None:
+    """Counts of `article` straight into Redis. No fence: the article's `seq` stays -1, and
+    votes sent later are applied on top."""
+    redis = Redis.from_url(redis_url)
+    try:
+        redis.hset(counts_key(article), mapping=counts)
+    finally:
+        redis.close()
 
 
 def open_streams(stack: Stack) -> float:

@@ -1,14 +1,21 @@
 """The widget tests' stack and browser: ingest, aggregator and reader on free ports with the
 session's token keys and a site's HS256 secret, and Debian's Chromium through Playwright,
-shared by every widget test of the package."""
+shared by every widget test of the package.
+
+Playwright's sync API marks its event loop as running on the main thread between calls, for
+as long as the browser is open: pytest-asyncio cannot run a coroutine there then. So this
+package holds no async test (the pipeline's are in tests/pipeline/), and a collection check
+says so if one is added; the package-scoped browser is closed before any other package's
+tests run.
+"""
 
 from __future__ import annotations
 
+import inspect
 import secrets
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
@@ -18,7 +25,7 @@ from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import UNLIMITED_RATES, Service, service_env
-from tests.e2e.bars import SITE_AUDIENCE, SITE_ISSUER, Site, Stack
+from tests.e2e.bars import SITE_AUDIENCE, SITE_ISSUER, Stack
 from tests.e2e.site import NewsSite
 
 CHROMIUM_ARGS = [
@@ -28,6 +35,18 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse an async test in this package: it cannot run while the browser is open."""
+    here = Path(__file__).parent
+    for item in items:
+        function = getattr(item, "function", None)
+        if item.path.is_relative_to(here) and inspect.iscoroutinefunction(function):
+            raise pytest.UsageError(
+                f"{item.nodeid}: async tests cannot share a package with Playwright's sync "
+                "browser (it holds the thread's event loop); put it outside tests/e2e"
+            )
 
 
 @pytest.fixture(scope="package")
@@ -90,35 +109,8 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture(scope="package")
-def site() -> Iterator[Site]:
-    """A news site's origin: a page server of its own on a free port."""
-    pages: dict[str, bytes] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            page = pages.get(self.path)
-            self.send_response(404 if page is None else 200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page or b"")))
-            self.end_headers()
-            self.wfile.write(page or b"")
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Site(f"http://127.0.0.1:{server.server_port}", pages)
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture(scope="package")
-def news_site() -> Iterator[NewsSite]:
+def site() -> Iterator[NewsSite]:
     """A news site's page server on an origin of its own."""
-    site = NewsSite()
-    yield site
-    site.close()
+    news_site = NewsSite()
+    yield news_site
+    news_site.close()

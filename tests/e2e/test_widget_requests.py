@@ -8,7 +8,8 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import BrowserContext, Request
 
-from tests.e2e.bars import Site, Stack, button, expect_state, news_page, page_token, wait_for_server
+from tests.e2e.bars import Stack, button, expect_state, news_page, page_token, wait_for_server
+from tests.e2e.site import NewsSite
 from tests.support import metric_sum, wait_until
 
 ARTICLES = ("rq-3", "rq-1", "rq-2")
@@ -22,7 +23,7 @@ def preflights(url: str) -> float:
 
 
 def test_three_votes_on_a_page_of_three_bars_cost_one_preflight(
-    context: BrowserContext, stack: Stack, site: Site
+    context: BrowserContext, stack: Stack, site: NewsSite
 ) -> None:
     stories = "".join(
         f'<article><h2>Story {a}</h2><reaction-bar article="{a}"></reaction-bar></article>'

@@ -14,7 +14,6 @@ from playwright.sync_api import BrowserContext, Page, Request, Route, expect
 
 from deploy.local.client import MintedTokens, SyncVoteClient
 from tests.e2e.bars import (
-    Site,
     Stack,
     button,
     expect_state,
@@ -23,6 +22,7 @@ from tests.e2e.bars import (
     public_tally,
     stream_ids,
 )
+from tests.e2e.site import NewsSite
 from tests.support import wait_until
 
 BARS: Final = 50
@@ -122,7 +122,7 @@ def expect_count(page: Page, article: str, label: str, count: str) -> None:
 
 
 def test_a_long_page_streams_the_bars_near_the_viewport_as_the_reader_scrolls(
-    context: BrowserContext, stack: Stack, site: Site, tokens: MintedTokens
+    context: BrowserContext, stack: Stack, site: NewsSite, tokens: MintedTokens
 ) -> None:
     articles = [f"long-{i:02d}" for i in range(BARS)]
     far = articles[-1]
@@ -179,7 +179,7 @@ def test_a_long_page_streams_the_bars_near_the_viewport_as_the_reader_scrolls(
 
 
 def test_a_hidden_tab_holds_no_stream_and_catches_up_when_shown(
-    context: BrowserContext, stack: Stack, site: Site, tokens: MintedTokens
+    context: BrowserContext, stack: Stack, site: NewsSite, tokens: MintedTokens
 ) -> None:
     articles = [f"hidden-{i}" for i in range(10)]
     url = site.put("/hidden", long_page(stack, articles))
@@ -242,7 +242,7 @@ class FailingStreams:
 
 
 def test_failing_streams_fall_back_to_polling_with_backoff_then_stream_again(
-    context: BrowserContext, stack: Stack, site: Site, tokens: MintedTokens
+    context: BrowserContext, stack: Stack, site: NewsSite, tokens: MintedTokens
 ) -> None:
     articles = [f"poll-{i}" for i in range(3)]
     url = site.put("/poll", long_page(stack, articles))

@@ -113,6 +113,7 @@ async def test_the_bar_as_html(http: httpx.AsyncClient, redis: Redis) -> None:
     first = items[0]
     assert first.attrs["part"] == "button"
     emoji, label, count = first.children
+    assert [c.attrs["part"] for c in first.children] == ["emoji", "label", "count"]
     assert (emoji.attrs["class"], emoji.attrs["aria-hidden"], emoji.text) == ("e", "true", "👍")
     assert (label.attrs["class"], label.text) == ("l", "Like")
     assert (count.attrs["class"], count.attrs["data-count"], count.text) == ("n", "1234", "1.2K")

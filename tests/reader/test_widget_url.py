@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 
 import httpx
+import pytest
 
-from services.reader.assets import STATIC_DIR
 from tests.support import assert_error
+from widget.build import CLASSIC, MODULE
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -19,15 +21,19 @@ def sri(body: bytes) -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
 
 
-async def test_the_versioned_widget_matches_its_integrity(http: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("form", ["classic", "module"])
+async def test_the_versioned_widget_matches_its_integrity(
+    http: httpx.AsyncClient, form: str
+) -> None:
     info = await http.get("/v1/widget")
     assert info.status_code == 200
     assert info.headers["cache-control"] == "public, max-age=60"
-    body = info.json()
-    source = (STATIC_DIR / "widget.js").read_bytes()
+    body = info.json() if form == "classic" else info.json()["module"]
+    source = (CLASSIC if form == "classic" else MODULE).read_bytes()
+    suffix = ".js" if form == "classic" else ".mjs"
     # The version comes from the content: a new widget is a new URL.
     assert body["version"] == hashlib.sha384(source).hexdigest()[:16]
-    assert body["path"] == f"/widget.{body['version']}.js"
+    assert body["path"] == f"/widget.{body['version']}{suffix}"
 
     for encoding in ("gzip", "identity"):
         served = await http.get(body["path"], headers={"Accept-Encoding": encoding})
@@ -43,14 +49,32 @@ async def test_the_versioned_widget_matches_its_integrity(http: httpx.AsyncClien
     assert unchanged.headers["cache-control"] == IMMUTABLE
 
     # The unversioned URL still serves the same widget, briefly cached.
-    plain = await http.get("/widget.js")
+    plain = await http.get("/widget" + suffix)
     assert plain.content == source
     assert plain.headers["cache-control"] == "public, max-age=300"
 
 
 async def test_an_unknown_version_is_404(http: httpx.AsyncClient) -> None:
-    current = (await http.get("/v1/widget")).json()["version"]
+    info = (await http.get("/v1/widget")).json()
+    current, module = info["version"], info["module"]["version"]
     other = "0" * 16 if current != "0" * 16 else "1" * 16
-    for path in (f"/widget.{other}.js", "/widget.latest.js", f"/widget.{current}x.js"):
+    for path in (
+        f"/widget.{other}.js",
+        "/widget.latest.js",
+        f"/widget.{current}x.js",
+        f"/widget.{current}.mjs",  # each form has its own version
+        f"/widget.{module}.js",
+    ):
         response = assert_error(await http.get(path), 404, "unknown_widget_version")
         assert "GET /v1/widget" in response["error"]["message"]
+
+
+async def test_the_style_hash_allows_the_server_rendered_bars_stylesheet(
+    http: httpx.AsyncClient,
+) -> None:
+    markup = (await http.get("/v1/articles/csp-1/reactions.html")).text
+    (stylesheet,) = re.findall(r"<style>(.*?)</style>", markup)
+    digest = hashlib.sha256(stylesheet.encode()).digest()
+    # As a Content-Security-Policy hash-source: the <style> element's text, hashed.
+    expected = "sha256-" + base64.b64encode(digest).decode()
+    assert (await http.get("/v1/widget")).json()["style_hash"] == expected

@@ -1,5 +1,5 @@
-"""The reaction-type config, the embeddable widget (also at an immutable, versioned URL) and
-the demo page."""
+"""The reaction-type config, the embeddable widget as a classic script and as an ES module
+(each also at an immutable, versioned URL) and the demo page."""
 
 from __future__ import annotations
 
@@ -42,12 +42,24 @@ class ConfigBody(BaseModel):
     reactions: list[ReactionTypeBody]
 
 
-class WidgetBody(BaseModel):
-    """Where the current widget is served for good, and its Subresource Integrity value."""
+class ScriptBody(BaseModel):
+    """Where a form of the current widget is served for good, and its Subresource Integrity
+    value."""
 
     path: str = Field(examples=["/widget.0123456789abcdef.js"])
     integrity: str = Field(examples=["sha384-…"])
     version: str
+
+
+class WidgetBody(ScriptBody):
+    """The classic script's immutable URL, and the ES module's in `module`."""
+
+    module: ScriptBody
+    style_hash: str = Field(
+        description="The server-rendered bar's <style> as a Content-Security-Policy "
+        "hash-source, for a strict page's style-src.",
+        examples=["sha256-…"],
+    )
 
 
 @router.get(
@@ -85,38 +97,59 @@ async def get_widget_version(request: Request, assets: AssetsDep) -> Response:
     responses={200: {"content": {"text/javascript": {}}, "description": "The widget."}},
 )
 async def get_widget(request: Request, assets: AssetsDep) -> Response:
-    """The embeddable `<reaction-bar>` widget."""
+    """The embeddable `<reaction-bar>` widget, a classic script."""
     return script_response(request, assets.widget, WIDGET_CACHE)
 
 
 @router.get(
-    "/widget.{version}.js",
+    "/widget.mjs",
     response_model=None,
-    responses={
-        200: {"content": {"text/javascript": {}}, "description": "The widget, immutable."},
-        304: {"description": "Not modified."},
-        404: {"model": ErrorBody, "description": "Not the current widget's version."},
-    },
+    responses={200: {"content": {"text/javascript": {}}, "description": "The widget."}},
 )
+async def get_widget_module(request: Request, assets: AssetsDep) -> Response:
+    """The embeddable `<reaction-bar>` widget, an ES module exporting its class."""
+    return script_response(request, assets.module, WIDGET_CACHE)
+
+
+VersionPath = Annotated[
+    str,
+    Path(
+        description="The first 16 hex digits of the widget's SHA-384 (GET /v1/widget).",
+        json_schema_extra={"pattern": VERSION_PATTERN},
+    ),
+]
+VERSIONED: Final[dict[int | str, dict[str, object]]] = {
+    200: {"content": {"text/javascript": {}}, "description": "The widget, immutable."},
+    304: {"description": "Not modified."},
+    404: {"model": ErrorBody, "description": "Not the current widget's version."},
+}
+
+
+@router.get("/widget.{version}.js", response_model=None, responses=VERSIONED)
 async def get_versioned_widget(
-    request: Request,
-    assets: AssetsDep,
-    version: Annotated[
-        str,
-        Path(
-            description="The first 16 hex digits of the widget's SHA-384 (GET /v1/widget).",
-            json_schema_extra={"pattern": VERSION_PATTERN},
-        ),
-    ],
+    request: Request, assets: AssetsDep, version: VersionPath
 ) -> Response:
     """The widget at its immutable URL, for a page that pins it with Subresource Integrity."""
-    if version != assets.widget.version:
+    return versioned_response(request, assets.widget, version)
+
+
+@router.get("/widget.{version}.mjs", response_model=None, responses=VERSIONED)
+async def get_versioned_widget_module(
+    request: Request, assets: AssetsDep, version: VersionPath
+) -> Response:
+    """The widget's ES module at its immutable URL, to pin with Subresource Integrity."""
+    return versioned_response(request, assets.module, version)
+
+
+def versioned_response(request: Request, script: Script, version: str) -> Response:
+    """`script` at its immutable URL; 404 for any other version."""
+    if version != script.version:
         raise ApiError(
             404,
             "unknown_widget_version",
             "No widget of that version here; GET /v1/widget names the current one.",
         )
-    return script_response(request, assets.widget, IMMUTABLE_CACHE)
+    return script_response(request, script, IMMUTABLE_CACHE)
 
 
 def script_response(request: Request, script: Script, cache_control: str) -> Response:

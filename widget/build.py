@@ -1,0 +1,70 @@
+"""Writes the widget's ES module and classic script from its one source, `src/` (run by
+`make widget`; a test fails when the files written here are stale).
+
+Both are the source without its full-line comments and indentation, with `src/bar.css` (the
+stylesheet the reader's server-rendered bar uses too) in place of `BAR_CSS`. The classic
+script is the module's code in a function of its own, without `export`, reading its own URL
+from `document.currentScript` instead of `import.meta.url`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Final
+
+HERE: Final = Path(__file__).resolve().parent
+SOURCE: Final = HERE / "src" / "reaction-bar.js"
+STYLESHEET: Final = HERE / "src" / "bar.css"
+MODULE: Final = HERE / "reaction-bar.js"
+CLASSIC: Final = HERE / "reaction-bar.classic.js"
+HEADER: Final = "// Reactions widget, {form}: generated from src/reaction-bar.js by build.py.\n"
+
+
+def stylesheet() -> str:
+    """The bar's stylesheet on one line, as the widget and the server-rendered bar use it."""
+    return STYLESHEET.read_text(encoding="utf-8").replace("\n", "")
+
+
+def compacted(source: str) -> str:
+    """`source` without full-line comments, blank lines and indentation."""
+    lines = (line.strip() for line in source.splitlines())
+    return "".join(f"{line}\n" for line in lines if line and not line.startswith("//"))
+
+
+def module(source: str, css: str) -> str:
+    """The ES module: `export class ReactionBar`, `export const define`."""
+    code = compacted(source)
+    if code.count("BAR_CSS") != 1 or code.count("import.meta.url") != 1:
+        raise ValueError(f"{SOURCE.name} must use BAR_CSS and import.meta.url once each")
+    code = code.replace("BAR_CSS", json.dumps(css, ensure_ascii=False))
+    return HEADER.format(form="ES module") + code
+
+
+def classic(source: str, css: str) -> str:
+    """The classic script: the module's code in a function, registering the element."""
+    code = module(source, css).split("\n", 1)[1]
+    code = code.replace("import.meta.url", "document.currentScript && document.currentScript.src")
+    code = re.sub(r"^export ", "", code, flags=re.MULTILINE)
+    return HEADER.format(form="classic script") + f'(() => {{\n"use strict";\n{code}}})();\n'
+
+
+def generated() -> dict[Path, str]:
+    """Each file this writes, with its content from the source as it is now."""
+    source, css = SOURCE.read_text(encoding="utf-8"), stylesheet()
+    return {MODULE: module(source, css), CLASSIC: classic(source, css)}
+
+
+def main() -> int:
+    """Write the files that differ from what the source makes; print their names."""
+    for path, text in generated().items():
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(HERE.parent)}")  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
