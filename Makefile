@@ -20,8 +20,8 @@ setup: $(VENV)/.installed deploy/kafka/lib/.copied $(BROWSER_TOOLS) widget ## In
 # The one source in widget/src/ makes the ES module and the classic script the reader serves
 # (and the npm package ships); build.py rewrites only what changed, and a test fails when
 # the committed files are stale.
-widget: ## Write the widget's ES module and classic script from widget/src/
-	@$(PYTHON) widget/build.py
+widget: | $(VENV)/.installed ## Write the widget's ES module and classic script from widget/src/
+	@$(PY) widget/build.py
 
 .system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
