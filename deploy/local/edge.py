@@ -39,7 +39,9 @@ http {
 EDGE_PAGE_TTL = "30s"
 
 
-def render_edge_config(state_dir: Path, port: int, reader: str) -> Path:
+def render_edge_config(
+    state_dir: Path, port: int, reader: str, page_ttl: str = EDGE_PAGE_TTL
+) -> Path:
     """Write the reference include (filled in with `port` and the `reader` host:port) and a
     main configuration for it under `state_dir`; the main file's path."""
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,7 @@ def render_edge_config(state_dir: Path, port: int, reader: str) -> Path:
         REACTIONS_EDGE_PORT=f"127.0.0.1:{port}",
         REACTIONS_READER_UPSTREAM=reader,
         REACTIONS_EDGE_CACHE_DIR=str(state_dir / "cache"),
-        REACTIONS_EDGE_PAGE_TTL=EDGE_PAGE_TTL,
+        REACTIONS_EDGE_PAGE_TTL=page_ttl,
     )
     (state_dir / "reactions.conf").write_text(include)
     # Run by root, nginx would hand its workers to `nobody`, who cannot reach the stack's
@@ -63,10 +65,13 @@ def render_edge_config(state_dir: Path, port: int, reader: str) -> Path:
 class NginxEdge:
     """nginx on `port` in front of the reader on `reader_port`, files in `state_dir`."""
 
-    def __init__(self, state_dir: Path, port: int, reader_port: int) -> None:
+    def __init__(
+        self, state_dir: Path, port: int, reader_port: int, page_ttl: str = EDGE_PAGE_TTL
+    ) -> None:
         self.state_dir = state_dir
         self.port = port
         self.reader_port = reader_port
+        self.page_ttl = page_ttl
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.conf = state_dir / "nginx.conf"
         self.process = Process(
@@ -83,7 +88,9 @@ class NginxEdge:
     def start(self, timeout: float = 20.0) -> None:
         if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
             raise StackError("nginx is not installed; run `make setup`")
-        render_edge_config(self.state_dir, self.port, f"127.0.0.1:{self.reader_port}")
+        render_edge_config(
+            self.state_dir, self.port, f"127.0.0.1:{self.reader_port}", self.page_ttl
+        )
         self.process.start()
 
         def ready() -> bool:

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deploy.local.edge import NginxEdge
+from deploy.local.edge import EDGE_PAGE_TTL, NginxEdge
 from deploy.local.kafka import KafkaBroker, KafkaCluster
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT, Process, free_port
@@ -35,6 +35,11 @@ class LocalSettings(BaseSettings):
     edge_port: int = Field(
         8080, ge=1, le=65535, description="The nginx edge in front of the reader."
     )
+    edge_page_ttl: str = Field(
+        EDGE_PAGE_TTL,
+        pattern=r"^[1-9][0-9]*(ms|s|m|h)?$",
+        description="How long the edge keeps a page's bulk read (an nginx time: 30s, 1m).",
+    )
 
 
 @dataclass
@@ -47,6 +52,7 @@ class StackConfig:
     service_ports: dict[str, int]
     state_dir: Path
     edge_port: int = 8080
+    edge_page_ttl: str = EDGE_PAGE_TTL
 
     @classmethod
     def from_settings(cls, local: LocalSettings | None = None) -> StackConfig:
@@ -62,6 +68,7 @@ class StackConfig:
             service_ports=configured_ports(),
             state_dir=local.stack_dir,
             edge_port=local.edge_port,
+            edge_page_ttl=local.edge_page_ttl,
         )
 
 
@@ -98,7 +105,10 @@ class Stack:
             for name in SERVICE_NAMES
         }
         self.edge = NginxEdge(
-            config.state_dir / "edge", config.edge_port, config.service_ports["reader"]
+            config.state_dir / "edge",
+            config.edge_port,
+            config.service_ports["reader"],
+            config.edge_page_ttl,
         )
 
     def parts(self) -> Iterator[tuple[str, Process]]:

@@ -13,12 +13,14 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from deploy.local.edge import NginxEdge
+from deploy.local.edge import NginxEdge, render_edge_config
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
+from deploy.local.stack import LocalSettings, StackConfig
 from shared.tallies import CHANGES_CHANNEL, counts_key
 from tests.support import assert_error, eventually, metric
 
@@ -174,3 +176,15 @@ async def test_a_live_stream_passes_through_unbuffered_and_the_client_is_seen(
                     assert orjson.loads(line[5:])["counts"]["wow"] == 1
                     break
         assert time.monotonic() - sent < 1.0  # not held in a buffer
+
+
+def test_the_page_ttl_is_a_setting_of_the_local_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REACTIONS_EDGE_PAGE_TTL", "45s")
+    config = StackConfig.from_settings()
+    render_edge_config(tmp_path, free_port(), "127.0.0.1:1", config.edge_page_ttl)
+    assert "proxy_cache_valid 200 304 45s;" in (tmp_path / "reactions.conf").read_text()
+    # nginx would refuse a malformed time at start; the setting refuses it first.
+    with pytest.raises(ValidationError, match="edge_page_ttl"):
+        LocalSettings(edge_page_ttl="30 seconds")
