@@ -10,6 +10,7 @@ import uvicorn
 
 from services.reader.app import served_app
 from services.reader.config import ReaderSettings
+from shared.collector import tune_collector
 from shared.logs import configure_logging
 from shared.settings import load_settings
 
@@ -47,6 +48,8 @@ def main() -> None:
         # The client address is ours to work out (REACTIONS_TRUSTED_PROXIES), not uvicorn's.
         proxy_headers=False,
     )
+    # Open streams are many long-lived objects: see shared/collector.py.
+    tune_collector()
     ReaderServer(config, stopping).run()
 
 
