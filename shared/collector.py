@@ -1,6 +1,7 @@
 """The cyclic garbage collector tuned for a process holding many long-lived connections.
 
-With 10,000 open streams the reader holds about a million long-lived objects, and CPython's
+With 10,000 open streams the reader holds many long-lived objects (each stream's connection,
+request, outbox, timer and task), and CPython's
 default thresholds (700, 10, 10) let the young-object collections promote often enough that
 full collections, which walk all of them, run every few seconds under a viral story's
 fan-out: measured with `python -m bench.sse_clients --clients 10000 --rate 1000`, the
