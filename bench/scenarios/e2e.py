@@ -16,6 +16,7 @@ import uvloop
 
 from bench.context import Context
 from bench.latency import LatencyResult, latency_table, open_loop, readers_needed, summary_ms
+from bench.scenarios.ingest import CONNECTIONS
 from bench.sse_clients import UNCAPPED
 from bench.stats import Figure, Row, Target, paired_ratios
 from bench.wrk import run_wrk
@@ -70,7 +71,7 @@ def pipeline_max(ctx: Context, ingest_url: str, reader_url: str) -> list[float]:
                 "put",
                 [tokens, "10000", "bench-a"],
                 duration_s=ctx.sizes.wrk_seconds,
-                connections=32,
+                connections=CONNECTIONS,
             ).ok_per_second
             for _ in range(MAX_RUNS)
         ]
@@ -100,7 +101,7 @@ def run(ctx: Context) -> None:
             "ingest alone, 1 worker, pinned" if alone else None,
             Figure.of([alone] * len(measured)) if alone else None,
             paired_ratios(measured, [alone] * len(measured)) if alone else None,
-            note=f"wrk -t1 -c32 with the aggregator applying and the reader streaming to "
+            note=f"wrk -t1 -c{CONNECTIONS} with the aggregator applying and the reader streaming to "
             f"{PIPELINE_STREAMS} page streams; the e2e loads are shares of this",
         )
     )
