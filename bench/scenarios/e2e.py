@@ -101,8 +101,8 @@ def run(ctx: Context) -> None:
             "ingest alone, 1 worker, pinned" if alone else None,
             Figure.of([alone] * len(measured)) if alone else None,
             paired_ratios(measured, [alone] * len(measured)) if alone else None,
-            note=f"wrk -t1 -c{CONNECTIONS} with the aggregator applying and the reader streaming to "
-            f"{PIPELINE_STREAMS} page streams; the e2e loads are shares of this",
+            note=f"wrk -t1 -c{CONNECTIONS} with the aggregator applying and the reader "
+            f"streaming to {PIPELINE_STREAMS} page streams; the e2e loads are shares of this",
         )
     )
     by_level: dict[float, list[LatencyResult]] = {level: [] for level in LEVELS}
