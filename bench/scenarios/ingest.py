@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import resource
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.context import Context
 from bench.pinning import cores, pin, split_cores, tree_cpu_seconds
@@ -103,12 +104,12 @@ def warm_up(url: str, ctx: Context) -> None:
     run_wrk(url, "put", [tokens, "100", "bench-warm"], duration_s=1, connections=4)
 
 
-def fill_token_cache(url: str, ctx: Context) -> None:
+def fill_token_cache(url: str, tokens_file: Path) -> None:
     """Every bench reader votes once, in the file's order, so ingest's cache of verified
     tokens holds as many as it can before the rounds: the rounds then see the steady state
     of a crowd larger than the cache (a third of the votes pay a signature check), not
     a cold start that warms from one round to the next."""
-    tokens = str(ctx.stack.tokens_file())
+    tokens = str(tokens_file)
     for _ in range(FILL_RUNS_MAX):
         result = run_wrk(
             url,
@@ -162,7 +163,7 @@ def run(ctx: Context) -> None:
         warm_up(target.url, ctx)
     # Each worker keeps its own cache; with two, each holds the readers its votes reached.
     for target in (ingest1, *([ingest2] if two_workers else [])):
-        fill_token_cache(target.url, ctx)
+        fill_token_cache(target.url, stack.tokens_file())
 
     layout = split_cores()
     load_cores = layout[1] if layout else None
