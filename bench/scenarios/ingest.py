@@ -104,21 +104,24 @@ def warm_up(url: str, ctx: Context) -> None:
     run_wrk(url, "put", [tokens, "100", "bench-warm"], duration_s=1, connections=4)
 
 
-def fill_token_cache(url: str, tokens_file: Path) -> None:
+def fill_token_cache(url: str, tokens_file: Path, workers: int = 1) -> None:
     """Every bench reader votes once, in the file's order, so ingest's cache of verified
     tokens holds as many as it can before the rounds: the rounds then see the steady state
     of a crowd larger than the cache (a third of the votes pay a signature check), not
-    a cold start that warms from one round to the next."""
+    a cold start that warms from one round to the next. Each worker keeps a cache of its
+    own and gets a share of the votes: one pass of the readers per worker."""
     tokens = str(tokens_file)
-    for _ in range(FILL_RUNS_MAX):
+    sent = 0
+    for _ in range(FILL_RUNS_MAX * workers):
         result = run_wrk(
             url,
             "walk",
-            [tokens, "1", "100", "bench-warm"],
+            [tokens, str(sent % BENCH_READERS + 1), "100", "bench-warm"],
             duration_s=FILL_SECONDS,
             connections=CONNECTIONS,
         )
-        if result.requests >= BENCH_READERS:
+        sent += result.requests
+        if sent >= BENCH_READERS * workers:
             return
 
 
@@ -161,9 +164,9 @@ def run(ctx: Context) -> None:
         stack.stop_part(ingest2)
     for target in (*targets.values(), *([ingest2] if two_workers else [])):
         warm_up(target.url, ctx)
-    # Each worker keeps its own cache; with two, each holds the readers its votes reached.
-    for target in (ingest1, *([ingest2] if two_workers else [])):
-        fill_token_cache(target.url, stack.tokens_file())
+    fill_token_cache(ingest1.url, stack.tokens_file())
+    if two_workers:
+        fill_token_cache(ingest2.url, stack.tokens_file(), workers=2)
 
     layout = split_cores()
     load_cores = layout[1] if layout else None
