@@ -30,7 +30,7 @@ from deploy.local.services import Service
 CONNECTIONS = 128
 # How long one pass of the readers may take, and how many passes: the walk starts at the
 # file's first reader every time, so a pass that ends early is simply run again longer.
-FILL_SECONDS = 12
+FILL_SECONDS = 8
 FILL_RUNS_MAX = 2
 # Rounds at least: on a shared two-core machine one round in three can be an outlier.
 MIN_ROUNDS = 5
