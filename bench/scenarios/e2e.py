@@ -2,13 +2,14 @@
 to the vote showing in the tally (SSE when the reader streams, else polling).
 
 The maximum is measured here, with the whole pipeline running — the aggregator applying
-every vote, the reader announcing them on page streams — not taken from the ingest
-scenario, where ingest has the machine to itself: on two shared cores that figure would
-load the pipeline past what it can carry, and measure the queue."""
+every vote, the reader announcing them on a stream per article as the probes have them —
+not taken from the ingest scenario, where ingest has the machine to itself: on two shared
+cores that figure would load the pipeline past what it can carry, and measure the queue."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 
 import aiohttp
@@ -29,25 +30,25 @@ LEVELS = (0.25, 0.50, 0.75)
 SSE_VOTES_PER_ARTICLE = 2.0
 FALLBACK_MAX_RPS = 400.0
 P99_TARGETS_MS = {0.50: Target("<=", 100, "value"), 0.75: Target("<=", 250, "value")}
-# Page streams held open while the maximum is measured, each on articles the load votes on.
-PIPELINE_STREAMS = 40
 MAX_RUNS = 3
+MAX_PREFIX = "bench-m"
 
 
-def hold_streams(reader: str, stop: threading.Event) -> None:
-    """Hold PIPELINE_STREAMS page streams, reading every byte, until `stop` is set."""
+def hold_streams(reader: str, articles: list[str], stop: threading.Event) -> None:
+    """Hold one article stream per article, as the probes do, reading every byte, until
+    `stop` is set."""
 
     async def hold() -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-            async def one(i: int) -> None:
-                ids = ",".join(f"bench-a{i * 8 + j + 1}" for j in range(8))
-                async with session.get(f"{reader}/v1/stream?ids={ids}") as response:
-                    async for _ in response.content.iter_any():
+            async def one(article: str) -> None:
+                async with session.get(f"{reader}/v1/articles/{article}/reactions/stream") as r:
+                    async for _ in r.content.iter_any():
                         pass
 
-            streams = [asyncio.create_task(one(i)) for i in range(PIPELINE_STREAMS)]
+            streams = [asyncio.create_task(one(article)) for article in articles]
             # The stop comes from another thread: wait for it off the loop.
             await asyncio.to_thread(stop.wait)
             for stream in streams:
@@ -57,11 +58,15 @@ def hold_streams(reader: str, stop: threading.Event) -> None:
     uvloop.run(hold())
 
 
-def pipeline_max(ctx: Context, ingest_url: str, reader_url: str) -> list[float]:
+def pipeline_max(ctx: Context, ingest_url: str, reader_url: str, estimate: float) -> list[float]:
     """Ingest's saturation rate (wrk, as the ingest scenario) while the aggregator applies
-    the votes and the reader streams them: one figure per run."""
+    the votes and the reader streams them to as many probe-like streams as the e2e runs at
+    75 % of `estimate` hold (one per article, the votes spread over those articles): one
+    figure per run."""
+    count = max(8, math.ceil(estimate * LEVELS[-1] / SSE_VOTES_PER_ARTICLE))
+    articles = [f"{MAX_PREFIX}{i}" for i in range(1, count + 1)]
     stop = threading.Event()
-    streams = threading.Thread(target=hold_streams, args=(reader_url, stop), daemon=True)
+    streams = threading.Thread(target=hold_streams, args=(reader_url, articles, stop), daemon=True)
     streams.start()
     try:
         tokens = str(ctx.stack.tokens_file())
@@ -69,7 +74,7 @@ def pipeline_max(ctx: Context, ingest_url: str, reader_url: str) -> list[float]:
             run_wrk(
                 ingest_url,
                 "put",
-                [tokens, "10000", "bench-a"],
+                [tokens, str(count), MAX_PREFIX],
                 duration_s=ctx.sizes.wrk_seconds,
                 connections=CONNECTIONS,
             ).ok_per_second
@@ -88,7 +93,19 @@ def run(ctx: Context) -> None:
     ingest, aggregator, reader = stack.start_services(
         ("ingest", {}), ("aggregator", {}), ("reader", UNCAPPED)
     )
-    measured = pipeline_max(ctx, ingest.url, reader.url)
+    # The streams' count follows the rate they are measured for: a first estimate is
+    # ingest's figure alone when the ingest scenario ran, else one wrk run here.
+    estimate = (
+        ctx.facts.get("ingest_max_rps")
+        or run_wrk(
+            ingest.url,
+            "put",
+            [str(stack.tokens_file()), "10000", "bench-a"],
+            duration_s=ctx.sizes.wrk_seconds,
+            connections=CONNECTIONS,
+        ).ok_per_second
+    )
+    measured = pipeline_max(ctx, ingest.url, reader.url, estimate)
     max_rps = Figure.of(measured).median or FALLBACK_MAX_RPS
     alone = ctx.facts.get("ingest_max_rps")
     ctx.say(f"e2e: ingest maximum with the pipeline running {max_rps:,.0f}/s")
@@ -102,7 +119,8 @@ def run(ctx: Context) -> None:
             Figure.of([alone] * len(measured)) if alone else None,
             paired_ratios(measured, [alone] * len(measured)) if alone else None,
             note=f"wrk -t1 -c{CONNECTIONS} with the aggregator applying and the reader "
-            f"streaming to {PIPELINE_STREAMS} page streams; the e2e loads are shares of this",
+            "streaming each article voted on to a stream of its own, as many as the probes "
+            "at 75 %; the e2e loads are shares of this",
         )
     )
     by_level: dict[float, list[LatencyResult]] = {level: [] for level in LEVELS}
