@@ -16,7 +16,7 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.context import Context
+from bench.context import Context, Sizes
 from bench.pinning import cores, pin, split_cores, tree_cpu_seconds
 from bench.stack import BENCH_READERS, AppProcess, BenchStack, child_pids
 from bench.stats import Figure, Row, Target, paired_ratios, unavailable
@@ -62,6 +62,11 @@ class Run:
     def cores_used(self) -> float:
         """The service's CPU time over the run's length: 1.0 is one core kept busy."""
         return self.cpu_s / self.wrk.duration_s if self.wrk.duration_s else float("nan")
+
+
+def rounds_for(sizes: Sizes) -> int:
+    """The run's rounds, but at least MIN_ROUNDS: the median of 5 shrugs off one outlier."""
+    return max(sizes.rounds, MIN_ROUNDS)
 
 
 def put(
@@ -149,7 +154,7 @@ def run(ctx: Context) -> None:
     """Pinned: ingest (1 worker), the bare endpoint and the naive peer, round by round; then
     unpinned: ingest with 1 and 2 workers, round by round."""
     stack = ctx.stack
-    rounds = max(ctx.sizes.rounds, MIN_ROUNDS)
+    rounds = rounds_for(ctx.sizes)
     ctx.say("ingest: starting ingest (1 and 2 workers), bare endpoint, naive peer")
     ingest1, ingest2 = stack.start_services(("ingest", {}), ("ingest", {"REACTIONS_WORKERS": "2"}))
     naive_env = {
