@@ -84,7 +84,7 @@ fmt: setup ## Format the code
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup ## Benchmark every path against same-run baselines (BENCH_QUICK=1: < 3 min)
+bench: setup ## Benchmark every path against same-run baselines (BENCH_QUICK=1: about 6 min)
 	$(PY) -m bench run
 
 profile: setup ## CPU flame graphs of ingest, aggregator and reader under the bench load (never inside make bench)
