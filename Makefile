@@ -10,7 +10,7 @@ SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk ch
 NODE_PACKAGES := nodejs npm
 BROWSER_TOOLS := tests/e2e/node_modules/.installed
 
-.PHONY: .system-packages .node help setup widget run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench soak clean
+.PHONY: .system-packages .node help setup widget run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench profile soak clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -91,8 +91,11 @@ fmt: setup ## Format the code
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup ## Benchmark every path against same-run baselines (BENCH_QUICK=1: < 3 min)
+bench: setup ## Benchmark every path against same-run baselines (BENCH_QUICK=1: about 6 min)
 	$(PY) -m bench run
+
+profile: setup ## CPU flame graphs of ingest, aggregator and reader under the bench load (never inside make bench)
+	$(PY) -m bench profile
 
 soak: setup ## 10 minutes at ingest's maximum with new readers and page streams; memory over time (BENCH_QUICK=1: 2 min)
 	$(PY) -m bench run --only soak

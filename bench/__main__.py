@@ -1,6 +1,8 @@
 """`python -m bench run` (the whole benchmark on its own stack; BENCH_QUICK=1 for the short
 version), `python -m bench spike` (the viral-spike latency test against a deployment) and
-`python -m bench report FILE.json` (rewrite a run's markdown table and plot)."""
+`python -m bench report FILE.json` (rewrite a run's markdown table and plot) and `python -m
+bench profile` (CPU profiles of the services under the bench load, apart from the figures)
+and `python -m bench stability A.json B.json` (how far two runs' headline ratios lie apart)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import report
+from bench import profile, report, stability
 from bench.context import Context, Sizes
 from bench.latency import latency_table, open_loop
 from bench.scenarios import drain, e2e, frontpage, ingest, memory, read, soak, sse, trending, verify
@@ -125,6 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     report_p = sub.add_parser("report", help="rewrite the .md and .png of a results .json")
     report_p.add_argument("json", help="e.g. bench/results/latest.json")
+    stable_p = sub.add_parser(
+        "stability", help="how far two runs' headline ratios lie apart (±15 % expected)"
+    )
+    stable_p.add_argument("first", help="a run's results .json, e.g. a copy of latest.json")
+    stable_p.add_argument("second", help="the next run's results .json")
+    profile_p = sub.add_parser("profile", help="CPU profiles and flame graphs under the load")
+    profile_p.add_argument(
+        "--seconds", type=float, default=float(os.environ.get("PROFILE_SECONDS", "15"))
+    )
+    profile_p.add_argument(
+        "--out", type=Path, default=Path(os.environ.get("PROFILE_OUT", str(profile.DEFAULT_OUT)))
+    )
     spike_p = sub.add_parser("spike", help="viral-spike latency against your own deployment")
     spike_p.add_argument("--ingest", required=True, help="ingest base URL")
     spike_p.add_argument("--reader", required=True, help="reader base URL")
@@ -150,6 +164,16 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(f"wrote {written}\n")
         sys.stdout.write(report.text_table(rows) + "\n")
         return 0
+    if args.command == "stability":
+        comparisons = stability.compare(
+            report.load(Path(args.first))[0], report.load(Path(args.second))[0]
+        )
+        sys.stdout.write(stability.table(comparisons) + "\n")
+        return 0 if all(c.within() is not False for c in comparisons) else 1
+    if args.command == "profile":
+        if not 2 <= args.seconds <= 300:
+            parser.error("--seconds must be 2 to 300")
+        return profile.main(args.seconds, args.out)
     if args.command == "spike":
         if args.rate <= 0 or args.duration <= 0 or args.duration * args.rate > 10_000_000:
             parser.error("--rate and --duration must be positive and bounded")

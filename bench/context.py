@@ -13,7 +13,7 @@ from bench.stats import Row
 
 @dataclass(frozen=True)
 class Sizes:
-    """Durations and counts of one run; quick keeps the whole run under three minutes."""
+    """Durations and counts of one run; quick takes about six minutes on 2 cores."""
 
     rounds: int
     wrk_seconds: float
@@ -28,7 +28,7 @@ class Sizes:
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:
-        """Quick: under 3 minutes; full: under 15 (both on a 2-core machine)."""
+        """Quick: about 6 minutes; full: under 15 (both on a 2-core machine)."""
         if quick:
             return cls(3, 2, 2, 200_000, 50_000, 50_000, 2_000, 5, 5, 8)
         return cls(3, 6, 8, 1_000_000, 500_000, 1_000_000, 10_000, 15, 15, 20)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import orjson
+
+from bench.pinning import taskset_prefix
 
 MARKER = "BENCH_WRK "
 
@@ -81,8 +84,10 @@ def run_wrk(
     connections: int = 32,
     threads: int = 1,
     timeout_s: float = 5.0,
+    cores: Iterable[int] | None = None,
 ) -> WrkResult:
-    """Run wrk against `url` (loopback only) with `script` for `duration_s` seconds."""
+    """Run wrk against `url` (loopback only) with `script` for `duration_s` seconds, on
+    `cores` when given (`taskset`), else wherever the scheduler puts it."""
     if not url.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:")):
         raise WrkError(f"refusing to load a non-loopback target: {url}")
     wrk = shutil.which("wrk")
@@ -94,6 +99,7 @@ def run_wrk(
     try:
         result = subprocess.run(
             [
+                *taskset_prefix(cores),
                 wrk,
                 f"-t{threads}",
                 f"-c{connections}",

@@ -4,7 +4,7 @@ reader authentication (401s and their challenge), and the ops endpoints."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from aiokafka.errors import KafkaError
@@ -78,6 +78,38 @@ def error_response(
     return ORJSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
+
+
+_VARY: Final = (b"vary", b"Origin")
+
+
+class CorsHeaders:
+    """What the app's CORS middleware (Starlette's, with these settings and no credentials)
+    adds to a response that is not a preflight, by the request's Origin: for the services'
+    answers written without the framework."""
+
+    def __init__(self, allow_origins: Sequence[str], expose_headers: Sequence[str] = ()) -> None:
+        self._allow_all = "*" in allow_origins
+        self._allowed = frozenset(allow_origins)
+        expose = (
+            [(b"access-control-expose-headers", ", ".join(expose_headers).encode())]
+            if expose_headers
+            else []
+        )
+        self._expose = expose
+        self._without_origin: list[tuple[bytes, bytes]] = [_VARY]
+        self._any_origin = [(b"access-control-allow-origin", b"*"), *expose, _VARY]
+        self._refused = [*expose, _VARY]
+
+    def for_origin(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
+        """The headers for a request with this Origin header (None: it had none)."""
+        if origin is None:
+            return self._without_origin
+        if self._allow_all:
+            return self._any_origin
+        if origin.decode("latin-1") in self._allowed:
+            return [*self._expose, (b"access-control-allow-origin", origin), _VARY]
+        return self._refused
 
 
 class ContractCors(CORSMiddleware):

@@ -9,6 +9,7 @@ alone signs reader tokens (services/ingest/tokens.py).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import jwt
+import orjson
 
 from shared.events import valid_user_id
 from shared.jwks import EDDSA, VerificationKey
@@ -78,6 +80,23 @@ REFUSAL_REASONS: Final = (
 
 def _invalid(reason: str, description: str) -> TokenError:
     return TokenError("invalid_token", reason, description)
+
+
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims of a token, unverified: read only to pick the keys that then
+    verify it with PyJWT. A tenth of PyJWT's own unverified decode, which checks every
+    character and parses as strictly as the verifying decode that follows anyway."""
+    parts = token.split(".")
+    try:
+        if len(parts) != 3:
+            raise ValueError("not three parts")
+        header = orjson.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+        claims = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, TypeError):  # binascii.Error and orjson's errors are ValueErrors
+        raise _invalid("malformed", "The token is not a well-formed JWT.") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise _invalid("malformed", "The token is not a well-formed JWT.")
+    return header, claims
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -153,12 +172,8 @@ class Verifier:
     def _verify(self, token: str) -> Reader:
         if len(token) > MAX_TOKEN_CHARS:
             raise _invalid("malformed", "The token is too long.")
-        try:
-            unverified = jwt.decode_complete(token, options={"verify_signature": False})
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise _invalid("malformed", "The token is not a well-formed JWT.") from None
-        header, claims = unverified["header"], unverified["payload"]
-        issuer = claims.get("iss") if isinstance(claims, dict) else None
+        header, claims = _unverified(token)
+        issuer = claims.get("iss")
         if issuer == self.issuer:
             return self._verify_ours(token, header)
         if self.site is not None and issuer == self.site.issuer:
@@ -229,6 +244,9 @@ class Verifier:
             raise _invalid("wrong_issuer", "The token's issuer is not accepted here.") from None
         except jwt.ImmatureSignatureError:
             raise _invalid("not_yet_valid", "The token is not valid yet.") from None
+        except jwt.DecodeError:
+            # Not a JWT after all: what _unverified's lenient base64 let through.
+            raise _invalid("malformed", "The token is not a well-formed JWT.") from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise _invalid("bad_claims", "The token's claims are invalid.") from None
         if not isinstance(claims.get("exp"), int | float):

@@ -11,7 +11,7 @@ import os
 import sys
 
 import orjson
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from services.ingest import app as ingest_app
 from services.ingest.__main__ import serve
@@ -37,7 +37,7 @@ class TrustingVerifier(Verifier):
             raise TokenError("invalid_token", "malformed", "Not a JWT.") from None
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> ASGIApp:
     """The ingest app as the service builds it in each worker, with the trusting verifier."""
     return ingest_app.app_from_env(TrustingVerifier())
 

@@ -13,9 +13,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from prometheus_client import multiprocess
+from starlette.types import ASGIApp
 
 from services.ingest.config import IngestSettings
 from services.ingest.deps import IngestState, get_state
+from services.ingest.fast import FastVotes
 from services.ingest.publisher import Publisher
 from services.ingest.ratelimit import RateLimits
 from services.ingest.routes import add_write_routes
@@ -113,12 +115,13 @@ async def _ready(request: Request) -> dict[str, bool]:
     return {"kafka": healthy}
 
 
-def app_from_env(verifier: Verifier | None = None) -> FastAPI:
-    """Factory for uvicorn workers: settings from the environment, JSON logs, metrics cleanup."""
+def app_from_env(verifier: Verifier | None = None) -> ASGIApp:
+    """Factory for uvicorn workers: settings from the environment, JSON logs, metrics cleanup;
+    votes answered by the fast path (fast.py), everything else by the app."""
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
     logging.captureWarnings(True)  # library warnings as JSON lines too
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Live gauges of a worker that exits must not linger in the aggregated /metrics.
         atexit.register(multiprocess.mark_process_dead, os.getpid())
-    return create_app(settings, verifier)
+    return FastVotes(create_app(settings, verifier), settings.origins)

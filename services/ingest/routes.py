@@ -1,22 +1,24 @@
 """The write path, top to bottom: admit (network limit → reader token → reader limit) →
 read the body → parse it → build the event → publish (acks=all) → 202 with the event's
-offset. Then the reader-token call (`POST /v1/readers`) and the answer of the replaced
-paths. What the OpenAPI document says about each call is in openapi.py."""
+offset; the served app answers a vote through fast.py, which runs these same steps
+without the framework. Then the reader-token call (`POST /v1/readers`) and the answer of
+the replaced paths. What the OpenAPI document says about each call is in openapi.py."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import Counter
-from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
+from starlette.types import Scope
 
 from services.ingest import openapi
-from services.ingest.deps import StateDep
+from services.ingest.deps import IngestState, StateDep
 from services.ingest.publisher import Publisher
 from services.ingest.tokens import new_anonymous_id, rfc3339
 from shared.events import (
@@ -55,26 +57,39 @@ TOKENS_ISSUED: Final = Counter(
 
 async def vote(request: Request, state: StateDep) -> Response:
     """Set, move or clear the token's reader's reaction on an article."""
+    event = await vote_event(state, request.scope, request.headers, request.stream())
+    body = await publish_vote(state["publisher"], event)
+    return Response(body, status_code=202, media_type="application/json")
+
+
+async def vote_event(
+    state: IngestState,
+    scope: Scope,
+    headers: Mapping[str, str],
+    chunks: AsyncIterator[bytes],
+) -> ReactionEvent:
+    """Admit a vote and build its event: network limit, token, reader limit, body; raises
+    ApiError with the answer otherwise. Shared by the route and the fast path (fast.py)."""
     limits = state["limits"]
     # The network's limit comes before the token: a flood of junk costs no signature check.
-    await limits.check("ip", limits.client_hash(request.scope))
-    reader = authenticate(request.headers.get("authorization"), state["verifier"])
+    await limits.check("ip", limits.client_hash(scope))
+    reader = authenticate(headers.get("authorization"), state["verifier"])
     await limits.check("reader", reader.reader_id)
-    article_id, reaction, client_ts = parse_vote(await read_body(request), state["reactions"])
+    article_id, reaction, client_ts = parse_vote(
+        await read_body(headers, chunks), state["reactions"]
+    )
     op: Op = "set" if reaction is not None else "clear"
-    event = ReactionEvent.new(
+    return ReactionEvent.new(
         op, article_id, reader.reader_id, reaction, client_ts, clock_skew_ms=state["clock_skew_ms"]
     )
-    return await accept(state["publisher"], event)
 
 
 def _too_large() -> ApiError:
     return ApiError(413, "body_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes.")
 
 
-async def read_body(request: Request) -> dict[str, Any]:
+async def read_body(headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> dict[str, Any]:
     """The JSON object body: size checked before anything is parsed, streamed or not."""
-    headers: Headers = request.headers
     length = headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
         raise _too_large()
@@ -83,7 +98,7 @@ async def read_body(request: Request) -> dict[str, Any]:
         raise ApiError(415, "unsupported_media_type", "The body must be application/json.")
     body = bytearray()
     try:
-        async for chunk in request.stream():
+        async for chunk in chunks:
             body += chunk
             if len(body) > MAX_BODY_BYTES:
                 raise _too_large()
@@ -127,8 +142,8 @@ def parse_vote(body: dict[str, Any], reactions: ReactionSet) -> tuple[str, str |
     return article_id, reaction, client_ts
 
 
-async def accept(publisher: Publisher, event: ReactionEvent) -> Response:
-    """Publish the event and answer 202 once Kafka acknowledged it (503 raised otherwise).
+async def publish_vote(publisher: Publisher, event: ReactionEvent) -> bytes:
+    """Publish the event; once Kafka acknowledged it, the 202's body (503 raised otherwise).
 
     `seq` is the event's offset: any tally whose `seq` is at least this one includes it.
     """
@@ -136,10 +151,9 @@ async def accept(publisher: Publisher, event: ReactionEvent) -> Response:
     EVENTS.labels(event.op).inc()
     if _std_log.isEnabledFor(logging.DEBUG):
         log.debug("event_accepted", event_id=event.event_id, op=event.op, seq=seq)
-    body = orjson.dumps(
+    return orjson.dumps(
         {"accepted": True, "event_id": event.event_id, "reader_id": event.user_id, "seq": seq}
     )
-    return Response(body, status_code=202, media_type="application/json")
 
 
 async def create_reader(request: Request, state: StateDep) -> Response:
@@ -188,7 +202,7 @@ async def read_empty_body(request: Request) -> None:
     headers = request.headers
     if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
         return
-    body = await read_body(request)
+    body = await read_body(headers, request.stream())
     if body:
         raise ApiError(
             422, "unknown_field", f"Unknown field(s): {', '.join(sorted(body))}; send no body."

@@ -26,7 +26,7 @@ from services.reader.responses import PUBLIC_CACHE, etag_matches, redis_unavaila
 from services.reader.routes.tallies import parse_bulk_ids
 from services.reader.store import RenderedTally, TallyStore, bulk_body
 from shared.events import valid_article_id
-from shared.http import ApiError, error_response
+from shared.http import ApiError, CorsHeaders, error_response
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 ONE_ROUTE: Final = "/v1/articles/{article_id}/reactions"
@@ -35,32 +35,8 @@ _ONE_PREFIX: Final = "/v1/articles/"
 _ONE_SUFFIX: Final = "/reactions"
 _CACHE_CONTROL: Final = (b"cache-control", PUBLIC_CACHE.encode())
 _JSON: Final = (b"content-type", b"application/json")
-_VARY: Final = (b"vary", b"Origin")
 
 Headers = list[tuple[bytes, bytes]]
-
-
-class CorsHeaders:
-    """What the app's CORS middleware (Starlette's, with these settings and no credentials)
-    adds to a response that is not a preflight, by the request's Origin."""
-
-    def __init__(self, allow_origins: Sequence[str], expose_headers: Sequence[str]) -> None:
-        self._allow_all = "*" in allow_origins
-        self._allowed = frozenset(allow_origins)
-        self._expose = (b"access-control-expose-headers", ", ".join(expose_headers).encode())
-        self._without_origin: Headers = [_VARY]
-        self._any_origin: Headers = [(b"access-control-allow-origin", b"*"), self._expose, _VARY]
-        self._refused: Headers = [self._expose, _VARY]
-
-    def for_origin(self, origin: bytes | None) -> Headers:
-        """The headers for a request with this Origin header (None: it had none)."""
-        if origin is None:
-            return self._without_origin
-        if self._allow_all:
-            return self._any_origin
-        if origin.decode("latin-1") in self._allowed:
-            return [self._expose, (b"access-control-allow-origin", origin), _VARY]
-        return self._refused
 
 
 class HotReads:
