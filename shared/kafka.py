@@ -9,7 +9,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from shared.logs import get_logger
 from shared.shutdown import close_within
@@ -179,7 +179,7 @@ async def topic_differences(
         differences.append(
             TopicDifference("replication factor", str(replication), str(spec.replication_factor))
         )
-    actual = await topic_configs(admin, spec.name)
+    actual = await topic_configs(admin, spec.name, timeout_s)
     for name, configured in spec.configs().items():
         value = actual.get(name, (None, None))[0]
         if value != configured:
@@ -203,17 +203,26 @@ async def topic_replicas(
 
 
 async def topic_configs(
-    admin: AIOKafkaAdminClient, topic: str
+    admin: AIOKafkaAdminClient, topic: str, timeout_s: float = 30.0
 ) -> dict[str, tuple[str | None, bool]]:
     """Every config of the topic in effect: name -> (value, set on the topic itself)."""
     resource = ConfigResource(ConfigResourceType.TOPIC, topic)
-    [response] = await admin.describe_configs([resource])
-    # resources: (error_code, error_message, type, name, [(name, value, read_only,
-    # config_source, is_sensitive, synonyms), ...])
-    [(error_code, error_message, _, _, entries)] = response.resources
-    if error_code:
-        raise RuntimeError(f"describing topic {topic!r} failed: {error_code} {error_message}")
-    return {entry[0]: (entry[1], entry[3] == TOPIC_CONFIG_SOURCE) for entry in entries}
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        [response] = await admin.describe_configs([resource])
+        # resources: (error_code, error_message, type, name, [(name, value, read_only,
+        # config_source, is_sensitive, synonyms), ...])
+        [(error_code, error_message, _, _, entries)] = response.resources
+        if not error_code:
+            return {entry[0]: (entry[1], entry[3] == TOPIC_CONFIG_SOURCE) for entry in entries}
+        # A topic just created (by us or another instance) reaches each broker's metadata a
+        # moment later, and the broker asked may not know it yet.
+        if (
+            error_code != UnknownTopicOrPartitionError.errno
+            or asyncio.get_running_loop().time() > deadline
+        ):
+            raise RuntimeError(f"describing topic {topic!r} failed: {error_code} {error_message}")
+        await asyncio.sleep(0.1)
 
 
 def new_producer(bootstrap: str, *, linger_ms: int = 2, request_timeout_ms: int = 2_000) -> Any:
