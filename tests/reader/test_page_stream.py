@@ -83,6 +83,17 @@ async def until(events: Events, check: Any, what: str) -> None:
     await eventually(probe, lambda e: bool(check(e)), what=what)
 
 
+# A keep-alive comment after half a second without a write: one that arrives proves the
+# stream went quiet for that long, longer than a 250 ms coalescing window.
+QUICK_PINGS = {"REACTIONS_SSE_KEEPALIVE_S": "0.5"}
+
+
+async def quiet_for_a_keepalive(events: Events) -> None:
+    """Until a keep-alive comes after what was received so far: nothing else was pending."""
+    seen = events.comments
+    await until(events, lambda e: e.comments > seen, "a keep-alive after the last tally")
+
+
 def stream_url(reader: Service, ids: str) -> str:
     return f"{reader.url}/v1/stream?ids={ids}"
 
@@ -90,7 +101,7 @@ def stream_url(reader: Service, ids: str) -> str:
 async def test_a_page_stream_sends_each_tally_at_connect_then_only_what_changed(
     start_service: ServiceFactory, redis: Redis
 ) -> None:
-    reader = start_service("reader")
+    reader = start_service("reader", env=QUICK_PINGS)
     await change(redis, "p2")
     async with (
         httpx.AsyncClient(timeout=TIMEOUT) as http,
@@ -108,7 +119,7 @@ async def test_a_page_stream_sends_each_tally_at_connect_then_only_what_changed(
 
         await change(redis, "p3")
         await until(events, lambda e: len(e.of("p3")) == 2, "the change of p3")
-        await asyncio.sleep(1.0)  # room for a wrong extra event to show up
+        await quiet_for_a_keepalive(events)  # a wrong extra event would have come first
         assert len(events.of("p3")) == 2 and events.of("p3")[1]["total"] == 1
         assert len(events.of("p1")) == 1 and len(events.of("p2")) == 1
 
@@ -116,7 +127,7 @@ async def test_a_page_stream_sends_each_tally_at_connect_then_only_what_changed(
 async def test_a_burst_on_one_article_is_coalesced_to_four_a_second(
     start_service: ServiceFactory, redis: Redis
 ) -> None:
-    reader = start_service("reader")
+    reader = start_service("reader", env=QUICK_PINGS)
     async with (
         httpx.AsyncClient(timeout=TIMEOUT) as http,
         open_stream(http, stream_url(reader, "hot,calm")) as events,
@@ -129,7 +140,7 @@ async def test_a_burst_on_one_article_is_coalesced_to_four_a_second(
         await until(
             events, lambda e: e.of("hot")[-1]["total"] == 100, "the last state of the burst"
         )
-        await asyncio.sleep(0.5)  # a send still pending would show up now
+        await quiet_for_a_keepalive(events)  # a send still pending would have come first
         updates = events.of("hot")[1:]
         # Sent at once, then at most one per 250 ms window: ≤ 5 for a burst under a second.
         assert 2 <= len(updates) <= 5, [u["total"] for u in updates]
