@@ -213,6 +213,33 @@ def run(ctx: Context) -> None:
     ctx.add(*pinned_rows(ctx, pinned, layout is not None), *worker_rows(ctx, workers, two_workers))
 
 
+BASELINES = (("bare", "bare FastAPI 202"), ("naive", "naive Redis per request"))
+
+
+def against_baselines(
+    metric: str,
+    unit: str,
+    values: dict[str, list[float]],
+    note: str,
+    targets: dict[str, Target] | None = None,
+) -> list[Row]:
+    """One row per baseline: ingest's figure, the baseline's, their ratio round by round."""
+    return [
+        Row(
+            "ingest",
+            metric,
+            unit,
+            Figure.of(values["ingest"]),
+            name,
+            Figure.of(values[base]),
+            paired_ratios(values["ingest"], values[base]),
+            (targets or {}).get(base),
+            note,
+        )
+        for base, name in BASELINES
+    ]
+
+
 def pinned_rows(ctx: Context, runs: dict[str, list[Run]], pinned: bool) -> list[Row]:
     """Throughput, CPU per vote and latency of ingest against the bare endpoint and the
     naive peer."""
@@ -233,53 +260,30 @@ def pinned_rows(ctx: Context, runs: dict[str, list[Run]], pinned: bool) -> list[
         "process CPU time (/proc) per accepted vote, the service's own process only (Kafka's "
         "or Redis's work not counted, for ingest and the naive peer alike)"
     )
-    rows = []
-    for base, name, target in (
-        ("bare", "bare FastAPI 202", 0.5),
-        ("naive", "naive Redis per request", 1.0),
-    ):
-        rows.append(
-            Row(
-                "ingest",
-                "vote req/s, 1 worker, pinned",
-                "req/s",
-                Figure.of(rps["ingest"]),
-                name,
-                Figure.of(rps[base]),
-                paired_ratios(rps["ingest"], rps[base]),
-                Target(">=", target),
-                note,
-            )
-        )
-    for base, name in (("bare", "bare FastAPI 202"), ("naive", "naive Redis per request")):
-        rows.append(
-            Row(
-                "ingest",
-                "CPU per accepted vote, 1 worker",
-                "µs",
-                Figure.of(cpu["ingest"]),
-                name,
-                Figure.of(cpu[base]),
-                paired_ratios(cpu["ingest"], cpu[base]),
-                Target("<=", 1.0) if base == "naive" else None,
-                cpu_note,
-            )
-        )
     used = {n: [x.cores_used for x in res] for n, res in runs.items()}
-    for base, name in (("bare", "bare FastAPI 202"), ("naive", "naive Redis per request")):
-        rows.append(
-            Row(
-                "ingest",
-                "cores used by the service, 1 worker, pinned",
-                "cores",
-                Figure.of(used["ingest"]),
-                name,
-                Figure.of(used[base]),
-                paired_ratios(used["ingest"], used[base]),
-                note="process CPU time over the run's length: near 1.0, the service's core "
-                "was what limited it (saturation)",
-            )
-        )
+    rows = [
+        *against_baselines(
+            "vote req/s, 1 worker, pinned",
+            "req/s",
+            rps,
+            note,
+            {"bare": Target(">=", 0.5), "naive": Target(">=", 1.0)},
+        ),
+        *against_baselines(
+            "CPU per accepted vote, 1 worker",
+            "µs",
+            cpu,
+            cpu_note,
+            {"naive": Target("<=", 1.0)},
+        ),
+        *against_baselines(
+            "cores used by the service, 1 worker, pinned",
+            "cores",
+            used,
+            "process CPU time over the run's length: near 1.0, the service's core was what "
+            "limited it (saturation)",
+        ),
+    ]
     kafka = [x.per_vote(x.dependency_cpu_s) for x in runs["ingest"]]
     redis = [x.per_vote(x.dependency_cpu_s) for x in runs["naive"]]
     rows += [
