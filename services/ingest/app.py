@@ -21,6 +21,7 @@ from services.ingest.fast import FastVotes
 from services.ingest.publisher import Publisher
 from services.ingest.ratelimit import RateLimits
 from services.ingest.routes import add_write_routes
+from shared.allocator import pin_mmap_threshold
 from shared.http import (
     ContractCors,
     count_token_rejections_from_zero,
@@ -120,6 +121,7 @@ def app_from_env(verifier: Verifier | None = None) -> ASGIApp:
     votes answered by the fast path (fast.py), everything else by the app."""
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
+    pin_mmap_threshold()  # the rate limits' tables: see shared/allocator.py
     logging.captureWarnings(True)  # library warnings as JSON lines too
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Live gauges of a worker that exits must not linger in the aggregated /metrics.
