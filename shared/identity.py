@@ -22,7 +22,7 @@ import jwt
 import orjson
 
 from shared.events import valid_user_id
-from shared.jwks import EDDSA, VerificationKey
+from shared.jwks import VerificationKey
 
 ANONYMOUS_PREFIX: Final = "a."
 SITE_PREFIX: Final = "s."
@@ -131,7 +131,7 @@ class SiteKeys:
 
 
 class Verifier:
-    """Verifies reader tokens: ours (EdDSA, keys by kid) and, if configured, the site's.
+    """Verifies reader tokens: ours (ES256 or EdDSA, keys by kid) and, if configured, the site's.
 
     The unverified issuer only picks the key set; the signature and claims decide. Verified
     tokens are remembered (bounded LRU keyed by the whole token, until its `exp`), so a
@@ -185,7 +185,8 @@ class Verifier:
         key = self.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise _invalid("unknown_key", "The token's key id is not known.")
-        claims = self._decode(token, header, key.key, {EDDSA}, self.issuer, self.audience)
+        # Each key verifies its own algorithm only: ES256 for a P-256 key, EdDSA for Ed25519.
+        claims = self._decode(token, header, key.key, key.algorithms, self.issuer, self.audience)
         reader_id = claims["sub"]
         if not isinstance(reader_id, str) or not valid_reader_id(reader_id):
             raise _invalid("bad_claims", "The token's subject is not a reader id.")

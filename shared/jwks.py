@@ -3,7 +3,8 @@
 Both HTTP services verify reader tokens with public keys only; the signing key stays on
 ingest (services/ingest/tokens.py). A key verifies only the algorithms of its own type,
 so a token cannot pick an algorithm its key was not made for (no HMAC-with-a-public-key
-confusion, no `none`).
+confusion, no `none`). Reader-token keys are EC P-256 (ES256, what new keys are) or Ed25519
+(EdDSA, what older keys are), side by side in one set during a rotation.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 EDDSA: Final = "EdDSA"
+ES256: Final = "ES256"
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS: Final = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", EDDSA}
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", ES256, "ES384", "ES512", EDDSA}
 )
 # An HMAC secret shorter than its hash is guessable offline from one token (RFC 7518 3.2).
 MIN_HMAC_SECRET_BYTES: Final = 32
-_EC_ALGORITHMS: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+_EC_ALGORITHMS: Final = {"secp256r1": ES256, "secp384r1": "ES384", "secp521r1": "ES512"}
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 
 PublicKey = (
     rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 )
+ReaderTokenPublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
 class KeyFileError(ValueError):
@@ -55,12 +58,23 @@ def key_algorithms(key: PublicKey) -> frozenset[str]:
     return frozenset({EDDSA})
 
 
+def reader_token_algorithm(key: PublicKey) -> str | None:
+    """ES256 for an EC P-256 key, EdDSA for an Ed25519 key: the one algorithm a reader-token
+    key signs with; None for any other key."""
+    if isinstance(key, ed25519.Ed25519PublicKey) or (
+        isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+    ):
+        (algorithm,) = key_algorithms(key)
+        return algorithm
+    return None
+
+
 def parse_jwks(
-    document: Mapping[str, Any], *, ed25519_only: bool
+    document: Mapping[str, Any], *, reader_token_keys: bool
 ) -> dict[str | None, VerificationKey]:
     """The public keys of a JWKS document by kid; KeyFileError naming the first problem.
 
-    With `ed25519_only` (the reader-token keys) every key must be an Ed25519 key with a kid.
+    With `reader_token_keys` every key must have a kid and be an EC P-256 or Ed25519 key.
     """
     members = document.get("keys")
     if not isinstance(members, list) or not members:
@@ -84,8 +98,11 @@ def parse_jwks(
         key = parsed.key
         if not isinstance(key, PublicKey):
             raise KeyFileError(f"{name} is not a supported public key")
-        if ed25519_only and (not isinstance(key, ed25519.Ed25519PublicKey) or kid is None):
-            raise KeyFileError(f"{name}: reader-token keys must be Ed25519 (OKP) keys with a kid")
+        if reader_token_keys and (reader_token_algorithm(key) is None or kid is None):
+            raise KeyFileError(
+                f"{name}: reader-token keys must be EC P-256 (ES256) or Ed25519 (OKP, EdDSA) "
+                "keys with a kid"
+            )
         if kid in keys:
             raise KeyFileError(f"{name} appears twice")
         keys[kid] = VerificationKey(kid, key, key_algorithms(key))
@@ -94,7 +111,7 @@ def parse_jwks(
     return keys
 
 
-def load_jwks(path: Path, *, ed25519_only: bool) -> dict[str | None, VerificationKey]:
+def load_jwks(path: Path, *, reader_token_keys: bool) -> dict[str | None, VerificationKey]:
     """`parse_jwks` of a JSON file."""
     try:
         document = orjson.loads(path.read_bytes())
@@ -104,13 +121,20 @@ def load_jwks(path: Path, *, ed25519_only: bool) -> dict[str | None, Verificatio
         raise KeyFileError(f"{path} is not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise KeyFileError(f"{path} is not a JSON object")
-    return parse_jwks(document, ed25519_only=ed25519_only)
+    return parse_jwks(document, reader_token_keys=reader_token_keys)
 
 
-def public_jwk(key: ed25519.Ed25519PublicKey, kid: str) -> dict[str, str]:
-    """The JWK of an Ed25519 public key, as a reader-token JWKS lists it."""
-    jwk: dict[str, str] = jwt.algorithms.OKPAlgorithm.to_jwk(key, as_dict=True)
-    return {**jwk, "kid": kid, "alg": EDDSA, "use": "sig"}
+def public_jwk(key: ReaderTokenPublicKey, kid: str) -> dict[str, str]:
+    """The JWK of an EC P-256 or Ed25519 public key, as a reader-token JWKS lists it."""
+    algorithm = reader_token_algorithm(key)
+    if algorithm is None:
+        raise ValueError("a reader-token key is an EC P-256 or Ed25519 key")
+    jwk: dict[str, str]
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        jwk = jwt.algorithms.ECAlgorithm.to_jwk(key, as_dict=True)
+    else:
+        jwk = jwt.algorithms.OKPAlgorithm.to_jwk(key, as_dict=True)
+    return {**jwk, "kid": kid, "alg": algorithm, "use": "sig"}
 
 
 def load_secret(path: Path) -> bytes:

@@ -176,7 +176,7 @@ class HttpServiceSettings(CommonSettings):
     @classmethod
     def _public_keys_load(cls, value: Path | None) -> Path | None:
         if value is not None:
-            load_jwks(value, ed25519_only=True)  # KeyFileError is a ValueError
+            load_jwks(value, reader_token_keys=True)  # KeyFileError is a ValueError
         return value
 
     @model_validator(mode="after")
@@ -212,7 +212,7 @@ class HttpServiceSettings(CommonSettings):
         """The public keys of reader tokens by kid (none when no file is configured)."""
         if self.token_public_keys_file is None:
             return {}
-        return load_jwks(self.token_public_keys_file, ed25519_only=True)
+        return load_jwks(self.token_public_keys_file, reader_token_keys=True)
 
     def site_keys(self) -> SiteKeys | None:
         """How the site's own tokens are verified, or None when no site is configured."""
@@ -244,7 +244,7 @@ class HttpServiceSettings(CommonSettings):
             if secret_file is not None:
                 return SiteKeys(issuer, audience, algorithms, secret=load_secret(secret_file))
             assert jwks_file is not None
-            keys = load_jwks(jwks_file, ed25519_only=False)
+            keys = load_jwks(jwks_file, reader_token_keys=False)
         except KeyFileError as exc:
             setting = "SITE_JWT_SECRET_FILE" if secret_file else "SITE_JWKS_FILE"
             raise ValueError(f"REACTIONS_{setting}: {exc}") from None

@@ -27,7 +27,7 @@ REACTIONS = frozenset(DEFAULT_TYPES)
 
 def create_app(redis_url: str, jwks: Path) -> FastAPI:
     """POST verifies the token and validates like ingest, then applies the vote to Redis."""
-    keys = {kid: key.key for kid, key in load_jwks(jwks, ed25519_only=True).items()}
+    keys = load_jwks(jwks, reader_token_keys=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,8 +47,10 @@ def create_app(redis_url: str, jwks: Path) -> FastAPI:
     async def vote(request: Request) -> Response:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-            claims = jwt.decode(token, keys[kid], algorithms=["EdDSA"], audience="reactions")
+            key = keys[jwt.get_unverified_header(token).get("kid")]
+            claims = jwt.decode(
+                token, key.key, algorithms=list(key.algorithms), audience="reactions"
+            )
         except (jwt.PyJWTError, KeyError):
             return ORJSONResponse({"error": {"code": "invalid_token", "message": "Bad."}}, 401)
         user_id = str(claims["sub"])

@@ -14,8 +14,9 @@ from pathlib import Path
 import uvicorn
 
 from services.ingest.config import IngestSettings
-from services.ingest.tokens import generate_key_files, minted, write_tokens
+from services.ingest.tokens import DEFAULT_ALGORITHM, generate_key_files, minted, write_tokens
 from shared.identity import NAMESPACES
+from shared.jwks import EDDSA, ES256
 from shared.kafka import TopicMismatch, ensure_topics
 from shared.logs import configure_logging, get_logger
 from shared.settings import load_settings
@@ -100,11 +101,13 @@ def mint_tokens(settings: IngestSettings, args: argparse.Namespace) -> int:
 def generate_keys(args: argparse.Namespace) -> int:
     """A new signing key in `--dir`, its public key added to the directory's jwks.json."""
     try:
-        private, jwks = generate_key_files(Path(args.dir), args.kid)
+        private, jwks = generate_key_files(Path(args.dir), args.kid, args.algorithm)
     except (ValueError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    sys.stdout.write(f"signing key {private} (kid {args.kid}); public keys {jwks}\n")
+    sys.stdout.write(
+        f"signing key {private} ({args.algorithm}, kid {args.kid}); public keys {jwks}\n"
+    )
     return 0
 
 
@@ -126,10 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     mint.add_argument("--ttl", type=int, help="token lifetime in seconds (default: the setting)")
     keys = commands.add_parser(
-        "generate-keys", help="a new Ed25519 signing key and the JWKS with its public key"
+        "generate-keys",
+        help="a new signing key (P-256 for ES256 by default) and the JWKS with its public key",
     )
     keys.add_argument("--dir", required=True, help="where <kid>.pem and jwks.json are written")
     keys.add_argument("--kid", required=True, help="the key id, e.g. 2026-01")
+    keys.add_argument(
+        "--algorithm",
+        choices=(ES256, EDDSA),
+        default=DEFAULT_ALGORITHM,
+        help="ES256: an EC P-256 key (the default, the faster to verify); EdDSA: an Ed25519 key",
+    )
     args = parser.parse_args(argv)
     if args.command == "generate-keys":
         return generate_keys(args)

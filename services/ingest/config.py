@@ -50,7 +50,9 @@ class IngestSettings(HttpServiceSettings):
         None, description="File holding the salt (instead of REACTIONS_IP_HASH_SALT)."
     )
     token_signing_key_file: Path | None = Field(
-        None, description="PEM (PKCS8) Ed25519 private key that signs reader tokens."
+        None,
+        description="PEM (PKCS8) P-256 (ES256) or Ed25519 (EdDSA) private key that signs "
+        "reader tokens.",
     )
     token_signing_key_id: str | None = Field(
         None,

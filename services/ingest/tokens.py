@@ -1,5 +1,6 @@
-"""Reader tokens as ingest signs them: anonymous reader ids, the Ed25519 signing key, and
-the tokens issued to readers, renewed, or minted offline for operators and load tests.
+"""Reader tokens as ingest signs them: anonymous reader ids, the signing key (EC P-256 for
+ES256, what new keys are, or Ed25519 for EdDSA), and the tokens issued to readers, renewed,
+or minted offline for operators and load tests.
 
 Verification is the same for both HTTP services and lives in shared/identity.py.
 """
@@ -14,16 +15,31 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final, Literal
 
 import jwt
 import orjson
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.identity import ANONYMOUS_PREFIX, valid_reader_id
-from shared.jwks import EDDSA, KeyFileError, load_jwks, public_jwk
+from shared.jwks import (
+    EDDSA,
+    ES256,
+    KeyFileError,
+    load_jwks,
+    public_jwk,
+    reader_token_algorithm,
+)
 
 JWKS_FILE_NAME = "jwks.json"
+# A P-256 signature verifies in about two thirds of the time of an Ed25519 one (PyJWT with
+# cryptography), and every service verifies each new token: new keys are P-256.
+DEFAULT_ALGORITHM: Final = ES256
+
+SigningKey = ec.EllipticCurvePrivateKey | Ed25519PrivateKey
+SigningAlgorithm = Literal["ES256", "EdDSA"]
 
 
 def new_anonymous_id() -> str:
@@ -36,8 +52,8 @@ def rfc3339(epoch_s: int) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def load_signing_key(path: Path) -> Ed25519PrivateKey:
-    """The Ed25519 private key of a PEM (PKCS8) file; KeyFileError when it is not one."""
+def load_signing_key(path: Path) -> SigningKey:
+    """The EC P-256 or Ed25519 private key of a PEM (PKCS8) file; KeyFileError otherwise."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -46,9 +62,18 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise KeyFileError(f"{path} is not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path} is not an Ed25519 key")
-    return key
+    if isinstance(key, Ed25519PrivateKey):
+        return key
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        found = f"an EC {key.curve.name} key"
+    else:
+        found = "an RSA key" if isinstance(key, rsa.RSAPrivateKey) else "another kind of key"
+    raise KeyFileError(
+        f"{path} holds {found}; reader tokens are signed with an EC P-256 (ES256) or "
+        "Ed25519 (EdDSA) key"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +86,12 @@ class IssuedToken:
 
 
 class TokenIssuer:
-    """Signs reader tokens with the configured Ed25519 key (header `kid` names it)."""
+    """Signs reader tokens with the configured key, ES256 for a P-256 key or EdDSA for an
+    Ed25519 one (header `kid` names the key)."""
 
     def __init__(
         self,
-        key: Ed25519PrivateKey,
+        key: SigningKey,
         kid: str,
         *,
         issuer: str,
@@ -73,7 +99,11 @@ class TokenIssuer:
         ttl_s: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        algorithm = reader_token_algorithm(key.public_key())
+        if algorithm is None:
+            raise ValueError("reader tokens are signed with an EC P-256 or Ed25519 key")
         self.key = key
+        self.algorithm = algorithm
         self.kid = kid
         self.issuer = issuer
         self.audience = audience
@@ -97,7 +127,7 @@ class TokenIssuer:
             "iat": now,
             "exp": expires_at,
         }
-        token = jwt.encode(claims, self.key, algorithm=EDDSA, headers={"kid": self.kid})
+        token = jwt.encode(claims, self.key, algorithm=self.algorithm, headers={"kid": self.kid})
         return IssuedToken(reader_id, token, expires_at)
 
 
@@ -121,21 +151,30 @@ def write_tokens(tokens: Iterator[IssuedToken], out: Path) -> int:
     return written
 
 
-def generate_key_files(directory: Path, kid: str) -> tuple[Path, Path]:
-    """A new signing key `<kid>.pem` (mode 600) in `directory`, and its public key added to
-    the directory's `jwks.json` (created if missing: rotation keeps the older keys)."""
+def generate_key_files(
+    directory: Path, kid: str, algorithm: SigningAlgorithm = DEFAULT_ALGORITHM
+) -> tuple[Path, Path]:
+    """A new signing key `<kid>.pem` (mode 600) in `directory`, P-256 for ES256 or Ed25519
+    for EdDSA, and its public key added to the directory's `jwks.json` (created if missing:
+    rotation keeps the older keys, of either type)."""
     if not kid or "/" in kid or kid.startswith("."):
         raise ValueError(f"{kid!r} cannot name a key file")
+    if algorithm not in (ES256, EDDSA):
+        raise ValueError(f"{algorithm!r}: a signing key is made for {ES256} or {EDDSA}")
     directory.mkdir(parents=True, exist_ok=True)
     private_path = directory / f"{kid}.pem"
     jwks_path = directory / JWKS_FILE_NAME
     keys: list[object] = []
     if jwks_path.exists():
-        load_jwks(jwks_path, ed25519_only=True)  # refuse to extend a file we cannot read back
+        load_jwks(jwks_path, reader_token_keys=True)  # refuse to extend a file we cannot read back
         keys = list(orjson.loads(jwks_path.read_bytes())["keys"])
         if any(isinstance(k, dict) and k.get("kid") == kid for k in keys):
             raise KeyFileError(f"{jwks_path} already has a key {kid!r}")
-    key = Ed25519PrivateKey.generate()
+    key: SigningKey = (
+        ec.generate_private_key(ec.SECP256R1())
+        if algorithm == ES256
+        else Ed25519PrivateKey.generate()
+    )
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

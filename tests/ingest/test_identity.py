@@ -1,7 +1,7 @@
 """Reader identity on a real ingest process: tokens issued and renewed, stuffing limited per
 client network (and refused when the limit store is down), every kind of bad token refused
 with 401 before anything is published, a site's own tokens in their namespaces, and key
-rotation."""
+rotation (from an Ed25519 key to a P-256 one)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import httpx
 import jwt
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy.local.client import MintedTokens, VoteClient
@@ -23,7 +24,7 @@ from deploy.local.kafka import KafkaBroker
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
-from services.ingest.tokens import generate_key_files
+from services.ingest.tokens import generate_key_files, rfc3339
 from shared.jwks import public_jwk
 from tests.support import IngestFactory, assert_error, metric_sum, read_topic
 
@@ -83,8 +84,15 @@ async def test_one_address_gets_a_few_identities_then_429_and_each_votes_once_pe
         renewed = await votes.new_reader(issued[0]["token"])
         assert renewed.status_code == 201, renewed.text
         assert renewed.json()["reader_id"] == issued[0]["reader_id"]
-        # A fresh exp (the same second gives the same token: Ed25519 is deterministic).
-        assert renewed.json()["expires_at"] >= issued[0]["expires_at"]
+        # Signed anew, for the whole lifetime from now. The development key is P-256, and an
+        # ECDSA signature is randomized: even within the same second (same claims) a
+        # re-signed token differs from the one sent, which an echoed one would not.
+        assert renewed.json()["token"] != issued[0]["token"]
+        first = jwt.decode(issued[0]["token"], options={"verify_signature": False})
+        fresh = jwt.decode(renewed.json()["token"], options={"verify_signature": False})
+        assert fresh["sub"] == first["sub"] and fresh["iat"] >= first["iat"]
+        assert fresh["exp"] - fresh["iat"] == first["exp"] - first["iat"] == 365 * 86400
+        assert renewed.json()["expires_at"] == rfc3339(fresh["exp"])
         metrics = (await votes.http.get(f"{service.url}/metrics")).text
     assert metric_sum(metrics, "reactions_ingest_tokens_issued_total", {"kind": "new"}) == 3
     assert metric_sum(metrics, "reactions_ingest_tokens_issued_total", {"kind": "renewal"}) == 1
@@ -104,11 +112,11 @@ async def test_bad_tokens_are_refused_with_401_and_nothing_is_published(
     topic = _topic()
     service = spawn_ingest(topic)
     signing = token_keys.issuer().key
-    other = Ed25519PrivateKey.generate()
+    other = ec.generate_private_key(ec.SECP256R1())
     kid = token_keys.kid
 
-    def token(key: Any = signing, **kw: Any) -> str:
-        return jwt.encode(_claims(**kw), key, algorithm="EdDSA", headers={"kid": kid})
+    def token(key: Any = signing, algorithm: str = "ES256", **kw: Any) -> str:
+        return jwt.encode(_claims(**kw), key, algorithm=algorithm, headers={"kid": kid})
 
     head, payload, signature = token(sub="a.victim").split(".")
     claims = orjson.loads(base64.urlsafe_b64decode(payload + "=="))
@@ -126,6 +134,12 @@ async def test_bad_tokens_are_refused_with_401_and_nothing_is_published(
             "algorithm",
         ),
         "not a jwt": ("not-a-token", "invalid_token", "malformed"),
+        # The development key is P-256: its kid verifies ES256 only.
+        "EdDSA under a P-256 kid": (
+            token(key=Ed25519PrivateKey.generate(), algorithm="EdDSA"),
+            "invalid_token",
+            "algorithm",
+        ),
     }
     async with VoteClient(service.url, timeout=30) as votes:
         for name, (bad, code, _) in cases.items():
@@ -205,7 +219,8 @@ async def test_a_sites_tokens_vote_in_the_sites_namespace_and_are_not_renewed_he
 async def test_key_rotation_old_tokens_still_vote_new_ones_are_signed_with_the_new_key(
     spawn_ingest: IngestFactory, tmp_path: Path
 ) -> None:
-    generate_key_files(tmp_path, "2026-01")
+    # From an Ed25519 key (what keys were) to a P-256 one (what new keys are).
+    generate_key_files(tmp_path, "2026-01", "EdDSA")
     old = DevelopmentKeys(tmp_path, "2026-01")
     new_key, jwks = generate_key_files(tmp_path, "2026-02")  # published beside the old key
     service = spawn_ingest(
@@ -217,12 +232,14 @@ async def test_key_rotation_old_tokens_still_vote_new_ones_are_signed_with_the_n
     )
     async with VoteClient(service.url, timeout=30) as votes:
         old_token = old.issuer().issue("a.from-last-year").token
+        assert jwt.get_unverified_header(old_token)["alg"] == "EdDSA"
         assert (await votes.vote(old_token, "rotated", "like")).status_code == 202
         issued = (await votes.new_reader()).json()
-        assert jwt.get_unverified_header(issued["token"])["kid"] == "2026-02"
+        new_header = {"alg": "ES256", "kid": "2026-02", "typ": "JWT"}
+        assert jwt.get_unverified_header(issued["token"]) == new_header
         renewed = (await votes.new_reader(old_token)).json()
         assert renewed["reader_id"] == "a.from-last-year"
-        assert jwt.get_unverified_header(renewed["token"])["kid"] == "2026-02"
+        assert jwt.get_unverified_header(renewed["token"]) == new_header
         assert (await votes.vote(renewed["token"], "rotated", "like")).status_code == 202
 
 

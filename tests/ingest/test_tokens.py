@@ -12,11 +12,16 @@ import sys
 from pathlib import Path
 
 import jwt
+import orjson
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy.local.client import TokenFile
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT
+from services.ingest.config import IngestSettings
 from services.ingest.tokens import (
     generate_key_files,
     load_signing_key,
@@ -54,12 +59,41 @@ def test_key_files_are_private_and_rotation_keeps_old_public_keys(tmp_path: Path
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     load_signing_key(private)
     generate_key_files(tmp_path, "2026-02")
-    assert set(load_jwks(jwks, ed25519_only=True)) == {"2026-01", "2026-02"}
+    assert set(load_jwks(jwks, reader_token_keys=True)) == {"2026-01", "2026-02"}
     with pytest.raises(KeyFileError, match="already"):
         generate_key_files(tmp_path, "2026-01")
     (tmp_path / "not-a-key.pem").write_text("hello")
     with pytest.raises(KeyFileError, match="PEM"):
         load_signing_key(tmp_path / "not-a-key.pem")
+
+
+def test_signing_keys_are_p256_or_ed25519(tmp_path: Path) -> None:
+    generate_key_files(tmp_path, "p256")
+    generate_key_files(tmp_path, "ed25519", "EdDSA")
+    p256 = load_signing_key(tmp_path / "p256.pem")
+    assert isinstance(p256, ec.EllipticCurvePrivateKey) and isinstance(p256.curve, ec.SECP256R1)
+    assert isinstance(load_signing_key(tmp_path / "ed25519.pem"), Ed25519PrivateKey)
+    others = {
+        "an EC secp384r1 key": ec.generate_private_key(ec.SECP384R1()),
+        "an RSA key": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    }
+    for found, key in others.items():
+        path = tmp_path / "other.pem"
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        with pytest.raises(KeyFileError) as caught:
+            load_signing_key(path)
+        assert str(caught.value) == (
+            f"{path} holds {found}; reader tokens are signed with an EC P-256 (ES256) or "
+            "Ed25519 (EdDSA) key"
+        )
+    with pytest.raises(ValueError, match="ES256 or EdDSA"):
+        generate_key_files(tmp_path, "rs", "RS256")  # type: ignore[arg-type]
 
 
 def _ingest_command(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -85,9 +119,11 @@ def test_mint_tokens_writes_a_file_of_tokens_for_the_load_tools(
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     tokens = TokenFile(out)
     assert tokens.readers == [f"a.load-{i}" for i in range(50)]
-    verifier_keys = load_jwks(token_keys.public_keys_file, ed25519_only=True)
-    key = verifier_keys[token_keys.kid].key
-    claims = jwt.decode(tokens.token("a.load-7"), key, algorithms=["EdDSA"], audience="reactions")
+    key = load_jwks(token_keys.public_keys_file, reader_token_keys=True)[token_keys.kid]
+    assert key.algorithms == {"ES256"}  # the development key is made with the default
+    claims = jwt.decode(
+        tokens.token("a.load-7"), key.key, algorithms=list(key.algorithms), audience="reactions"
+    )
     assert claims["sub"] == "a.load-7"
 
     fresh = tmp_path / "fresh.tsv"
@@ -112,3 +148,29 @@ def test_generate_keys_command(tmp_path: Path) -> None:
     assert (tmp_path / "k1.pem").exists() and (tmp_path / "jwks.json").exists()
     again = _ingest_command(["generate-keys", "--dir", str(tmp_path), "--kid", "k1"], {})
     assert again.returncode == 2 and "already" in again.stderr
+
+
+def test_generate_keys_rotates_from_an_ed25519_key_to_a_p256_key(tmp_path: Path) -> None:
+    command = ["generate-keys", "--dir", str(tmp_path)]
+    first = _ingest_command([*command, "--kid", "old", "--algorithm", "EdDSA"], {})
+    assert first.returncode == 0, first.stderr
+    second = _ingest_command([*command, "--kid", "new"], {})  # ES256 by default
+    assert second.returncode == 0, second.stderr
+    assert "(ES256, kid new)" in second.stdout
+    jwks = tmp_path / "jwks.json"
+    published = orjson.loads(jwks.read_bytes())["keys"]
+    assert [(k["kid"], k["alg"]) for k in published] == [("old", "EdDSA"), ("new", "ES256")]
+
+    def settings(kid: str) -> IngestSettings:
+        return IngestSettings(
+            token_signing_key_file=tmp_path / f"{kid}.pem", token_public_keys_file=jwks
+        )
+
+    old, new = settings("old").token_issuer_for_ingest(), settings("new").token_issuer_for_ingest()
+    assert old is not None and new is not None
+    assert (old.kid, old.algorithm, new.kid, new.algorithm) == ("old", "EdDSA", "new", "ES256")
+    verifier = settings("new").verifier()
+    issued = new.issue("a.rotated").token
+    assert jwt.get_unverified_header(issued) == {"alg": "ES256", "kid": "new", "typ": "JWT"}
+    assert verifier.verify(issued).reader_id == "a.rotated"
+    assert verifier.verify(old.issue("a.from-before").token).reader_id == "a.from-before"

@@ -1,6 +1,6 @@
 """Reader ids and token verification, in process: the namespaces, every way a token is
 refused, the site's own tokens (HS256 secret and a JWKS of public keys), key rotation by
-kid, and the cache of verified tokens."""
+kid (from an Ed25519 key to a P-256 one too), and the cache of verified tokens."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def keys(tmp_path: Path) -> tuple[TokenIssuer, Path]:
 
 def verifier_for(jwks: Path, **kw: Any) -> Verifier:
     return Verifier(
-        load_jwks(jwks, ed25519_only=True), issuer="reactions", audience="reactions", **kw
+        load_jwks(jwks, reader_token_keys=True), issuer="reactions", audience="reactions", **kw
     )
 
 
@@ -106,17 +106,17 @@ def test_a_token_we_signed_verifies_and_names_its_reader(keys: tuple[TokenIssuer
         issued.expires_at,
     )
     header = jwt.get_unverified_header(issued.token)
-    assert header == {"alg": "EdDSA", "kid": "k1", "typ": "JWT"}
+    assert header == {"alg": "ES256", "kid": "k1", "typ": "JWT"}  # new keys are P-256
 
 
 def test_refusals_name_their_reason(keys: tuple[TokenIssuer, Path], tmp_path: Path) -> None:
     issuer, jwks = keys
     verifier = verifier_for(jwks)
-    other = ed25519.Ed25519PrivateKey.generate()
+    other = ec.generate_private_key(ec.SECP256R1())
     sign = issuer.key
 
     def token(key: Any = sign, kid: str = "k1", **kw: Any) -> str:
-        return jwt.encode(claims(**kw), key, algorithm="EdDSA", headers={"kid": kid})
+        return jwt.encode(claims(**kw), key, algorithm="ES256", headers={"kid": kid})
 
     cases = {
         "expired": token(exp=int(time.time()) - 3600),
@@ -147,7 +147,7 @@ def test_tampered_subject_and_alg_none_are_refused(keys: tuple[TokenIssuer, Path
     unsigned = jwt.encode(claims(), None, algorithm="none", headers={"kid": "k1"})
     assert refused(verifier, unsigned).reason == "algorithm"
     # HMAC keyed with the public key (the classic confusion) is refused by algorithm.
-    public = load_jwks(jwks, ed25519_only=True)["k1"]
+    public = load_jwks(jwks, reader_token_keys=True)["k1"]
     assert "HS256" not in public.algorithms
     hs = jwt.encode(claims(), b"k" * 32, algorithm="HS256", headers={"kid": "k1"})
     assert refused(verifier, hs).reason == "algorithm"
@@ -170,8 +170,47 @@ def test_key_rotation_old_key_still_verifies_new_key_signs(tmp_path: Path) -> No
     assert verifier.verify(old.issue("a.old").token).reader_id == "a.old"
     assert verifier.verify(new.issue("a.new").token).reader_id == "a.new"
     # A token claiming the new kid but signed with the old key fails.
-    mislabelled = jwt.encode(claims(), old.key, algorithm="EdDSA", headers={"kid": "2026-02"})
+    mislabelled = jwt.encode(claims(), old.key, algorithm="ES256", headers={"kid": "2026-02"})
     assert refused(verifier, mislabelled).reason == "bad_signature"
+
+
+def test_ed25519_and_p256_keys_side_by_side_each_verify_their_own_algorithm_only(
+    tmp_path: Path,
+) -> None:
+    # Rotation from an Ed25519 key to a P-256 one: both are in the set until the old expires.
+    generate_key_files(tmp_path, "old", "EdDSA")
+    private, jwks = generate_key_files(tmp_path, "new")
+    old = TokenIssuer(
+        load_signing_key(tmp_path / "old.pem"),
+        "old",
+        issuer="reactions",
+        audience="reactions",
+        ttl_s=60,
+    )
+    new = TokenIssuer(
+        load_signing_key(private), "new", issuer="reactions", audience="reactions", ttl_s=60
+    )
+    assert (old.algorithm, new.algorithm) == ("EdDSA", "ES256")
+    published = {k["kid"]: k for k in orjson.loads(jwks.read_bytes())["keys"]}
+    assert {kid: (k["kty"], k["crv"], k["alg"], k["use"]) for kid, k in published.items()} == {
+        "old": ("OKP", "Ed25519", "EdDSA", "sig"),
+        "new": ("EC", "P-256", "ES256", "sig"),
+    }
+    keys = load_jwks(jwks, reader_token_keys=True)
+    assert {kid: key.algorithms for kid, key in keys.items()} == {
+        "old": frozenset({"EdDSA"}),
+        "new": frozenset({"ES256"}),
+    }
+    verifier = verifier_for(jwks)
+    old_token, new_token = old.issue("a.old").token, new.issue("a.new").token
+    assert jwt.get_unverified_header(old_token)["alg"] == "EdDSA"
+    assert jwt.get_unverified_header(new_token)["alg"] == "ES256"
+    assert verifier.verify(old_token).reader_id == "a.old"
+    assert verifier.verify(new_token).reader_id == "a.new"
+    # A header naming the other key type's algorithm is refused, whatever key signed it.
+    for key, algorithm, kid in ((new.key, "ES256", "old"), (old.key, "EdDSA", "new")):
+        crossed = jwt.encode(claims(), key, algorithm=algorithm, headers={"kid": kid})
+        assert refused(verifier, crossed).reason == "algorithm", (algorithm, kid)
 
 
 def test_site_hs256_tokens_land_in_the_site_namespace(keys: tuple[TokenIssuer, Path]) -> None:
@@ -212,7 +251,7 @@ def test_site_jwks_tokens_verify_by_kid_and_pin_their_algorithm(
         "https://id.example",
         "reactions",
         frozenset({"EdDSA", "RS256"}),
-        keys=parse_jwks(document, ed25519_only=False),
+        keys=parse_jwks(document, reader_token_keys=False),
     )
     verifier = verifier_for(jwks, site=site)
 
@@ -232,18 +271,36 @@ def test_jwks_files_are_checked(tmp_path: Path) -> None:
     private = ed25519.Ed25519PrivateKey.generate()
     jwk = public_jwk(private.public_key(), "k")
     with pytest.raises(KeyFileError, match="private"):
-        parse_jwks({"keys": [{**jwk, "d": "secret"}]}, ed25519_only=True)
+        parse_jwks({"keys": [{**jwk, "d": "secret"}]}, reader_token_keys=True)
     with pytest.raises(KeyFileError, match="twice"):
-        parse_jwks({"keys": [jwk, jwk]}, ed25519_only=True)
-    with pytest.raises(KeyFileError, match="Ed25519"):
-        rs = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-        rsa_jwk = {**jwt.algorithms.RSAAlgorithm.to_jwk(rs, as_dict=True), "kid": "r"}
-        parse_jwks({"keys": [rsa_jwk]}, ed25519_only=True)
+        parse_jwks({"keys": [jwk, jwk]}, reader_token_keys=True)
     with pytest.raises(KeyFileError, match="at least one"):
-        parse_jwks({"keys": []}, ed25519_only=True)
+        parse_jwks({"keys": []}, reader_token_keys=True)
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(KeyFileError, match="not JSON"):
-        load_jwks(tmp_path / "bad.json", ed25519_only=True)
+        load_jwks(tmp_path / "bad.json", reader_token_keys=True)
+
+
+def test_reader_token_keys_are_p256_or_ed25519_keys_with_a_kid() -> None:
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key()
+    p384 = ec.generate_private_key(ec.SECP384R1()).public_key()
+    rs = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    ed = ed25519.Ed25519PrivateKey.generate().public_key()
+    accepted = [public_jwk(p256, "p"), public_jwk(ed, "e")]
+    assert set(parse_jwks({"keys": accepted}, reader_token_keys=True)) == {"p", "e"}
+    refused = {
+        "P-384": {**jwt.algorithms.ECAlgorithm.to_jwk(p384, as_dict=True), "kid": "x"},
+        "RSA": {**jwt.algorithms.RSAAlgorithm.to_jwk(rs, as_dict=True), "kid": "x"},
+        "no kid": {k: v for k, v in public_jwk(p256, "x").items() if k != "kid"},
+    }
+    for name, jwk in refused.items():
+        with pytest.raises(KeyFileError, match=r"must be EC P-256 \(ES256\) or Ed25519") as caught:
+            parse_jwks({"keys": [jwk]}, reader_token_keys=True)
+        assert "with a kid" in str(caught.value), name
+        # A site's key set takes them all.
+        assert parse_jwks({"keys": [jwk]}, reader_token_keys=False), name
+    with pytest.raises(ValueError, match="P-256 or Ed25519"):
+        public_jwk(p384, "x")
 
 
 def test_verified_tokens_are_cached_until_they_expire(keys: tuple[TokenIssuer, Path]) -> None:
@@ -252,7 +309,7 @@ def test_verified_tokens_are_cached_until_they_expire(keys: tuple[TokenIssuer, P
     clock = [float(now)]
     verifier = verifier_for(jwks, cache_entries=2, clock=lambda: clock[0])
     token = jwt.encode(
-        claims(iat=now, exp=now + 600), issuer.key, algorithm="EdDSA", headers={"kid": "k1"}
+        claims(iat=now, exp=now + 600), issuer.key, algorithm="ES256", headers={"kid": "k1"}
     )
     calls = 0
     verify = verifier._verify
@@ -284,11 +341,11 @@ def test_odd_headers_and_claims_are_refused_not_crashed_on(
         return base64.urlsafe_b64encode(orjson.dumps(part)).rstrip(b"=").decode()
 
     body = encode(claims())
-    for header in ({"alg": "EdDSA", "kid": ["k1"]}, {"alg": ["EdDSA"], "kid": "k1"}, [1], "x"):
+    for header in ({"alg": "ES256", "kid": ["k1"]}, {"alg": ["ES256"], "kid": "k1"}, [1], "x"):
         token = f"{encode(header)}.{body}.c2ln"
         assert refused(verifier, token).code == "invalid_token", header
     for odd in ([], "x", {"iss": ["reactions"]}, {"iss": {"a": 1}}):
-        token = f"{encode({'alg': 'EdDSA', 'kid': 'k1'})}.{encode(odd)}.c2ln"
+        token = f"{encode({'alg': 'ES256', 'kid': 'k1'})}.{encode(odd)}.c2ln"
         assert refused(verifier, token).code == "invalid_token", odd
-    signed = jwt.encode(claims(sub=["a.x"]), issuer.key, algorithm="EdDSA", headers={"kid": "k1"})
+    signed = jwt.encode(claims(sub=["a.x"]), issuer.key, algorithm="ES256", headers={"kid": "k1"})
     assert refused(verifier, signed).reason == "bad_claims"
