@@ -206,9 +206,11 @@ def soak(
     hold_s: tuple[float, float] = (1.0, 5.0),
     connections: int = 32,
     articles: int = 10_000,
+    votes_per_s: float | None = None,
 ) -> SoakRun:
-    """Votes walking `tokens` from `start_line` with wrk at saturation, the stream churn on
-    the reader, and the memory sampler, all for `duration_s` (loopback targets only)."""
+    """Votes walking `tokens` from `start_line` with wrk, at `votes_per_s` or at saturation,
+    the stream churn on the reader, and the memory sampler, all for `duration_s` (loopback
+    targets only)."""
     sampler = MemorySampler(
         processes,
         interval_s,
@@ -226,6 +228,7 @@ def soak(
             [str(tokens), str(start_line), str(articles), "bench-a"],
             duration_s=duration_s,
             connections=connections,
+            per_second=votes_per_s,
         )
         streams = churn.result()
     finally:
@@ -234,6 +237,7 @@ def soak(
         "duration_s": duration_s,
         "interval_s": interval_s,
         "connections": connections,
+        "votes_per_s": votes_per_s,
         "streams_per_s": streams_per_s,
         "hold_s": list(hold_s),
     }
@@ -244,6 +248,8 @@ def markdown(document: Mapping[str, Any]) -> str:
     """`<name>.md`: how it ran, the memory of each service, the load it carried."""
     votes, streams, keys = document["votes"], document["streams"], document["limit_keys"]
     opened_per_s = streams["opened"] / max(streams["seconds"], 1)
+    paced = document.get("votes_per_s")
+    pace = "at saturation" if paced is None else f"paced at {paced:,.0f} votes/s"
     lines = [
         f"# Soak ({document['mode']})",
         "",
@@ -251,7 +257,7 @@ def markdown(document: Mapping[str, Any]) -> str:
         f"- machine: {document['machine']}; load average at the end {document['load_end']}",
         f"- command: `{document['command']}`",
         f"- {document['duration_s']:.0f} s of votes by new readers (one wrk thread,"
-        f" {document['connections']} connections, at saturation) after measuring ingest's"
+        f" {document['connections']} connections, {pace}) after measuring ingest's"
         f" maximum at {document['measured_max_per_s']:,.0f} votes/s; memory sampled every"
         f" {document['interval_s']:g} s; the slope is a least-squares fit after the first"
         f" window ({document['first_window_s']:g} s, the limits' window)",

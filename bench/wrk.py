@@ -69,10 +69,16 @@ def parse_output(stdout: str) -> WrkResult:
     raise WrkError(f"wrk printed no summary line:\n{stdout[-2000:]}")
 
 
-def script_text(name: str) -> str:
-    """A scenario script with the shared `done` reporter appended."""
+def script_text(name: str, per_second: float | None = None) -> str:
+    """A scenario script with the shared `done` reporter appended, and with `per_second` the
+    pacer (pace.lua) set to that many requests a second per wrk thread."""
     lua = resources.files("bench").joinpath("lua")
-    return lua.joinpath(f"{name}.lua").read_text() + "\n" + lua.joinpath("report.lua").read_text()
+    parts = [lua.joinpath(f"{name}.lua").read_text(), lua.joinpath("report.lua").read_text()]
+    if per_second is not None:
+        if per_second <= 0:
+            raise ValueError("a paced run needs a positive rate")
+        parts += [f"pace_per_s = {per_second:.3f}", lua.joinpath("pace.lua").read_text()]
+    return "\n".join(parts)
 
 
 def run_wrk(
@@ -85,16 +91,18 @@ def run_wrk(
     threads: int = 1,
     timeout_s: float = 5.0,
     cores: Iterable[int] | None = None,
+    per_second: float | None = None,
 ) -> WrkResult:
     """Run wrk against `url` (loopback only) with `script` for `duration_s` seconds, on
-    `cores` when given (`taskset`), else wherever the scheduler puts it."""
+    `cores` when given (`taskset`), else wherever the scheduler puts it; at saturation, or
+    at `per_second` requests a second in all when given."""
     if not url.startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:")):
         raise WrkError(f"refusing to load a non-loopback target: {url}")
     wrk = shutil.which("wrk")
     if wrk is None:
         raise WrkError("wrk is not installed; run `make setup`")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(script_text(script))
+        f.write(script_text(script, None if per_second is None else per_second / threads))
         path = Path(f.name)
     try:
         result = subprocess.run(
