@@ -153,19 +153,17 @@ def test_tampered_subject_and_alg_none_are_refused(keys: tuple[TokenIssuer, Path
     assert refused(verifier, hs).reason == "algorithm"
 
 
+def issuer_of(private: Path) -> TokenIssuer:
+    """An issuer signing with the key file `<kid>.pem`, as that kid."""
+    return TokenIssuer(
+        load_signing_key(private), private.stem, issuer="reactions", audience="reactions", ttl_s=60
+    )
+
+
 def test_key_rotation_old_key_still_verifies_new_key_signs(tmp_path: Path) -> None:
     generate_key_files(tmp_path, "2026-01")
     private, jwks = generate_key_files(tmp_path, "2026-02")  # added beside the old one
-    old = TokenIssuer(
-        load_signing_key(tmp_path / "2026-01.pem"),
-        "2026-01",
-        issuer="reactions",
-        audience="reactions",
-        ttl_s=60,
-    )
-    new = TokenIssuer(
-        load_signing_key(private), "2026-02", issuer="reactions", audience="reactions", ttl_s=60
-    )
+    old, new = issuer_of(tmp_path / "2026-01.pem"), issuer_of(private)
     verifier = verifier_for(jwks)
     assert verifier.verify(old.issue("a.old").token).reader_id == "a.old"
     assert verifier.verify(new.issue("a.new").token).reader_id == "a.new"
@@ -180,16 +178,7 @@ def test_ed25519_and_p256_keys_side_by_side_each_verify_their_own_algorithm_only
     # Rotation from an Ed25519 key to a P-256 one: both are in the set until the old expires.
     generate_key_files(tmp_path, "old", "EdDSA")
     private, jwks = generate_key_files(tmp_path, "new")
-    old = TokenIssuer(
-        load_signing_key(tmp_path / "old.pem"),
-        "old",
-        issuer="reactions",
-        audience="reactions",
-        ttl_s=60,
-    )
-    new = TokenIssuer(
-        load_signing_key(private), "new", issuer="reactions", audience="reactions", ttl_s=60
-    )
+    old, new = issuer_of(tmp_path / "old.pem"), issuer_of(private)
     assert (old.algorithm, new.algorithm) == ("EdDSA", "ES256")
     published = {k["kid"]: k for k in orjson.loads(jwks.read_bytes())["keys"]}
     assert {kid: (k["kty"], k["crv"], k["alg"], k["use"]) for kid, k in published.items()} == {
