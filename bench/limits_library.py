@@ -26,6 +26,8 @@ from limits.aio.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 
+from bench.limit_check import per_check_us
+
 STRATEGIES: dict[
     str, type[MovingWindowRateLimiter | SlidingWindowCounterRateLimiter | FixedWindowRateLimiter]
 ] = {
@@ -51,13 +53,14 @@ async def hit_with_iteration_us(strategy: str, held: int, hits: int = 300) -> fl
     for i in range(held):
         await limiter.hit(item, "reader", f"a.held-{i:020d}")
     await asyncio.sleep(0)
-    started = time.process_time()
-    for i in range(hits):
+
+    async def hit(i: int) -> None:
         await limiter.hit(item, "reader", f"a.new-{i:020d}")
-        await asyncio.sleep(0)
-    used = time.process_time() - started
-    stop_expiry(storage)
-    return used / hits * 1e6
+
+    try:
+        return await per_check_us(hit, hits, yield_each=True)
+    finally:
+        stop_expiry(storage)
 
 
 async def moving_window_drops_per_s(busy_ms: float) -> float:

@@ -93,6 +93,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of a process, from /proc; None when it is gone."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
 def tree_cpu_seconds(pid: int | None) -> float:
     """CPU seconds used so far by `pid` and its live descendants (0 when it is gone)."""
     if pid is None:

@@ -22,7 +22,7 @@ from typing import Final
 
 from bench import flame
 from bench.pinning import tree_cpu_seconds
-from bench.scenarios.ingest import fill_token_cache
+from bench.scenarios.ingest import fill_token_cache, warm_up
 from bench.stack import BenchStack, fetch_text, machine_description
 from bench.wrk import run_wrk
 from deploy.local.services import Service
@@ -114,10 +114,11 @@ def profile(seconds: float) -> list[Profiled]:
         ingest, aggregator, reader = stack.start_services(
             ("ingest", {}), ("aggregator", {}), ("reader", {})
         )
-        tokens = str(stack.tokens_file())
-        run_wrk(ingest.url, "put", [tokens, "100", "bench-warm"], duration_s=1, connections=4)
-        # As the ingest scenario does: the verified-token cache in its steady state.
-        fill_token_cache(ingest.url, stack.tokens_file())
+        tokens_file = stack.tokens_file()
+        tokens = str(tokens_file)
+        # As the ingest scenario does: warmed up, the verified-token cache in its steady state.
+        warm_up(ingest.url, tokens_file)
+        fill_token_cache(ingest.url, tokens_file)
         events_url = f"{aggregator.url}/metrics"
         events_before = metric_total(events_url, "reactions_aggregator_events_total")
         sampled: dict[str, tuple[Counter[tuple[str, ...]], float]] = {}

@@ -7,9 +7,7 @@ Used by the soak scenario (bench/scenarios/soak.py, `make soak`) and by its test
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -20,7 +18,8 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.stack import child_pids, fetch_text, rss_bytes
+from bench.pinning import rss_bytes, tree, tree_cpu_seconds
+from bench.stack import fetch_text
 from bench.stream_churn import ChurnCounts, StreamChurn
 from bench.wrk import WrkResult, run_wrk
 
@@ -43,18 +42,8 @@ class Sample:
 
 
 def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and its direct children (uvicorn's workers)."""
-    return sum(rss_bytes(p) or 0 for p in (pid, *child_pids(pid)))
-
-
-def tree_cpu(pid: int) -> float:
-    """User plus system CPU seconds of a process and its direct children."""
-    total = 0
-    for p in (pid, *child_pids(pid)):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    """Resident bytes of a process and its descendants (uvicorn's workers)."""
+    return sum(rss_bytes(p) or 0 for p in tree(pid))
 
 
 def metric_total(text: str | None, name: str) -> float | None:
@@ -102,7 +91,7 @@ class MemorySampler:
     def _sample(self) -> None:
         now = time.monotonic() - self._started
         rss = {name: tree_rss(pid) for name, pid in self.processes.items()}
-        cpu = {name: tree_cpu(pid) for name, pid in self.processes.items()}
+        cpu = {name: tree_cpu_seconds(pid) for name, pid in self.processes.items()}
         ingest, reader = (fetch_text(url) if url else None for url in self.urls)
         self.samples.append(
             Sample(

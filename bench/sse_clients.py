@@ -28,6 +28,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bench.pinning import cpu_seconds
 from bench.sse_harness import ClientFleet, Seen
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
@@ -48,12 +49,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
 
 
 def stream_paths(clients: int, per_stream: int, pool: int = 1000) -> list[str]:

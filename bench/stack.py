@@ -152,15 +152,6 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
-def rss_bytes(pid: int) -> int | None:
-    """Resident memory of a process, from /proc."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
 def fetch_text(url: str, timeout: float = 2.0) -> str | None:
     """GET `url` and return the body, or None on any HTTP or network failure."""
     try:

@@ -12,22 +12,18 @@ after that is the allocator's doing.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
 import orjson
 
+from bench.pinning import rss_bytes
 from services.ingest.windows import MovingWindow
 from shared.allocator import pin_mmap_threshold
 
 WINDOW_S = 60.0
 MB = 1_000_000
-
-
-def resident_bytes() -> int:
-    """This process's resident memory."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
 
 
 def churn(rate: int, seconds: int, every_s: int) -> list[tuple[int, int, int]]:
@@ -39,7 +35,7 @@ def churn(rate: int, seconds: int, every_s: int) -> list[tuple[int, int, int]]:
     reader = 0
     for second in range(seconds + 1):
         if second % every_s == 0:
-            samples.append((second, len(window), resident_bytes()))
+            samples.append((second, len(window), rss_bytes(os.getpid()) or 0))
         for i in range(rate):
             now = second + i / rate
             window.hit(f"a.reader-{reader:012d}")

@@ -19,7 +19,8 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.context import Context
-from bench.sse_clients import UNCAPPED, cpu_seconds
+from bench.pinning import cpu_seconds
+from bench.sse_clients import UNCAPPED
 from bench.stack import fetch_text
 from bench.stats import Figure, Row, Target
 from deploy.local.edge import NginxEdge

@@ -28,8 +28,9 @@ from deploy.local.services import Service
 # with 32 it idled half the time while the bare endpoint was busy. The same for every
 # service; the core each one used is reported, to show that it was saturated.
 CONNECTIONS = 128
-# How long one pass of the readers may take, and how many passes: the walk starts at the
-# file's first reader every time, so a pass that ends early is simply run again longer.
+# How long one run of the cache fill lasts, and how many runs a worker gets: each run
+# continues the walk where the last one stopped, until every reader has voted once per
+# worker.
 FILL_SECONDS = 8
 FILL_RUNS_MAX = 2
 # Rounds at least: on a shared two-core machine one round in three can be an outlier.
@@ -103,10 +104,9 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def warm_up(url: str, ctx: Context) -> None:
+def warm_up(url: str, tokens_file: Path) -> None:
     """One short run so connection set-up and first-call costs stay out of the rounds."""
-    tokens = str(ctx.stack.tokens_file())
-    run_wrk(url, "put", [tokens, "100", "bench-warm"], duration_s=1, connections=4)
+    run_wrk(url, "put", [str(tokens_file), "100", "bench-warm"], duration_s=1, connections=4)
 
 
 def fill_token_cache(url: str, tokens_file: Path, workers: int = 1) -> None:
@@ -167,11 +167,12 @@ def run(ctx: Context) -> None:
     two_workers = pid is not None and len(child_pids(pid)) >= 2
     if not two_workers:
         stack.stop_part(ingest2)
+    tokens = stack.tokens_file()
     for target in (*targets.values(), *([ingest2] if two_workers else [])):
-        warm_up(target.url, ctx)
-    fill_token_cache(ingest1.url, stack.tokens_file())
+        warm_up(target.url, tokens)
+    fill_token_cache(ingest1.url, tokens)
     if two_workers:
-        fill_token_cache(ingest2.url, stack.tokens_file(), workers=2)
+        fill_token_cache(ingest2.url, tokens, workers=2)
 
     layout = split_cores()
     load_cores = layout[1] if layout else None

@@ -15,8 +15,8 @@ import random
 from pathlib import Path
 
 from bench.context import Context
-from bench.sse_clients import cpu_seconds
-from bench.stack import AppProcess, BenchStack, child_pids
+from bench.pinning import tree_cpu_seconds
+from bench.stack import AppProcess, BenchStack
 from bench.stats import Figure, Row, Target, paired_ratios
 from bench.wrk import run_wrk
 from deploy.local.services import Service
@@ -53,19 +53,12 @@ def single_use_pool(stack: BenchStack, count: int, path: Path) -> Path:
     return path
 
 
-def tree_cpu(pid: int | None) -> float:
-    """CPU seconds of a process and its workers so far (0 if it is gone)."""
-    if pid is None:
-        return 0.0
-    return sum(cpu_seconds(p) for p in (pid, *child_pids(pid)))
-
-
 def measure(
     target: Service | AppProcess, tokens: Path, start: int, seconds: float
 ) -> tuple[float, float]:
     """(votes accepted/s, CPU µs per accepted vote) of one saturation run."""
     pid = target.process.pid()
-    before = tree_cpu(pid)
+    before = tree_cpu_seconds(pid)
     result = run_wrk(
         target.url,
         "walk",
@@ -73,7 +66,7 @@ def measure(
         duration_s=seconds,
         connections=CONNECTIONS,
     )
-    used = tree_cpu(pid) - before
+    used = tree_cpu_seconds(pid) - before
     accepted = result.requests - result.non2xx
     return result.ok_per_second, (used / accepted * 1e6 if accepted else float("nan"))
 
