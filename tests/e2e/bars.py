@@ -68,9 +68,9 @@ def news_page(stack: Stack, body: str) -> str:
     )
 
 
-def seed(redis_url: str, article: str, counts: dict[str, int]) -> None:
-    """Counts of `article` straight into Redis. No fence: the article's `seq` stays -1, and
-    votes sent later are applied on top."""
+def seed(redis_url: str, article: str, counts: dict[str, int | str]) -> None:
+    """Counts of `article` straight into Redis, and its fence when `counts` has `@fence`.
+    Without one the article's `seq` stays -1, and votes sent later are applied on top."""
     redis = Redis.from_url(redis_url)
     try:
         redis.hset(counts_key(article), mapping=counts)

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from redis import Redis
 
 from deploy.local.redis import RedisServer
 from shared.reactions import DEFAULT_TYPES
-from shared.tallies import counts_key
 from tests.e2e.axe import audit, described
 from tests.e2e.bars import Stack, seed, widget_script
 from tests.e2e.site import NewsSite, bar_html
@@ -49,12 +47,8 @@ def test_the_demo_page(browser: Browser, stack: Stack) -> None:
 @pytest.fixture
 def seeded(redis_server: RedisServer) -> None:
     """Counts for the bars of the site's page: small, large, and some under a threshold."""
-    redis = Redis.from_url(redis_server.url)
-    try:
-        redis.hset(counts_key("a11y-1"), mapping={"like": 1234, "love": 3, "@fence": "0:5"})
-        redis.hset(counts_key("a11y-2"), mapping={"wow": 1_234_567, "sad": 2, "@fence": "1:9"})
-    finally:
-        redis.close()
+    seed(redis_server.url, "a11y-1", {"like": 1234, "love": 3, "@fence": "0:5"})
+    seed(redis_server.url, "a11y-2", {"wow": 1_234_567, "sad": 2, "@fence": "1:9"})
 
 
 @pytest.mark.usefixtures("seeded")

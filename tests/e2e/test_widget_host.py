@@ -6,7 +6,6 @@ the reader's own votes only."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Final
 
 from playwright.sync_api import BrowserContext, ConsoleMessage, Locator, Page, Route, expect
@@ -15,6 +14,7 @@ from deploy.local.client import MintedTokens, SyncVoteClient
 from deploy.local.redis import RedisServer
 from tests.e2e.bars import (
     Stack,
+    button,
     expect_state,
     page_token,
     public_tally,
@@ -25,7 +25,6 @@ from tests.e2e.bars import (
 from tests.e2e.site import NewsSite
 from tests.support import wait_until
 
-ARTIFACTS: Final = Path(__file__).resolve().parents[2] / "test-artifacts"
 # Another library's element that took the widget's tag name first.
 OTHER_LIBRARY: Final = (
     "customElements.define('reaction-bar', class OtherBar extends HTMLElement {});"
@@ -86,7 +85,7 @@ def test_the_page_hears_votes_refusals_and_tallies(
         "seq": -1,
     }
 
-    bar(page, "ev-1").get_by_role("button", name=re.compile("^Love")).click()
+    button(page, "ev-1", "Love").click()
     wait_until(lambda: len(heard(page, "vote")) == 2, what="the vote and its confirmation")
     assert heard(page, "vote") == [
         {"article": "ev-1", "reaction": "love", "previous": None, "confirmed": False},
@@ -104,7 +103,7 @@ def test_the_page_hears_votes_refusals_and_tallies(
     assert (latest["counts"]["love"], latest["counts"]["wow"], latest["total"]) == (1, 1, 2)
 
     refuse_votes(page, stack)
-    bar(page, "ev-1").get_by_role("button", name=re.compile("^Sad")).click()
+    button(page, "ev-1", "Sad").click()
     wait_until(lambda: bool(heard(page, "refused")), what="the refusal's event")
     assert heard(page, "refused") == [{"article": "ev-1", "status": 429, "code": "rate_limited"}]
     expect_state(page, "ev-1", "Love", pressed=True, count="1")  # back to the accepted vote
@@ -131,12 +130,12 @@ def test_the_live_region_speaks_of_own_votes_only(
     expect_state(page, "lr-1", "Sad", pressed=False, count="1")
     assert page.evaluate("spoken") == []  # other readers' votes change counts, not the region
 
-    bar(page, "lr-1").get_by_role("button", name=re.compile("^Like")).click()
+    button(page, "lr-1", "Like").click()
     expect(status(page, "lr-1")).to_have_text("Your reaction: Like.")
-    bar(page, "lr-1").get_by_role("button", name=re.compile("^Like")).click()
+    button(page, "lr-1", "Like").click()
     expect(status(page, "lr-1")).to_have_text("Your reaction was removed.")
     refuse_votes(page, stack)
-    bar(page, "lr-1").get_by_role("button", name=re.compile("^Wow")).click()
+    button(page, "lr-1", "Wow").click()
     expect(status(page, "lr-1")).to_contain_text("wait a moment")
     assert [t for t in page.evaluate("spoken") if t] == [
         "Your reaction: Like.",
@@ -276,8 +275,3 @@ def test_the_tag_name_is_the_sites_choice_and_a_clash_is_reported(
     wait_until(lambda: page.evaluate("1") == 1 and bool(warnings), what="the clash's warning")
     assert "<reaction-bar> is already defined by another script" in warnings[0]
     assert 'data-element="' in warnings[0] and "define(" in warnings[0]
-
-
-OTHER_LIBRARY: Final = (
-    "customElements.define('reaction-bar', class OtherBar extends HTMLElement {});"
-)

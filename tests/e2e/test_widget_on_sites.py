@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator
 from typing import Final
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
-from redis import Redis
 
 from deploy.local.client import MintedTokens, SyncVoteClient
 from deploy.local.redis import RedisServer
 from services.reader.locale import COMPACT, compact_count
 from shared.reactions import DEFAULT_TYPES
-from shared.tallies import counts_key
 from tests.e2e.bars import (
     Stack,
     button,
@@ -35,13 +32,8 @@ from tests.support import wait_until
 
 
 @pytest.fixture
-def seeded(redis_server: RedisServer) -> Iterator[None]:
-    redis = Redis.from_url(redis_server.url)
-    try:
-        redis.hset(counts_key("html-1"), mapping={"like": 1234, "love": 3, "@fence": "0:7"})
-        yield
-    finally:
-        redis.close()
+def seeded(redis_server: RedisServer) -> None:
+    seed(redis_server.url, "html-1", {"like": 1234, "love": 3, "@fence": "0:7"})
 
 
 @pytest.mark.usefixtures("seeded")
