@@ -34,21 +34,27 @@ def compacted(source: str) -> str:
     return "".join(f"{line}\n" for line in lines if line and not line.startswith("//"))
 
 
+def code(source: str, css: str) -> str:
+    """The code both forms share: the source compacted, with the stylesheet in place."""
+    compact = compacted(source)
+    if compact.count("BAR_CSS") != 1 or compact.count("import.meta.url") != 1:
+        raise ValueError(f"{SOURCE.name} must use BAR_CSS and import.meta.url once each")
+    return compact.replace("BAR_CSS", json.dumps(css, ensure_ascii=False))
+
+
 def module(source: str, css: str) -> str:
     """The ES module: `export class ReactionBar`, `export const define`."""
-    code = compacted(source)
-    if code.count("BAR_CSS") != 1 or code.count("import.meta.url") != 1:
-        raise ValueError(f"{SOURCE.name} must use BAR_CSS and import.meta.url once each")
-    code = code.replace("BAR_CSS", json.dumps(css, ensure_ascii=False))
-    return HEADER.format(form="ES module") + code
+    return HEADER.format(form="ES module") + code(source, css)
 
 
 def classic(source: str, css: str) -> str:
     """The classic script: the module's code in a function, registering the element."""
-    code = module(source, css).split("\n", 1)[1]
-    code = code.replace("import.meta.url", "document.currentScript && document.currentScript.src")
-    code = re.sub(r"^export ", "", code, flags=re.MULTILINE)
-    return HEADER.format(form="classic script") + f'(() => {{\n"use strict";\n{code}}})();\n'
+    shared = code(source, css)
+    shared = shared.replace(
+        "import.meta.url", "document.currentScript && document.currentScript.src"
+    )
+    shared = re.sub(r"^export ", "", shared, flags=re.MULTILINE)
+    return HEADER.format(form="classic script") + f'(() => {{\n"use strict";\n{shared}}})();\n'
 
 
 def generated() -> dict[Path, str]:

@@ -25,11 +25,14 @@ export interface ReactionTallyDetail {
   seq: number;
 }
 
-export interface ReactionBarEventMap extends HTMLElementEventMap {
+/** The events a bar sends (they bubble and cross shadow roots). */
+export interface ReactionEvents {
   "reaction-vote": CustomEvent<ReactionVoteDetail>;
   "reaction-refused": CustomEvent<ReactionRefusedDetail>;
   "reaction-tally": CustomEvent<ReactionTallyDetail>;
 }
+
+export interface ReactionBarEventMap extends HTMLElementEventMap, ReactionEvents {}
 
 /** A site's token for its logged-in reader, or null (or "") for a reader not logged in. */
 export type TokenProvider = () => string | null | Promise<string | null>;
@@ -69,9 +72,5 @@ declare global {
   interface HTMLElementTagNameMap {
     "reaction-bar": ReactionBar;
   }
-  interface HTMLElementEventMap {
-    "reaction-vote": CustomEvent<ReactionVoteDetail>;
-    "reaction-refused": CustomEvent<ReactionRefusedDetail>;
-    "reaction-tally": CustomEvent<ReactionTallyDetail>;
-  }
+  interface HTMLElementEventMap extends ReactionEvents {}
 }
