@@ -97,3 +97,11 @@ def start_service(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Service
     yield start
     for service in reversed(started):
         service.stop()
+
+
+@pytest.fixture
+def pipeline(start_service: ServiceFactory) -> tuple[Service, Service]:
+    """Ingest, the aggregator and the reader running on this test's stack: (ingest, reader)."""
+    ingest = start_service("ingest")
+    start_service("aggregator")
+    return ingest, start_service("reader")

@@ -6,15 +6,13 @@ import pytest
 
 from bench.latency import open_loop, summary_ms
 from deploy.local.client import MintedTokens
-from tests.support import ServiceFactory
+from deploy.local.services import Service
 
 
 async def test_every_accepted_vote_is_seen_and_recorded(
-    start_service: ServiceFactory, tokens: MintedTokens
+    pipeline: tuple[Service, Service], tokens: MintedTokens
 ) -> None:
-    ingest = start_service("ingest")
-    start_service("aggregator")
-    reader = start_service("reader")
+    ingest, reader = pipeline
     readers = [tokens.token(f"a.open-loop-{i}") for i in range(10)]
     with pytest.raises(ValueError, match="need 10 readers"):
         await open_loop(

@@ -8,17 +8,16 @@ from typing import Any
 import httpx
 
 from deploy.local.client import MintedTokens, VoteClient
+from deploy.local.services import Service
 from tests.support import ServiceFactory, eventually
 
 ZEROS = dict.fromkeys(["like", "dislike", "love", "funny", "angry", "sad", "wow"], 0)
 
 
 async def test_reactions_flow_from_a_vote_to_the_tallies(
-    start_service: ServiceFactory, tokens: MintedTokens
+    pipeline: tuple[Service, Service], tokens: MintedTokens
 ) -> None:
-    ingest = start_service("ingest")
-    start_service("aggregator")
-    reader = start_service("reader")
+    ingest, reader = pipeline
 
     async with VoteClient(ingest.url, reader.url, tokens=tokens) as votes:
         # A browser's reader: its token from ingest, its id from the token.

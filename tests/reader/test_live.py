@@ -10,6 +10,7 @@ import httpx
 import orjson
 
 from deploy.local.client import MintedTokens, VoteClient
+from deploy.local.services import Service
 from tests.support import ServiceFactory, assert_error, eventually, metric
 
 
@@ -31,11 +32,9 @@ async def next_tally(lines: AsyncIterator[str]) -> dict[str, Any]:
 
 
 async def test_stream_sends_the_tally_at_connect_and_on_every_change(
-    start_service: ServiceFactory, tokens: MintedTokens
+    pipeline: tuple[Service, Service], tokens: MintedTokens
 ) -> None:
-    ingest = start_service("ingest")
-    start_service("aggregator")
-    reader = start_service("reader")
+    ingest, reader = pipeline
     stream_url = f"{reader.url}/v1/articles/live-1/reactions/stream"
     async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=60)) as http:
         votes = VoteClient(ingest.url, http=http, tokens=tokens)
