@@ -173,6 +173,14 @@ TOKEN_REJECTIONS: Final = Counter(
     ["reason"],
 )
 
+# What verification costs a service is nearly all in these: a remembered token costs a
+# dictionary lookup. Counted by the Verifier (`on_check`), once the app has built it.
+TOKEN_CHECKS: Final = Counter(
+    "reactions_token_checks_total",
+    "Reader tokens verified in full (signature and claims) rather than found among the "
+    "tokens this process has verified or signed; refused tokens count too.",
+)
+
 
 def count_token_rejections_from_zero() -> None:
     """Create every reason's series at zero, so rate() and increase() see the first one."""

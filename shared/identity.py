@@ -147,7 +147,10 @@ class Verifier:
         site: SiteKeys | None = None,
         cache_entries: int = VERIFIED_CACHE_ENTRIES,
         clock: Callable[[], float] = time.time,
+        on_check: Callable[[], object] | None = None,
     ) -> None:
+        """`on_check` is called for each token verified in full (not found among those
+        remembered), refused or not: the services count them."""
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
@@ -155,6 +158,7 @@ class Verifier:
         self._cache: OrderedDict[str, Reader] = OrderedDict()
         self._cache_entries = cache_entries
         self._clock = clock
+        self._on_check = on_check
 
     def verify(self, token: str) -> Reader:
         """The reader a token names; TokenError when it is not valid now."""
@@ -162,12 +166,19 @@ class Verifier:
         if cached is not None and cached.expires_at > self._clock():
             self._cache.move_to_end(token)
             return cached
+        if self._on_check is not None:
+            self._on_check()
         reader = self._verify(token)
+        self.remember(token, reader)
+        return reader
+
+    def remember(self, token: str, reader: Reader) -> None:
+        """Take `token` as verified for `reader` until its expiry: one just verified, or one
+        this process signed itself (its first vote then costs no signature check)."""
         if self._cache_entries > 0:
             self._cache[token] = reader
             if len(self._cache) > self._cache_entries:
                 self._cache.popitem(last=False)
-        return reader
 
     def _verify(self, token: str) -> Reader:
         if len(token) > MAX_TOKEN_CHARS:

@@ -4,7 +4,7 @@ only place that reads the environment (prefix REACTIONS_)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal, Self, TypeVar
 
@@ -250,13 +250,19 @@ class HttpServiceSettings(CommonSettings):
             raise ValueError(f"REACTIONS_{setting}: {exc}") from None
         return SiteKeys(issuer, audience, algorithms, keys=keys)
 
-    def verifier(self, extra_keys: Mapping[str | None, VerificationKey] | None = None) -> Verifier:
-        """The token verifier these settings describe (plus `extra_keys`, ingest's own)."""
+    def verifier(
+        self,
+        extra_keys: Mapping[str | None, VerificationKey] | None = None,
+        on_check: Callable[[], object] | None = None,
+    ) -> Verifier:
+        """The token verifier these settings describe (plus `extra_keys`, ingest's own),
+        calling `on_check` for each token it verifies in full."""
         return Verifier(
             {**self.reader_token_keys(), **(extra_keys or {})},
             issuer=self.token_issuer,
             audience=self.token_audience,
             site=self.site_keys(),
+            on_check=on_check,
         )
 
 

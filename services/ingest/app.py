@@ -23,6 +23,7 @@ from services.ingest.ratelimit import RateLimits
 from services.ingest.routes import add_write_routes
 from shared.allocator import pin_mmap_threshold
 from shared.http import (
+    TOKEN_CHECKS,
     ContractCors,
     count_token_rejections_from_zero,
     declare_bearer_scheme,
@@ -45,7 +46,7 @@ def create_app(settings: IngestSettings, verifier: Verifier | None = None) -> Fa
     issuer = settings.token_issuer_for_ingest()
     # Ingest verifies the tokens it signs even without a JWKS (development).
     if verifier is None:
-        verifier = settings.verifier(settings.own_verification_keys())
+        verifier = settings.verifier(settings.own_verification_keys(), TOKEN_CHECKS.inc)
     if issuer is None:
         log.warning(
             "identity_unconfigured",

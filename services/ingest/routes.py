@@ -30,6 +30,7 @@ from shared.events import (
     valid_client_ts,
 )
 from shared.http import ApiError, authenticate
+from shared.identity import Reader
 from shared.logs import get_logger
 from shared.reactions import ReactionSet
 
@@ -183,6 +184,10 @@ async def create_reader(request: Request, state: StateDep) -> Response:
         await limits.check("reader", reader.reader_id)
         reader_id, kind = reader.reader_id, "renewal"
     issued = issuer.issue(reader_id)
+    # The reader's next call is usually its first vote, often on this same connection.
+    state["verifier"].remember(
+        issued.token, Reader(issued.reader_id, "anonymous", issued.expires_at)
+    )
     TOKENS_ISSUED.labels(kind).inc()
     body = orjson.dumps(
         {

@@ -22,6 +22,7 @@ from services.reader.sse import SSE_INTERVAL_S, StreamHandoff
 from services.reader.store import TallyStore
 from services.reader.trending import Trending
 from shared.http import (
+    TOKEN_CHECKS,
     ContractCors,
     count_token_rejections_from_zero,
     declare_bearer_scheme,
@@ -87,7 +88,7 @@ def create_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) 
     reactions = settings.reaction_set()
     assets = StaticAssets.load(reactions)
     # Public keys only: the reader never holds the key that signs reader tokens.
-    verifier = settings.verifier()
+    verifier = settings.verifier(on_check=TOKEN_CHECKS.inc)
     if settings.token_public_keys_file is None:
         log.warning(
             "identity_unconfigured",

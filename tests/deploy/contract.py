@@ -66,6 +66,12 @@ CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
         "Requests refused with 401 for their reader token, by reason (missing, expired, ...).",
         ("reason",),
     ),
+    "reactions_token_checks_total": ContractMetric(
+        "counter",
+        "http",
+        "Reader tokens verified in full rather than found among those the process verified "
+        "or signed.",
+    ),
     "reactions_reader_own_reads_total": ContractMetric(
         "counter", "reader", "Own-vote reads answered (GET /v1/me/reactions, 200)."
     ),

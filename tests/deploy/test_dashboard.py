@@ -35,6 +35,7 @@ REQUIRED_VIEWS = {
     "reader tokens issued": "reactions_ingest_tokens_issued_total",
     "new identities refused": "reactions_ingest_issuance_refused_total",
     "tokens refused (401)": "reactions_token_rejections_total",
+    "token checks per authenticated call": "reactions_token_checks_total",
     "own-vote reads": "reactions_reader_own_reads_total",
 }
 

@@ -51,7 +51,7 @@ def _topic() -> str:
 
 
 async def test_one_address_gets_a_few_identities_then_429_and_each_votes_once_per_article(
-    spawn_ingest: IngestFactory, kafka: KafkaBroker
+    spawn_ingest: IngestFactory, kafka: KafkaBroker, tokens: MintedTokens
 ) -> None:
     topic = _topic()
     service = spawn_ingest(topic, {"REACTIONS_RATE_LIMIT_TOKENS": "3/hour"})
@@ -94,16 +94,27 @@ async def test_one_address_gets_a_few_identities_then_429_and_each_votes_once_pe
         assert fresh["exp"] - fresh["iat"] == first["exp"] - first["iat"] == 365 * 86400
         assert renewed.json()["expires_at"] == rfc3339(fresh["exp"])
         metrics = (await votes.http.get(f"{service.url}/metrics")).text
+        # Ingest took the tokens it signed as verified: their votes and the renewal cost
+        # no signature check. A token signed elsewhere is checked once, then remembered.
+        assert metric_sum(metrics, "reactions_token_checks_total") == 0
+        for _ in range(2):
+            vote = await votes.vote(tokens.token("a.minted-offline"), "stuffed", "wow")
+            assert vote.status_code == 202, vote.text
+        metrics = (await votes.http.get(f"{service.url}/metrics")).text
+        r = await votes.http.get(f"{service.url}/metrics")
+        print("DBG", r.status_code, r.headers, r.text[:200])
+        assert metric_sum(metrics, "reactions_token_checks_total") == 1
     assert metric_sum(metrics, "reactions_ingest_tokens_issued_total", {"kind": "new"}) == 3
     assert metric_sum(metrics, "reactions_ingest_tokens_issued_total", {"kind": "renewal"}) == 1
     refusals = "reactions_ingest_issuance_refused_total"
     assert metric_sum(metrics, refusals, {"reason": "rate_limited"}) == 1
     assert metric_sum(metrics, refusals, {"reason": "limit_store_unavailable"}) == 0
 
-    records = await read_topic(kafka.bootstrap, topic, at_least=6)
+    records = await read_topic(kafka.bootstrap, topic, at_least=8)
     keys = {r.key for r in records}
-    # Three readers, one record key each on the article: compaction keeps one per reader.
-    assert keys == {f"stuffed\x1f{b['reader_id']}".encode() for b in issued}
+    # Four readers, one record key each on the article: compaction keeps one per reader.
+    readers = [b["reader_id"] for b in issued] + ["a.minted-offline"]
+    assert keys == {f"stuffed\x1f{reader}".encode() for reader in readers}
 
 
 async def test_bad_tokens_are_refused_with_401_and_nothing_is_published(

@@ -3,6 +3,9 @@ carrying event ids, and /metrics summed over several uvicorn workers."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -92,3 +95,16 @@ async def test_two_workers_metrics_are_summed_and_logs_are_json_with_event_ids(
     assert logged == set(accepted)
     assert all(line.get("service") == "ingest" and "level" in line for line in lines)
     assert any(line.get("logger", "").startswith("uvicorn") for line in lines)
+
+
+def test_the_entry_point_loads_no_metrics_before_it_chooses_where_they_are_kept() -> None:
+    """prometheus-client picks where it keeps values when it is first imported, and
+    `python -m services.ingest` sets PROMETHEUS_MULTIPROC_DIR only when it serves: loading
+    the library before that would make a single worker count in memory while its /metrics
+    read the empty directory, an empty page."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    code = "import sys, services.ingest.__main__; print('prometheus_client' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "False"

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from services.ingest.tokens import TokenIssuer, generate_key_files, load_signing_key
 from shared.identity import (
     MAX_TOKEN_CHARS,
+    Reader,
     SiteKeys,
     TokenError,
     Verifier,
@@ -296,28 +297,40 @@ def test_verified_tokens_are_cached_until_they_expire(keys: tuple[TokenIssuer, P
     issuer, jwks = keys
     now = int(time.time())
     clock = [float(now)]
-    verifier = verifier_for(jwks, cache_entries=2, clock=lambda: clock[0])
+    checks: list[None] = []
+    verifier = verifier_for(
+        jwks, cache_entries=2, clock=lambda: clock[0], on_check=lambda: checks.append(None)
+    )
     token = jwt.encode(
         claims(iat=now, exp=now + 600), issuer.key, algorithm="ES256", headers={"kid": "k1"}
     )
-    calls = 0
-    verify = verifier._verify
-
-    def counting(token: str) -> Any:
-        nonlocal calls
-        calls += 1
-        return verify(token)
-
-    verifier._verify = counting  # type: ignore[method-assign]
     assert verifier.verify(token).reader_id == "a.reader"
     assert verifier.verify(token).reader_id == "a.reader"
-    assert calls == 1
+    assert len(checks) == 1
     clock[0] = now + 600  # at exp the cached entry is no longer trusted (PyJWT decides)
     verifier.verify(token)
-    assert calls == 2
+    assert len(checks) == 2
     for i in range(3):  # bounded: older entries are evicted
         verifier.verify(issuer.issue(f"a.r{i}").token)
     assert len(verifier._cache) == 2
+
+
+def test_a_token_this_process_signed_is_remembered_without_a_check(
+    keys: tuple[TokenIssuer, Path],
+) -> None:
+    issuer, jwks = keys
+    issued = issuer.issue("a.fresh")
+    reader = Reader("a.fresh", "anonymous", issued.expires_at)
+    checks: list[None] = []
+    verifier = verifier_for(jwks, on_check=lambda: checks.append(None))
+    verifier.remember(issued.token, reader)
+    assert verifier.verify(issued.token) == reader
+    assert checks == []
+    # A verifier that keeps nothing (the bench's unchecked build) remembers nothing either.
+    keeps_nothing = verifier_for(jwks, cache_entries=0, on_check=lambda: checks.append(None))
+    keeps_nothing.remember(issued.token, reader)
+    assert keeps_nothing.verify(issued.token) == reader
+    assert len(checks) == 1
 
 
 def test_odd_headers_and_claims_are_refused_not_crashed_on(
