@@ -121,6 +121,29 @@ async def test_the_trending_baseline_merges_the_same_day_from_minute_buckets(
     assert tops[0] == tops[1], "both ways rank the same day the same"
 
 
+def test_new_readers_vote_with_the_token_ingest_gave_them_and_pay_no_check(
+    start_service: ServiceFactory,
+) -> None:
+    """The verify scenario's new readers (newcomers.lua): a token from ingest, then three
+    votes with it, none refused, and none of them a signature check."""
+    ingest = start_service("ingest", env=UNLIMITED_RATES)
+    result = run_wrk(ingest.url, "newcomers", ["3", "50", "wrk-n"], duration_s=2, connections=4)
+    assert result.requests > 0
+    text = httpx.get(f"{ingest.url}/metrics", timeout=10).text
+    issued = metric_sum(text, "reactions_ingest_tokens_issued_total", {"kind": "new"})
+    votes = metric_sum(text, "reactions_http_requests_total", {"route": "/v1/votes"})
+    accepted = metric_sum(
+        text, "reactions_http_requests_total", {"route": "/v1/votes", "status": "202"}
+    )
+    # Three votes per token, but for the tokens of the last moment (one per connection) and
+    # a vote cut off by wrk's deadline (at most one per connection, answered 400).
+    assert issued > 4
+    assert 3 * (issued - 4) <= votes <= 3 * issued, (issued, votes)
+    assert accepted >= votes - 4, (accepted, votes)
+    assert metric_sum(text, "reactions_token_rejections_total") == 0
+    assert metric_sum(text, "reactions_token_checks_total") == 0
+
+
 async def test_the_unverified_baseline_is_ingest_taking_the_tokens_sub_unchecked(
     stack_env: dict[str, str],
     token_keys: DevelopmentKeys,
