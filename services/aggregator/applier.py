@@ -295,8 +295,10 @@ class BatchApplier:
 
         Under an epoch, the positions are written by a script that first checks the epoch
         marker, in the same step: if Redis lost its data since the batch was fetched, its
-        applies may have landed on the emptied Redis. Then its articles are forgotten and
-        RedisLostData makes the member replay its partitions.
+        applies may have landed on the emptied Redis. Then its articles are forgotten,
+        RedisLostData makes the member replay its partitions, and the batch's trending
+        deltas, which the replay writes again, are not written: the positions' answer comes
+        before them.
         """
         positions = {position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()}
         trends: list[ScriptCall] = []
@@ -310,27 +312,22 @@ class BatchApplier:
             orjson.dumps(report.changed) if self.mode.notifications and report.changed else None
         )
         try:
-            if isinstance(self.redis, RedisCluster):
+            written = await self.redis.execute_command(*self._positions_command(positions, epoch))
+            if written and isinstance(self.redis, RedisCluster):
                 # Its pipelines refuse scripts: the same steps, one after another.
-                written = await self.redis.execute_command(
-                    *self._positions_command(positions, epoch)
-                )
-                if written:
-                    await evalsha_many(self.redis, self._trend.sha, trends)
-                    if since:
-                        await self.redis.execute_command(*since)
-                    if notify:
-                        await self.redis.publish(CHANGES_CHANNEL, notify)
-            else:
-                commands = [
-                    self._positions_command(positions, epoch),
-                    *(evalsha_command(self._trend.sha, k, a) for k, a in trends),
-                ]
+                await evalsha_many(self.redis, self._trend.sha, trends)
+                if since:
+                    await self.redis.execute_command(*since)
+                if notify:
+                    await self.redis.publish(CHANGES_CHANNEL, notify)
+            elif written:
+                commands = [evalsha_command(self._trend.sha, k, a) for k, a in trends]
                 if since:
                     commands.append(since)
                 if notify:
                     commands.append(("PUBLISH", CHANGES_CHANNEL, notify))
-                written = (await run_pipelined(self.redis, commands))[0]
+                if commands:
+                    await run_pipelined(self.redis, commands)
         except NoScriptError:
             await self.redis.script_load(self._positions.script)
             await self.redis.script_load(self._trend.script)

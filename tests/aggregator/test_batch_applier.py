@@ -1,5 +1,5 @@
 """BatchApplier on a real Redis with hand-made records: articles bigger than one Lua call,
-and a Redis wiped between two batches."""
+and a Redis wiped between two batches (counts and trending)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
-from services.aggregator.applier import REBUILD, BatchApplier, RedisLostData
+from services.aggregator.applier import REBUILD, ApplyMode, BatchApplier, RedisLostData
 from services.aggregator.marks import RedisRolledBack
 from services.aggregator.retry import RetryPolicy
 from services.aggregator.scripts import MAX_EVENTS_PER_CALL
@@ -21,7 +21,7 @@ from tests.aggregator.view import counts
 PARTITIONS = 4
 
 
-def new_applier(redis: Redis, topic: str) -> BatchApplier:
+def new_applier(redis: Redis, topic: str, mode: ApplyMode = REBUILD) -> BatchApplier:
     return BatchApplier(
         redis,
         None,
@@ -29,7 +29,7 @@ def new_applier(redis: Redis, topic: str) -> BatchApplier:
         dlq_topic=f"{topic}.dlq",
         partitions=PARTITIONS,
         retry=RetryPolicy(asyncio.Event()),
-        mode=REBUILD,
+        mode=mode,
     )
 
 
@@ -108,3 +108,28 @@ async def test_a_batch_applied_onto_a_wiped_redis_records_no_position(redis: Red
     assert await counts(redis, article) == {"love": 10, "wow": 1}
     assert await counts(redis, fresh) == {"wow": 5}
     assert await redis.get(position_key(topic, partition)) == "16"
+
+
+async def test_a_batch_refused_for_a_wiped_redis_writes_no_trending(redis: Redis) -> None:
+    """The replay writes the batch's trending deltas again; written now as well, trending
+    would count them twice, and from counts taken against the emptied Redis."""
+    topic = "applier-trend-epoch-test"
+    article, fresh = "story", "fresh-0"  # one partition, two slots (as above)
+    partition = partition_for(article, PARTITIONS)
+    tp = TopicPartition(topic, partition)
+    # Live, but with no Kafka producer: the batches here need no dead letter or corrective.
+    mode = ApplyMode(dead_letters=False, correctives=False, trending=True, notifications=True)
+    applier = new_applier(redis, topic, mode)
+    await applier.load_scripts()
+    await applier.check_epoch()
+    first = [ReactionEvent.new("set", article, f"u{i}", "love") for i in range(3)]
+    await applier.apply({tp: records(topic, first, partition)})
+    assert await redis.keys("rx:trend:*"), "a live batch writes trending"
+
+    await redis.flushall()
+    await applier.load_scripts()
+    # Lands on the emptied Redis (a slot never written), then its positions are refused.
+    second = [ReactionEvent.new("set", fresh, f"v{i}", "wow") for i in range(2)]
+    with pytest.raises(RedisLostData):
+        await applier.apply({tp: records(topic, second, partition, first=3)})
+    assert await redis.keys("rx:trend:*") == []
