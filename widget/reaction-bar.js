@@ -4,6 +4,7 @@ const CSS = ":host{--rx-bg:#fff;--rx-fg:#1f2328;--rx-muted:#59636e;--rx-border:#
 const ARTICLE = /^[A-Za-z0-9._:~-]{1,128}$/;
 const TOKEN_KEY = "reactions.reader-token";
 const BULK_MAX = 100;
+const QUERY_MAX = 6000;
 const DAY = 864e5;
 const web = typeof document == "object";
 const Base = web ? HTMLElement : class {};
@@ -162,7 +163,19 @@ s.queue.get(bar.article).push({ resolve, reject });
 const query = (ids) => "?ids=" + ids.map(encodeURIComponent).join(",");
 const chunks = (ids) => {
 const c = [];
-for (let i = 0; i < ids.length; i += BULK_MAX) c.push(ids.slice(i, i + BULK_MAX));
+let chunk = [];
+let size = 0;
+for (const id of ids) {
+const n = encodeURIComponent(id).length + 1;
+if (chunk.length === BULK_MAX || (chunk.length && size + n > QUERY_MAX)) {
+c.push(chunk);
+chunk = [];
+size = 0;
+}
+chunk.push(id);
+size += n;
+}
+if (chunk.length) c.push(chunk);
 return c;
 };
 const flush = (ingest, s) => {

@@ -188,3 +188,20 @@ def test_the_page_ttl_is_a_setting_of_the_local_stack(
     # nginx would refuse a malformed time at start; the setting refuses it first.
     with pytest.raises(ValidationError, match="edge_page_ttl"):
         LocalSettings(edge_page_ttl="30 seconds")
+
+
+async def test_a_page_of_a_hundred_longest_ids_passes_the_edge(
+    edge: tuple[NginxEdge, Service],
+) -> None:
+    """100 ids of 128 characters, the most the contract allows, make a URL of about 13 KB:
+    more than nginx's default 8 KB request line, which would answer 414."""
+    nginx, _ = edge
+    ids = [f"{i:03d}".ljust(128, "x") for i in range(100)]
+    query = "ids=" + ",".join(ids)
+    async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:
+        page = await http.get(f"/v1/reactions?{query}")
+        assert page.status_code == 200, page.text[:200]
+        assert sorted(page.json()["articles"]) == ids
+        async with http.stream("GET", f"/v1/stream?{query}") as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")

@@ -8,7 +8,17 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import BrowserContext, Request
 
-from tests.e2e.bars import Stack, button, expect_state, news_page, page_token, wait_for_server
+from deploy.local.redis import RedisServer
+from tests.e2e.bars import (
+    Stack,
+    button,
+    expect_state,
+    news_page,
+    page_token,
+    seed,
+    stream_ids,
+    wait_for_server,
+)
 from tests.e2e.site import NewsSite
 from tests.support import metric_sum, wait_until
 
@@ -77,3 +87,28 @@ def test_three_votes_on_a_page_of_three_bars_cost_one_preflight(
     assert count("GET", "/v1/stream") == 1  # live counts: one stream for the page's bars
     assert not [u for _, u in requests if "/v1/me/" in u]
     assert len(requests) == 9, requests  # + the page and widget.js; preflights not shown
+
+
+def test_a_page_of_long_ids_is_read_in_urls_a_cdn_takes(
+    context: BrowserContext, stack: Stack, site: NewsSite, redis_server: RedisServer
+) -> None:
+    """60 bars whose ids have the 128 characters the contract allows: one read of them all
+    would be a URL of 7.8 KB, near the 8 KB many CDNs and proxies take at most. The widget
+    splits the page's reads and streams by length too, and every bar gets its counts."""
+    ids = [f"long-{i:02d}-".ljust(128, "x") for i in range(60)]
+    for n, article in enumerate(ids, start=1):
+        seed(redis_server.url, article, {"like": n})
+    stories = "".join(f'<reaction-bar article="{a}"></reaction-bar>' for a in ids)
+    url = site.put("/long-ids", news_page(stack, stories))
+    seen: list[str] = []
+    context.on("request", lambda request: seen.append(request.url))
+    page = context.new_page()
+    page.set_viewport_size({"width": 1280, "height": 20000})  # every bar in view at once
+    page.goto(url)
+    for n, article in enumerate(ids, start=1):
+        expect_state(page, article, "Like", pressed=False, count=str(n))
+    wait_until(lambda: len(stream_ids(seen)) == 2, what="the page's two streams")
+    reads = [u for u in seen if "/v1/reactions?" in u]
+    assert len(reads) == 2, reads
+    assert all(len(u) < 6200 for u in reads + [u for u in seen if "/v1/stream?" in u])
+    assert sorted(a for ids_ in stream_ids(seen) for a in ids_) == ids

@@ -11,6 +11,7 @@ const CSS = BAR_CSS;
 const ARTICLE = /^[A-Za-z0-9._:~-]{1,128}$/;
 const TOKEN_KEY = "reactions.reader-token";
 const BULK_MAX = 100;
+const QUERY_MAX = 6000;
 const DAY = 864e5;
 const web = typeof document == "object";
 // A server (a framework rendering on Node) may import the module: nothing runs there.
@@ -198,9 +199,23 @@ const loadTally = (bar) =>
     s.queue.get(bar.article).push({ resolve, reject });
   });
 const query = (ids) => "?ids=" + ids.map(encodeURIComponent).join(",");
+// At most BULK_MAX ids a request, and at most QUERY_MAX characters of them: 100 long ids
+// would make a URL of 13 KB, which some CDNs and proxies refuse (8 KB is common).
 const chunks = (ids) => {
   const c = [];
-  for (let i = 0; i < ids.length; i += BULK_MAX) c.push(ids.slice(i, i + BULK_MAX));
+  let chunk = [];
+  let size = 0;
+  for (const id of ids) {
+    const n = encodeURIComponent(id).length + 1;
+    if (chunk.length === BULK_MAX || (chunk.length && size + n > QUERY_MAX)) {
+      c.push(chunk);
+      chunk = [];
+      size = 0;
+    }
+    chunk.push(id);
+    size += n;
+  }
+  if (chunk.length) c.push(chunk);
   return c;
 };
 // Each bar gets [its public tally, its own-votes entry] — the entry is false for a reader
