@@ -115,7 +115,9 @@ def test_each_service_is_wired_to_its_settings(compose: dict[str, Any], name: st
     assert env["REACTIONS_HOST"] == "0.0.0.0"
     assert env["REACTIONS_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert env["REACTIONS_REDIS_URL"].startswith("redis://redis:6379/")
-    assert service["ports"] == [f"{port}:{port}"]
+    # The reader is reached through the edge; its own port is for checks from the host.
+    published = f"127.0.0.1:{port}:{port}" if name == "reader" else f"{port}:{port}"
+    assert service["ports"] == [published]
     check = " ".join(service["healthcheck"]["test"])
     assert f"http://127.0.0.1:{port}/readyz" in check
     expected = {
