@@ -311,22 +311,25 @@ class BatchApplier:
         notify = (
             orjson.dumps(report.changed) if self.mode.notifications and report.changed else None
         )
+        command = self._positions_command(positions, epoch)
         try:
-            written = await self.redis.execute_command(*self._positions_command(positions, epoch))
-            if written and isinstance(self.redis, RedisCluster):
+            if isinstance(self.redis, RedisCluster):
                 # Its pipelines refuse scripts: the same steps, one after another.
-                await evalsha_many(self.redis, self._trend.sha, trends)
-                if since:
-                    await self.redis.execute_command(*since)
-                if notify:
-                    await self.redis.publish(CHANGES_CHANNEL, notify)
-            elif written:
+                written = await self.redis.execute_command(*command)
+                if written:
+                    await evalsha_many(self.redis, self._trend.sha, trends)
+                    if since:
+                        await self.redis.execute_command(*since)
+                    if notify:
+                        await self.redis.publish(CHANGES_CHANNEL, notify)
+            else:
+                (written,) = await run_pipelined(self.redis, [command])
                 commands = [evalsha_command(self._trend.sha, k, a) for k, a in trends]
                 if since:
                     commands.append(since)
                 if notify:
                     commands.append(("PUBLISH", CHANGES_CHANNEL, notify))
-                if commands:
+                if written and commands:
                     await run_pipelined(self.redis, commands)
         except NoScriptError:
             await self.redis.script_load(self._positions.script)
