@@ -121,7 +121,6 @@ class ApplyCall:
     chain: Chain  # its partition and its article's slot (marks.py)
     keys: tuple[str, str, str]
     payload: str
-    bound: int  # of a stored client_ts: the article's newest server ts plus the clock skew
     reply: ApplyReply | None = None
 
 
@@ -219,7 +218,7 @@ class BatchApplier:
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
             await self.dead_letters.send(dead)  # each letter through the retry policy
-        calls = _apply_calls(by_article, self.decoder.clock_skew_ms)
+        calls = _apply_calls(by_article)
         pending = [call for article in calls for call in article]
         await self.retry.run(lambda: self._apply(pending), APPLY, context)
         correctives = _fold_replies(report, by_article, [_merged(article) for article in calls])
@@ -271,7 +270,7 @@ class BatchApplier:
         writer = f"{random.getrandbits(32):08x}"
         expected, leaves = self.marks.expectations(chains, writer)
         args = [
-            (call.keys, (call.partition, call.payload, before, after, call.bound))
+            (call.keys, (call.partition, call.payload, before, after))
             for call, before, after in zip(pending, expected, leaves, strict=True)
         ]
         outcomes = await self._send_applies(args, chains)
@@ -350,19 +349,19 @@ class BatchApplier:
         return evalsha_command(self._positions.sha, keys, (epoch, *positions.values()))
 
 
-def _apply_calls(by_article: dict[str, ArticleBatch], skew_ms: int) -> list[list[ApplyCall]]:
+def _apply_calls(by_article: dict[str, ArticleBatch]) -> list[list[ApplyCall]]:
     """The calls of each article: its events in chunks of at most MAX_EVENTS_PER_CALL."""
     step, marks = MAX_EVENTS_PER_CALL, mark_keys()
     calls = []
     for article_id, article in by_article.items():
         slot, lines, partition = article_slot(article_id), article.lines, article.partition
         keys = (counts_key(article_id), readers_key(article_id), marks[slot])
-        chain, bound = chain_of(partition, slot), article.newest_ts + skew_ms
+        chain = chain_of(partition, slot)
         if len(lines) <= step:  # most articles: one call
-            calls.append([ApplyCall(partition, chain, keys, "".join(lines), bound)])
+            calls.append([ApplyCall(partition, chain, keys, "".join(lines))])
             continue
         chunks = [lines[start : start + step] for start in range(0, len(lines), step)]
-        calls.append([ApplyCall(partition, chain, keys, "".join(chunk), bound) for chunk in chunks])
+        calls.append([ApplyCall(partition, chain, keys, "".join(chunk)) for chunk in chunks])
     return calls
 
 

@@ -23,7 +23,6 @@ class ArticleBatch:
     partition: int
     lines: list[str] = field(default_factory=list)
     oldest_ts: int = 0
-    newest_ts: int = 0  # the bound of its stored client_ts is this plus the clock skew
 
 
 @dataclass
@@ -98,11 +97,11 @@ class Decoder:
                 elif article.partition != tp.partition:
                     dead.append((record, InvalidEvent("wrong_partition", article_id)))
                     continue
-                if ts > article.newest_ts:
-                    article.newest_ts = ts
-                if client_ts is not None and client_ts > ts + skew:
-                    client_ts = ts + skew
-                article.lines.append(apply_event_line(record.offset, user_id, reaction, client_ts))
+                bound = ts + skew
+                if client_ts is not None and client_ts > bound:
+                    client_ts = bound
+                line = apply_event_line(record.offset, user_id, reaction, client_ts, bound)
+                article.lines.append(line)
         for tp, records in batch.items():
             if records:
                 into.first.setdefault(tp, records[0].offset)

@@ -68,12 +68,21 @@ def trend_calls(trends: Mapping[str, Sequence[str | int]], minute: int) -> list[
     ]
 
 
-def apply_event_line(offset: int, user_id: str, reaction: str | None, client_ts: int | None) -> str:
-    """One event as the apply script reads it: a set, or a clear when `reaction` is None.
+def apply_event_line(
+    offset: int,
+    user_id: str,
+    reaction: str | None,
+    client_ts: int | None,
+    bound: int | None = None,
+) -> str:
+    """One event as the apply script reads it: a set, or a clear when `reaction` is None;
+    `bound` is the most a stored client_ts counts for against it (its server ts plus the
+    allowed clock skew; None: no bound).
 
     (Ids and reaction names never contain tabs or newlines: their patterns forbid them.)
     """
-    return f"{offset}\t{user_id}\t{reaction or ''}\t{'' if client_ts is None else client_ts}\n"
+    cts = "" if client_ts is None else client_ts
+    return f"{offset}\t{user_id}\t{reaction or ''}\t{cts}\t{'' if bound is None else bound}\n"
 
 
 def apply_keys(article_id: str) -> tuple[str, str, str]:

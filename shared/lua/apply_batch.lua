@@ -4,12 +4,12 @@
 -- KEYS[2] readers hash {user -> "reaction" | "reaction|client_ts" | "|client_ts"}
 -- KEYS[3] the apply marks of the article's hash slot {partition -> "count:writer"}
 -- ARGV[1] partition; ARGV[2] the events, one line each: offset TAB user TAB reaction ("" = a
--- clear) TAB client_ts ("" = none) NEWLINE. (One argument, not four per event: encoding
--- thousands of arguments costs the client more than the whole script costs Redis.)
+-- clear) TAB client_ts ("" = none) TAB bound ("" = none) NEWLINE, where bound is the most a
+-- stored client_ts counts for against this event: its server ts plus the allowed client
+-- clock skew (its own client_ts comes bounded so). (One argument, not five per event:
+-- encoding thousands of arguments costs the client more than the whole script costs Redis.)
 -- ARGV[3] the mark the caller expects ("" when never written); ARGV[4] the mark the call
 -- leaves: one more call, and the caller's writer id ("count:writer").
--- ARGV[5] (optional) the bound of a stored client_ts: the newest server ts among the events
--- plus the allowed client clock skew. Events come with their client_ts already bounded so.
 -- Returns one string of three lines: "applied TAB noop TAB duplicate TAB stale",
 -- "reaction TAB delta ..." and "user TAB reaction TAB client_ts ..."; or, having written
 -- nothing, "!" and the mark it found.
@@ -28,16 +28,17 @@
 -- applies, in log order, and moves the stored client_ts one past the previous one, so that a
 -- delayed client event (or a corrective emitted before it) cannot undo it. The stored
 -- client_ts therefore never decreases, which is what makes a rebuild from any compaction of
--- the log end in the same state as the live view. One stored above the bound of ARGV[5]
--- (set before client clocks were bounded: up to 2^53, where `+ 1` rounds back to itself)
--- counts as the bound when an event is compared with it, and is stored so; after the bound
--- every value stays small enough for `+ 1` to be exact.
+-- the log end in the same state as the live view. One stored above the event's bound (set
+-- before client clocks were bounded: up to 2^53, where `+ 1` rounds back to itself; or by
+-- an event stamped later by a server clock ahead of this event's) counts as that bound when
+-- the event is compared with it, and is stored so; after the bound every value stays small
+-- enough for `+ 1` to be exact. The bound is the event's own, never the batch's: how the log
+-- is cut into batches must not change what a rebuild finds.
 --
 -- This runs for every event Redis applies, so it is written for the Lua interpreter: events
 -- in parallel arrays rather than a table each, no helper functions, one HMGET and one HSET.
 local counts, readers, marks = KEYS[1], KEYS[2], KEYS[3]
 local partition = ARGV[1]
-local bound = tonumber(ARGV[5]) or math.huge
 local find, sub, tonumber = string.find, string.sub, tonumber
 
 local mark = redis.call('HGET', marks, partition) or ''
@@ -52,12 +53,13 @@ if fence then
   if p == partition then last = tonumber(o) end
 end
 
-local offsets, users, reactions, stamps = {}, {}, {}, {}
+local offsets, users, reactions, stamps, bounds = {}, {}, {}, {}, {}
 local n = 0
 local state, distinct = {}, {}
-for offset, user, reaction, cts in string.gmatch(ARGV[2], '(%d+)\t([^\t]+)\t([^\t]*)\t(%d*)\n') do
+for offset, user, reaction, cts, bound in
+    string.gmatch(ARGV[2], '(%d+)\t([^\t]+)\t([^\t]*)\t(%d*)\t(%d*)\n') do
   n = n + 1
-  offsets[n], users[n], reactions[n], stamps[n] = offset, user, reaction, cts
+  offsets[n], users[n], reactions[n], stamps[n], bounds[n] = offset, user, reaction, cts, bound
   if state[user] == nil then
     state[user] = false
     distinct[#distinct + 1] = user
@@ -98,9 +100,10 @@ for i = 1, n do
     end
   else
     top = offsets[i]
-    if cur_ts ~= nil and cur_ts > bound then
-      cur_ts = bound
-      value = current .. '|' .. ARGV[5]
+    local bound = bounds[i]
+    if cur_ts ~= nil and bound ~= '' and cur_ts > tonumber(bound) then
+      cur_ts = tonumber(bound)
+      value = current .. '|' .. bound
       state[user] = value
       if not dirty[user] then
         dirty[user] = true

@@ -16,8 +16,8 @@ from shared.events import (
     partition_for,
 )
 
-# (offset, op "s"/"c", user, reaction, client_ts or None)
-Event = tuple[int, str, str, str, int | None]
+# (offset, op "s"/"c", user, reaction, client_ts or None, bound of a stored client_ts or None)
+Event = tuple[int, str, str, str, int | None, int | None]
 
 
 @dataclass
@@ -40,22 +40,22 @@ class ArticleModel:
     readers: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     fence: tuple[int, int] | None = None
 
-    def apply(self, partition: int, events: list[Event], bound: int | None = None) -> ApplyResult:
-        """Apply one chunk exactly as the script does; `bound` is the call's bound of a
-        stored client_ts (the newest event's server ts plus the allowed skew)."""
+    def apply(self, partition: int, events: list[Event]) -> ApplyResult:
+        """Apply one chunk exactly as the script does; each event's bound is the most a
+        stored client_ts counts for against it (its server ts plus the allowed skew)."""
         result = ApplyResult()
         last = self.fence[1] if self.fence and self.fence[0] == partition else -1
         restate: list[str] = []
         top = None
         for event in events:
-            offset, _, user, _, ts = event
+            offset, _, user, _, ts, _ = event
             if offset <= last:
                 result.duplicate += 1
                 cur_ts = self.readers.get(user, ("", None))[1]
                 stale = ts is not None and cur_ts is not None and ts < cur_ts
             else:
                 top = offset
-                stale = self._apply_one(event, bound, result)
+                stale = self._apply_one(event, result)
             if stale and user not in restate:
                 restate.append(user)
         if top is not None:
@@ -68,12 +68,13 @@ class ArticleModel:
         self.counts = +self.counts
         return result
 
-    def _apply_one(self, event: Event, bound: int | None, result: ApplyResult) -> bool:
+    def _apply_one(self, event: Event, result: ApplyResult) -> bool:
         """One event above the fence; True when it is stale (older than the stored one)."""
-        _, op, user, reaction, ts = event
+        _, op, user, reaction, ts, bound = event
         cur_reaction, cur_ts = self.readers.get(user, ("", None))
         if bound is not None and cur_ts is not None and cur_ts > bound:
-            # Stored before client clocks were bounded: it counts, and is kept, as the bound.
+            # Stored before client clocks were bounded, or by an event stamped by a server
+            # clock ahead of this one's: it counts, and is kept, as this event's bound.
             cur_ts = bound
             self.readers[user] = (cur_reaction, cur_ts)
         if ts is not None and cur_ts is not None and ts < cur_ts:
@@ -166,10 +167,10 @@ def fold_log(
         before = article.readers.get(event.user_id)
         op = "s" if event.op == "set" else "c"
         client_ts = bounded_client_ts(event.client_ts, event.ts, clock_skew_ms)
+        bound = event.ts + clock_skew_ms
         result = article.apply(
             record.partition,
-            [(record.offset, op, event.user_id, event.reaction or "", client_ts)],
-            event.ts + clock_skew_ms,
+            [(record.offset, op, event.user_id, event.reaction or "", client_ts, bound)],
         )
         fold.outcomes[where] = next(
             name
