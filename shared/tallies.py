@@ -27,6 +27,10 @@ TREND_SPANS: Final = (60, 5, 1)
 # Every bucket may serve the 24 h window (minute buckets at its edges), and lives a little
 # longer so the oldest one is still whole.
 TREND_TTL_SECONDS: Final = 25 * 3600
+# Articles a trending bucket keeps, those with the highest net delta: a ranking of 100 needs
+# no long tail, and ids made up by the thousand must not make every merge of a window
+# slower (or Redis larger) without end.
+TREND_BUCKET_MAX: Final = 1_000
 # The first minute the rollups hold whole: aggregators have written them since (set once;
 # before it, and without it, a window merges minute buckets).
 TREND_ROLLUPS_SINCE_KEY: Final = "rx:trend:rollups-since"
@@ -102,6 +106,12 @@ def trend_bucket_key(reaction: str, span: int, index: int) -> str:
     if span == 1:
         return trend_key(reaction, index)
     return f"rx:trend:{{trend-{reaction}}}:{span}m:{index}"
+
+
+def trend_merge_key(reaction: str) -> str:
+    """The scratch key a window's merge of `reaction` is written to and deleted from, in the
+    same script call (the buckets' hash tag)."""
+    return f"rx:trend:{{trend-{reaction}}}:merge"
 
 
 def trend_keys(reaction: str, minute: int) -> tuple[str, ...]:

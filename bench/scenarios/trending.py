@@ -1,6 +1,7 @@
 """Trending's 24-hour window on a day of buckets: GET /v1/trending?window=24h requests a
 second with the reader's cache off (every request merges), and the Redis time each merge
-takes (`INFO commandstats`: ZUNION µs per call). Measured with the rollups (at most 39 sets
+takes (`INFO commandstats`: ZUNIONSTORE µs per call, in the reader's merge script).
+Measured with the rollups (at most 39 sets
 a day) and, back to back in the same round as the baseline, the merge of the 1,440 minute
 buckets the reader did before them: the same reader with the rollups marker deleted falls
 back to exactly that."""
@@ -69,9 +70,9 @@ def load(
     return DayOfBuckets(last - DAY + 1, entries)
 
 
-def zunion_usec(client: redis.Redis) -> tuple[int, int]:
-    """(calls, µs) of ZUNION since the last CONFIG RESETSTAT."""
-    stats = client.info("commandstats").get("cmdstat_zunion", {})
+def merge_usec(client: redis.Redis) -> tuple[int, int]:
+    """(calls, µs) of ZUNIONSTORE (the reader's merge) since the last CONFIG RESETSTAT."""
+    stats = client.info("commandstats").get("cmdstat_zunionstore", {})
     return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
@@ -131,7 +132,7 @@ def run(ctx: Context) -> None:
         used = redis_cpu_s(client)
         rates[way].append(merges(reader.url, requests))
         cpu[way].append((redis_cpu_s(client) - used) / requests * 1e6)
-        calls, spent = zunion_usec(client)
+        calls, spent = merge_usec(client)
         usec[way].append(spent / calls if calls else 0.0)
 
     try:
@@ -179,13 +180,13 @@ def run(ctx: Context) -> None:
         ),
         Row(
             "trending",
-            "Redis time per 24h merge (ZUNION)",
+            "Redis time per 24h merge (ZUNIONSTORE)",
             "µs",
             Figure.of(usec["rollups"]),
             baseline,
             Figure.of(usec["minutes"]),
             paired_ratios(usec["rollups"], usec["minutes"]),
-            note="INFO commandstats usec per ZUNION call (elapsed: grows when the machine is "
+            note="INFO commandstats usec per ZUNIONSTORE call (elapsed: grows when the machine is "
             "busy); with rollups at most 39 sets merged",
         ),
     )

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.tallies import (
+    TREND_BUCKET_MAX,
     TREND_TTL_SECONDS,
     article_slot,
     counts_key,
@@ -63,7 +64,7 @@ def trend_calls(trends: Mapping[str, Sequence[str | int]], minute: int) -> list[
     """One `trend_script` call per reaction: its (article, delta, ...) pairs to the minute's
     bucket and to the rollups holding it."""
     return [
-        (trend_keys(reaction, minute), (TREND_TTL_SECONDS, *pairs))
+        (trend_keys(reaction, minute), (TREND_TTL_SECONDS, TREND_BUCKET_MAX, *pairs))
         for reaction, pairs in trends.items()
     ]
 

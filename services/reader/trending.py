@@ -1,16 +1,18 @@
-"""Trending: the aggregator's buckets merged over a window, cached about a second.
+"""Trending: the aggregator's buckets merged over a window, cached a second or more.
 
 A window is cut into the coarsest buckets that fit it whole: hourly and 5-minute rollups in
 the middle, minute buckets at its edges, so every window is exact to the minute and merges
 at most 5 sets (5 min), 16 (1 h) or 39 (24 h) instead of 5, 60 or 1,440. Before the first
 minute the rollups hold whole (aggregators that did not write them ran until then), the
-window merges minute buckets there.
+window merges minute buckets there. The merge runs in Redis, into a key the same script
+deletes, and only the top comes back: a window's union can hold every article of a day.
+A list is reused for the configured time, longer for the longer windows (a 24 h list
+changes little in a second, and costs the most to merge).
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -22,11 +24,30 @@ from shared.tallies import (
     TREND_ROLLUPS_SINCE_KEY,
     TREND_SPANS,
     trend_bucket_key,
+    trend_merge_key,
 )
 
 # Minutes per window; a window ends with the current (still filling) minute.
 WINDOW_MINUTES: Final = {"5m": 5, "1h": 60, "24h": 24 * 60}
 MAX_LIMIT: Final = 100
+# A window's list is reused its minutes / REUSE_MINUTES times the configured time (at least
+# once): with the default second, 2.5 s for 1 h and a minute for 24 h.
+REUSE_MINUTES: Final = 24
+# KEYS: the window's buckets, then the scratch key (same hash tag); ARGV[1]: how many.
+# Weights of -1 make the highest net delta the lowest score, so ties come in id order, as
+# the API ranks them; only gains are trending (negated: below 0).
+TOP_SCRIPT: Final = """#!lua
+local scratch, n = KEYS[#KEYS], #KEYS - 1
+local args = {'ZUNIONSTORE', scratch, n}
+for i = 1, n do args[#args + 1] = KEYS[i] end
+args[#args + 1] = 'WEIGHTS'
+for i = 1, n do args[#args + 1] = -1 end
+redis.call(unpack(args))
+local top = redis.call('ZRANGE', scratch, '-inf', '(0', 'BYSCORE', 'LIMIT', 0, ARGV[1],
+  'WITHSCORES')
+redis.call('DEL', scratch)
+return top
+"""
 
 Ranking = list[tuple[str, int]]
 # A trending bucket: its span in minutes (one of TREND_SPANS) and its index.
@@ -61,7 +82,8 @@ def _cover(first: int, last: int, spans: tuple[int, ...]) -> list[Bucket]:
 
 
 class Trending:
-    """The top articles per (reaction, window), merged with one ZUNION and cached `ttl` s."""
+    """The top articles per (reaction, window), merged in one script call and cached `ttl` s
+    (longer windows longer)."""
 
     def __init__(
         self,
@@ -77,6 +99,7 @@ class Trending:
         self._wall_clock = wall_clock
         self._cache: dict[tuple[str, str], tuple[float, Ranking]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._top = redis.register_script(TOP_SCRIPT)
 
     async def top(self, reaction: str, window: str, limit: int) -> Ranking:
         """The `limit` articles with the highest net count of `reaction` in `window`."""
@@ -87,7 +110,8 @@ class Trending:
             async with self._locks.setdefault(key, asyncio.Lock()):
                 entry = self._cache.get(key)
                 if entry is None or entry[0] <= self._clock():
-                    entry = (self._clock() + self._ttl, await self._merge(reaction, window))
+                    reuse = self._ttl * max(1.0, WINDOW_MINUTES[window] / REUSE_MINUTES)
+                    entry = (self._clock() + reuse, await self._merge(reaction, window))
                     self._cache[key] = entry
         return entry[1][:limit]
 
@@ -98,10 +122,10 @@ class Trending:
             minute, WINDOW_MINUTES[window], None if since is None else int(since)
         )
         keys = [trend_bucket_key(reaction, span, index) for span, index in buckets]
-        # The buckets of one reaction share a hash tag: one ZUNION works on Redis Cluster.
-        pairs: list[Any] = await self._redis.zunion(keys, withscores=True)
-        scored = ((bytes(member).decode(), round(float(score))) for member, score in pairs)
-        # Net deltas can cancel out or go negative over a window; only gains are trending.
-        return heapq.nsmallest(
-            MAX_LIMIT, (p for p in scored if p[1] > 0), key=lambda p: (-p[1], p[0])
-        )
+        # The buckets of one reaction and its scratch key share a hash tag: one script call
+        # works on Redis Cluster too.
+        flat: list[Any] = await self._top(keys=[*keys, trend_merge_key(reaction)], args=[MAX_LIMIT])
+        return [
+            (bytes(member).decode(), -round(float(score)))
+            for member, score in zip(flat[::2], flat[1::2], strict=True)
+        ]

@@ -1,6 +1,7 @@
 """Trending windows over the aggregator's buckets: exact to the minute, a few dozen sets per
 window thanks to the rollups, and minute buckets where the rollups are not whole yet (the
-minutes before the first aggregator that wrote them)."""
+minutes before the first aggregator that wrote them); buckets that keep their top articles
+only, and lists reused longer for longer windows."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from redis.asyncio import Redis
 from deploy.local.redis import RedisServer
 from services.aggregator.scripts import trend_calls, trend_script
 from services.reader.trending import MAX_LIMIT, WINDOW_MINUTES, Trending, window_buckets
-from shared.tallies import TREND_ROLLUPS_SINCE_KEY, trend_key, trend_keys
+from shared.tallies import TREND_BUCKET_MAX, TREND_ROLLUPS_SINCE_KEY, trend_key, trend_keys
 
 # The most sets each window merges once the rollups are whole (instead of 5, 60 and 1,440).
 MOST_BUCKETS = {"5m": 5, "1h": 16, "24h": 39}
@@ -97,7 +98,7 @@ async def test_a_day_window_merges_a_few_dozen_sets_through_the_reader(
     for minute in range(now - 24 * 60 + 1, now + 1, 7):
         for key in trend_keys("all", minute):
             await redis.zincrby(key, 1, f"t{minute % 50}")
-    # Every command into the slow log, to see the ZUNION the reader sends.
+    # Every command into the slow log, to see the merge the reader sends.
     logged = await redis.config_get("slowlog-log-slower-than")
     await redis.config_set("slowlog-log-slower-than", 0)
     try:
@@ -109,5 +110,47 @@ async def test_a_day_window_merges_a_few_dozen_sets_through_the_reader(
     assert response.status_code == 200, response.text
     assert len(response.json()["articles"]) == 50
     commands = [bytes(e["command"]).split() for e in entries]
-    [numkeys] = [int(command[1]) for command in commands if command[0] == b"ZUNION"]
+    # EVALSHA sha numkeys: the window's buckets and the scratch key, which is gone after.
+    # (Twice the first time: refused unknown, then run once the reader has loaded it.)
+    numkeys = {int(command[2]) - 1 for command in commands if command[0] == b"EVALSHA"}.pop()
     assert numkeys <= MOST_BUCKETS["24h"], f"the 24 h window merged {numkeys} sets"
+    assert await redis.keys("rx:trend:*:merge") == []
+
+
+async def test_a_bucket_keeps_the_articles_with_the_highest_net_deltas(raw_redis: Redis) -> None:
+    """Made-up ids by the thousand cannot grow a bucket, and so a window's merge, without end;
+    what a ranking of 100 needs stays."""
+    script = trend_script(raw_redis)
+    minute = 29_000_000
+    crowd = [item for i in range(TREND_BUCKET_MAX + 50) for item in (f"made-up-{i:05d}", 1)]
+    news = ["story-gain", 40, "story-loss", -3]
+    for pairs in (news, crowd):
+        for keys, args in trend_calls({"all": pairs}, minute):
+            await script(keys=list(keys), args=list(args))
+    for key in trend_keys("all", minute):
+        assert await raw_redis.zcard(key) == TREND_BUCKET_MAX
+        assert await raw_redis.zscore(key, "story-gain") == 40
+        assert await raw_redis.zscore(key, "story-loss") is None  # the lowest go first
+    trending = Trending(raw_redis, ttl=0, wall_clock=lambda: minute * 60 + 59)
+    top = await trending.top("all", "5m", 3)
+    assert top[0] == ("story-gain", 40) and all(n == 1 for _, n in top[1:])
+
+
+async def test_longer_windows_reuse_their_list_longer(raw_redis: Redis) -> None:
+    now = [1000.0]
+    minute = 29_000_000
+    trending = Trending(raw_redis, ttl=1.0, clock=lambda: now[0], wall_clock=lambda: minute * 60)
+    key = trend_key("all", minute)
+    await raw_redis.zincrby(key, 1, "first")
+    for window in WINDOW_MINUTES:
+        assert await trending.top("all", window, 10) == [("first", 1)]
+    await raw_redis.zincrby(key, 5, "second")
+    # After a second and a half: 5 min merged again; 1 h (2.5 s) and 24 h (60 s) reused.
+    now[0] += 1.5
+    assert [a for a, _ in await trending.top("all", "5m", 10)] == ["second", "first"]
+    assert [a for a, _ in await trending.top("all", "1h", 10)] == ["first"]
+    now[0] += 1.5
+    assert [a for a, _ in await trending.top("all", "1h", 10)] == ["second", "first"]
+    assert [a for a, _ in await trending.top("all", "24h", 10)] == ["first"]
+    now[0] += 60
+    assert [a for a, _ in await trending.top("all", "24h", 10)] == ["second", "first"]
