@@ -129,11 +129,7 @@ def public_jwk(key: ReaderTokenPublicKey, kid: str) -> dict[str, str]:
     algorithm = reader_token_algorithm(key)
     if algorithm is None:
         raise ValueError("a reader-token key is an EC P-256 or Ed25519 key")
-    jwk: dict[str, str]
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        jwk = jwt.algorithms.ECAlgorithm.to_jwk(key, as_dict=True)
-    else:
-        jwk = jwt.algorithms.OKPAlgorithm.to_jwk(key, as_dict=True)
+    jwk: dict[str, str] = jwt.get_algorithm_by_name(algorithm).to_jwk(key, as_dict=True)
     return {**jwk, "kid": kid, "alg": algorithm, "use": "sig"}
 
 

@@ -91,13 +91,18 @@ def epoch_key(topic: str) -> str:
     return f"rx:epoch:{{{topic}}}"
 
 
+def _trend_tag(reaction: str) -> str:
+    """What every trending key of `reaction` starts with, its hash tag included."""
+    return f"rx:trend:{{trend-{reaction}}}"
+
+
 def trend_key(reaction: str, minute: int) -> str:
     """Sorted set of article -> net delta of `reaction` (or `all`) in one minute bucket.
 
     `minute` is unix seconds // 60 at apply time. All buckets of one reaction share a hash
     tag, so a window's buckets can be merged with one ZUNION even on Redis Cluster.
     """
-    return f"rx:trend:{{trend-{reaction}}}:{minute}"
+    return f"{_trend_tag(reaction)}:{minute}"
 
 
 def trend_bucket_key(reaction: str, span: int, index: int) -> str:
@@ -105,13 +110,13 @@ def trend_bucket_key(reaction: str, span: int, index: int) -> str:
     `index * span` to `index * span + span - 1`, under the reaction's hash tag."""
     if span == 1:
         return trend_key(reaction, index)
-    return f"rx:trend:{{trend-{reaction}}}:{span}m:{index}"
+    return f"{_trend_tag(reaction)}:{span}m:{index}"
 
 
 def trend_merge_key(reaction: str) -> str:
     """The scratch key a window's merge of `reaction` is written to and deleted from, in the
     same script call (the buckets' hash tag)."""
-    return f"rx:trend:{{trend-{reaction}}}:merge"
+    return f"{_trend_tag(reaction)}:merge"
 
 
 def trend_keys(reaction: str, minute: int) -> tuple[str, ...]:

@@ -62,9 +62,7 @@ def load_signing_key(path: Path) -> SigningKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise KeyFileError(f"{path} is not an unencrypted PEM private key: {exc}") from None
-    if isinstance(key, Ed25519PrivateKey):
-        return key
-    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+    if isinstance(key, SigningKey) and reader_token_algorithm(key.public_key()) is not None:
         return key
     if isinstance(key, ec.EllipticCurvePrivateKey):
         found = f"an EC {key.curve.name} key"
