@@ -275,6 +275,14 @@ def run_plan(harness: Harness, plan: list[tuple[int, int, int, int]]) -> None:
     harness.drain()
 
 
+def delivered(redis: Redis, log: list[Record], plan: list[tuple[int, int, int, int]]) -> Harness:
+    """An empty view, then `log` delivered to it by the drawn plan."""
+    redis.flushdb()
+    harness = Harness(redis, log)
+    run_plan(harness, plan)
+    return harness
+
+
 @PROPERTY
 @given(
     drawn=st.lists(drawn_records, max_size=40), plan=st.lists(steps, max_size=25), data=st.data()
@@ -285,10 +293,8 @@ def test_counting_rules_match_the_model_and_a_rebuild(
     plan: list[tuple[int, int, int, int]],
     data: st.DataObject,
 ) -> None:
-    sync_redis.flushdb()
     log = with_clock(drawn)
-    harness = Harness(sync_redis, log)
-    run_plan(harness, plan)
+    harness = delivered(sync_redis, log, plan)
     live = assert_live_view_is_the_model(harness)
     assert_last_writer_wins(harness, log)
     assert_a_rebuild_matches(sync_redis, harness, live, data)
@@ -321,11 +327,8 @@ def test_a_rebuild_matches_however_the_server_clocks_disagree(
 ) -> None:
     """Each event's bound is its own server ts plus the skew, whatever batch it comes in:
     a bound taken from the batch would make the outcome depend on where the log was cut."""
-    sync_redis.flushdb()
     # Around the drawn client_ts (1-40), so that many are bounded.
-    log = with_clock(drawn, start=20)
-    harness = Harness(sync_redis, log)
-    run_plan(harness, plan)
+    harness = delivered(sync_redis, with_clock(drawn, start=20), plan)
     live = assert_live_view_is_the_model(harness)
     assert_a_rebuild_matches(sync_redis, harness, live, data)
 
