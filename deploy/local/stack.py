@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deploy.local.edge import EDGE_PAGE_TTL, NginxEdge
+from deploy.local.edge import EDGE_PAGE_TTL, IngestEdge, NginxEdge
 from deploy.local.kafka import KafkaBroker, KafkaCluster
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT, Process, free_port
@@ -35,6 +35,9 @@ class LocalSettings(BaseSettings):
     edge_port: int = Field(
         8080, ge=1, le=65535, description="The nginx edge in front of the reader."
     )
+    edge_ingest_port: int = Field(
+        8081, ge=1, le=65535, description="The nginx edge in front of ingest (the writes)."
+    )
     edge_page_ttl: str = Field(
         EDGE_PAGE_TTL,
         pattern=r"^[1-9][0-9]*(ms|s|m|h)?$",
@@ -52,6 +55,7 @@ class StackConfig:
     service_ports: dict[str, int]
     state_dir: Path
     edge_port: int = 8080
+    edge_ingest_port: int = 8081
     edge_page_ttl: str = EDGE_PAGE_TTL
 
     @classmethod
@@ -68,12 +72,14 @@ class StackConfig:
             service_ports=configured_ports(),
             state_dir=local.stack_dir,
             edge_port=local.edge_port,
+            edge_ingest_port=local.edge_ingest_port,
             edge_page_ttl=local.edge_page_ttl,
         )
 
 
-# The reader believes the X-Forwarded-For of the edge in front of it (its stream cap per
-# client then sees the browser).
+# The reader and ingest believe the X-Forwarded-For of the edge in front of them (the
+# reader's stream cap per client and ingest's limits per client network then see the
+# browser).
 EDGE_TRUST = {"REACTIONS_TRUSTED_PROXIES": "127.0.0.1/32"}
 
 
@@ -95,11 +101,22 @@ class Stack:
             ingest_port=config.service_ports["ingest"],
             keys=self.keys,
         )
+        ingest_edge = IngestEdge(
+            config.edge_ingest_port, f"127.0.0.1:{config.service_ports['ingest']}"
+        )
+        behind_edge = {
+            "ingest": EDGE_TRUST,
+            # The demo page's widget writes through the edge.
+            "reader": {
+                **EDGE_TRUST,
+                "REACTIONS_PUBLIC_INGEST_URL": f"http://127.0.0.1:{ingest_edge.port}",
+            },
+        }
         self.services = {
             name: Service(
                 name,
                 config.service_ports[name],
-                {**env, **EDGE_TRUST} if name == "reader" else env,
+                {**env, **behind_edge.get(name, {})},
                 config.state_dir / "logs",
             )
             for name in SERVICE_NAMES
@@ -109,6 +126,7 @@ class Stack:
             config.edge_port,
             config.service_ports["reader"],
             config.edge_page_ttl,
+            ingest_edge,
         )
 
     def parts(self) -> Iterator[tuple[str, Process]]:
@@ -153,6 +171,7 @@ class Stack:
         return {
             "demo (via the edge)": f"{self.edge.url}/demo",
             "edge (nginx)": self.edge.url,
+            "ingest via the edge (nginx)": self.edge.ingest_url,
             "ingest": self.services["ingest"].url,
             "reader": reader,
             "aggregator metrics": f"{self.services['aggregator'].url}/metrics",

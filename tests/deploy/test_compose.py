@@ -115,8 +115,9 @@ def test_each_service_is_wired_to_its_settings(compose: dict[str, Any], name: st
     assert env["REACTIONS_HOST"] == "0.0.0.0"
     assert env["REACTIONS_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert env["REACTIONS_REDIS_URL"].startswith("redis://redis:6379/")
-    # The reader is reached through the edge; its own port is for checks from the host.
-    published = f"127.0.0.1:{port}:{port}" if name == "reader" else f"{port}:{port}"
+    # Ingest and the reader are reached through the edge; their own ports are for checks
+    # from the host.
+    published = f"{port}:{port}" if name == "aggregator" else f"127.0.0.1:{port}:{port}"
     assert service["ports"] == [published]
     check = " ".join(service["healthcheck"]["test"])
     assert f"http://127.0.0.1:{port}/readyz" in check
@@ -258,20 +259,37 @@ def test_the_dockerfile_builds_one_slim_non_root_image() -> None:
     assert {"tests", ".venv", "deploy/kafka/lib", ".git"} <= ignored
 
 
-def test_the_edge_runs_the_reference_nginx_config_in_front_of_the_reader(
+def test_the_edge_runs_the_reference_nginx_config_in_front_of_the_reader_and_ingest(
     compose: dict[str, Any],
 ) -> None:
     edge = compose["services"]["edge"]
+    services = compose["services"]
     assert edge["image"].startswith("nginx:")
     mounts = {v.split(":")[1]: v.split(":")[0] for v in edge["volumes"]}
-    template = ROOT / mounts["/etc/nginx/templates/reactions.conf.template"]
-    assert template.resolve() == ROOT / "deploy" / "nginx" / "reactions.conf.template"
-    # Every placeholder of the template is given; nginx's own variables are left alone.
-    placeholders = set(re.findall(r"\$\{(REACTIONS_[A-Z_]+)\}", template.read_text()))
+    templates = {
+        ROOT / mounts[f"/etc/nginx/templates/{name}.conf.template"]
+        for name in ("reactions", "ingest")
+    }
+    assert {t.resolve() for t in templates} == {
+        ROOT / "deploy" / "nginx" / f"{name}.conf.template" for name in ("reactions", "ingest")
+    }
+    # Every placeholder of the templates is given; nginx's own variables are left alone.
+    placeholders = {
+        found
+        for template in templates
+        for found in re.findall(r"\$\{(REACTIONS_[A-Z_]+)\}", template.read_text())
+    }
     assert placeholders == set(edge["environment"])
-    reader_port = default("reader", "reader_port")
-    assert edge["environment"]["REACTIONS_READER_UPSTREAM"] == f"reader:{reader_port}"
-    port = edge["environment"]["REACTIONS_EDGE_PORT"]
-    assert edge["ports"] == [f"{port}:{port}"]
-    assert edge["depends_on"] == {"reader": {"condition": "service_healthy"}}
-    assert compose["services"]["reader"]["environment"]["REACTIONS_TRUSTED_PROXIES"]
+    env = edge["environment"]
+    assert env["REACTIONS_READER_UPSTREAM"] == f"reader:{default('reader', 'reader_port')}"
+    assert env["REACTIONS_INGEST_UPSTREAM"] == f"ingest:{default('ingest', 'ingest_port')}"
+    port, ingest_port = env["REACTIONS_EDGE_PORT"], env["REACTIONS_EDGE_INGEST_PORT"]
+    assert edge["ports"] == [f"{port}:{port}", f"{ingest_port}:{ingest_port}"]
+    assert edge["depends_on"] == {
+        "reader": {"condition": "service_healthy"},
+        "ingest": {"condition": "service_healthy"},
+    }
+    # Both believe the edge's X-Forwarded-For; the demo page's widget writes through it.
+    assert services["reader"]["environment"]["REACTIONS_TRUSTED_PROXIES"]
+    assert services["ingest"]["environment"]["REACTIONS_TRUSTED_PROXIES"]
+    assert services["reader"]["environment"]["REACTIONS_INGEST_PORT"] == ingest_port

@@ -1,13 +1,17 @@
 """The reference nginx edge (deploy/nginx/) in front of a real reader and Redis: cached
 counts with request collapsing, 304s, what a site's pages read (config per language, the bar
 as HTML, the versioned widget) cached too, a live stream passed through unbuffered, the
-client address forwarded to the reader's stream cap, and no ops endpoint reachable."""
+client address forwarded to the reader's stream cap, a reader's own votes limited per
+address, and no ops endpoint reachable. In front of a real ingest: writes pass, and what
+uvicorn would let a script hold (slow headers, many requests in flight, large bodies) is
+refused at the edge."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,13 +20,14 @@ import pytest
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from deploy.local.edge import NginxEdge, render_edge_config
+from deploy.local.client import VoteClient
+from deploy.local.edge import IngestEdge, NginxEdge, render_edge_config
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
 from deploy.local.stack import LocalSettings, StackConfig
 from shared.tallies import CHANGES_CHANNEL, counts_key
-from tests.support import assert_error, eventually, metric
+from tests.support import ServiceFactory, assert_error, eventually, metric
 
 TALLY_ROUTE = {"route": "/v1/articles/{article_id}/reactions", "method": "GET", "status": "200"}
 
@@ -46,6 +51,52 @@ def edge(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[NginxEdge,
     finally:
         nginx.stop()
         reader.stop()
+
+
+WriteEdgeFactory = Callable[[str], tuple[NginxEdge, Service]]
+
+
+@pytest.fixture
+def write_edge(start_service: ServiceFactory, tmp_path: Path) -> Iterator[WriteEdgeFactory]:
+    """Ingest believing the edge's X-Forwarded-For, and nginx in front of it with a client
+    timeout of the test's choosing."""
+    started: list[NginxEdge] = []
+
+    def start(client_timeout: str) -> tuple[NginxEdge, Service]:
+        ingest = start_service("ingest", env={"REACTIONS_TRUSTED_PROXIES": "127.0.0.1/32"})
+        nginx = NginxEdge(
+            tmp_path / "edge",
+            free_port(),
+            free_port(),  # no reader: these tests only write
+            ingest=IngestEdge(free_port(), f"127.0.0.1:{ingest.port}", client_timeout),
+        )
+        started.append(nginx)
+        nginx.start()
+        return nginx, ingest
+
+    yield start
+    for nginx in started:
+        nginx.stop()
+
+
+def held_open(port: int, partial: bytes) -> socket.socket:
+    """A connection to `port` that sent `partial` (an unfinished request) and waits."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn.sendall(partial)
+    conn.setblocking(False)
+    return conn
+
+
+def closed_by_peer(conn: socket.socket) -> bool:
+    """Whether the other side closed `conn` (or answered and closed), without waiting."""
+    try:
+        while data := conn.recv(4096):
+            del data
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
 
 
 async def origin_reads(reader: Service) -> float:
@@ -205,3 +256,106 @@ async def test_a_page_of_a_hundred_longest_ids_passes_the_edge(
         async with http.stream("GET", f"/v1/stream?{query}") as stream:
             assert stream.status_code == 200
             assert stream.headers["content-type"].startswith("text/event-stream")
+
+
+async def test_a_reader_s_own_votes_are_limited_per_address_at_the_edge(
+    edge: tuple[NginxEdge, Service],
+) -> None:
+    """Never cached, they cost the reader a Redis read per article: 10 a second with bursts
+    of 50 per address, answered in the API's error shape beyond that."""
+    nginx, _ = edge
+    async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:
+        answers = await asyncio.gather(*(http.get("/v1/me/reactions?ids=a1") for _ in range(200)))
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused, "200 requests at once passed a limit of 10/s with bursts of 50"
+    assert_error(refused[0], 429, "rate_limited")
+    assert refused[0].headers["retry-after"] == "1"
+    # The others reached the reader, which wants a token.
+    passed = [a for a in answers if a.status_code != 429]
+    assert passed and {a.status_code for a in passed} == {401}
+
+
+async def test_writes_pass_the_write_edge_and_its_own_refusals_are_api_errors(
+    write_edge: WriteEdgeFactory,
+) -> None:
+    nginx, _ = write_edge("10s")
+    async with VoteClient(nginx.ingest_url, timeout=10) as votes:
+        issued = await votes.new_reader()
+        assert issued.status_code == 201, issued.text
+        token = issued.json()["token"]
+        voted = await votes.vote(token, "edge-w", "love")
+        assert voted.status_code == 202, voted.text
+        # The browser's CORS preflight reaches ingest, which answers it.
+        preflight = await votes.http.options(
+            votes.api.votes_url,
+            headers={
+                "Origin": "https://news.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+
+        # Over ingest's 1 KB: refused, in ingest's own words.
+        big = votes.api.vote(token, "edge-w", "love")
+        too_big = await votes.http.post(
+            big.url, content=b" " * 2048 + (big.body or b""), headers=big.headers
+        )
+        assert_error(too_big, 413, "body_too_large")
+        for path in ("/metrics", "/healthz", "/readyz", "/docs", "/redoc"):
+            assert_error(await votes.http.get(nginx.ingest_url + path), 404, "not_found")
+
+
+async def test_a_client_sending_its_headers_slowly_is_cut_off_at_the_edge_not_at_ingest(
+    write_edge: WriteEdgeFactory,
+) -> None:
+    """uvicorn waits for ever for the rest of a request; the edge gives a client its
+    timeout (1 s here)."""
+    nginx, ingest = write_edge("1s")
+    assert nginx.ingest is not None
+    partial = b"POST /v1/readers HTTP/1.1\r\nHost: news.example\r\n"
+    through_edge = held_open(nginx.ingest.port, partial)
+    direct = held_open(ingest.port, partial)
+
+    async def edge_closed() -> bool:
+        return closed_by_peer(through_edge)
+
+    try:
+        await eventually(edge_closed, bool, timeout=15, what="the edge to close the connection")
+        # Ingest alone still holds its connection, with no answer.
+        assert not closed_by_peer(direct)
+    finally:
+        through_edge.close()
+        direct.close()
+
+
+async def test_an_address_with_too_many_requests_in_flight_is_refused_at_the_edge(
+    write_edge: WriteEdgeFactory,
+) -> None:
+    """32 requests whose bodies have not arrived hold the address's share; the next one is
+    refused at once, and the address is served again once they end."""
+    nginx, _ = write_edge("30s")
+    assert nginx.ingest is not None
+    headers = (
+        b"POST /v1/votes HTTP/1.1\r\nHost: news.example\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    pending = [held_open(nginx.ingest.port, headers) for _ in range(32)]
+    try:
+        async with httpx.AsyncClient(base_url=nginx.ingest_url, timeout=10) as http:
+
+            async def document() -> httpx.Response:
+                # Ingest answers this itself; only the edge would refuse it.
+                return await http.get("/openapi.json")
+
+            # Each pending request counts once nginx has read its headers.
+            answer = await eventually(document, lambda r: r.status_code == 429, timeout=10)
+            assert "in flight" in assert_error(answer, 429, "rate_limited")["error"]["message"]
+            assert answer.headers["retry-after"] == "1"
+            for conn in pending:
+                conn.close()
+            await eventually(document, lambda r: r.status_code == 200, timeout=10)
+    finally:
+        for conn in pending:
+            conn.close()

@@ -32,6 +32,7 @@ def test_a_redis_cluster_forms_again_when_its_nodes_start_after_a_stop(tmp_path:
 def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> None:
     kafka, redis = free_port(), free_port()
     ports = {name: free_port() for name in SERVICE_NAMES}
+    edge_ingest = free_port()
     env = {
         **os.environ,
         **service_env(
@@ -40,6 +41,7 @@ def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> N
         **{port_variable(name): str(port) for name, port in ports.items()},
         "REACTIONS_KAFKA_CONTROLLER_PORT": str(free_port()),
         "REACTIONS_EDGE_PORT": str(free_port()),
+        "REACTIONS_EDGE_INGEST_PORT": str(edge_ingest),
         "REACTIONS_STACK_DIR": str(tmp_path / "run"),
     }
 
@@ -58,9 +60,8 @@ def test_the_command_line_starts_the_stack_again_after_down(tmp_path: Path) -> N
         assert result.returncode == 0, result.stdout + result.stderr
         assert "started: kafka, redis, ingest, aggregator, reader, edge" in result.stdout
 
-    votes = SyncVoteClient(
-        f"http://127.0.0.1:{ports['ingest']}", f"http://127.0.0.1:{ports['reader']}"
-    )
+    # Writes go through the edge, as the demo page's widget sends them.
+    votes = SyncVoteClient(f"http://127.0.0.1:{edge_ingest}", f"http://127.0.0.1:{ports['reader']}")
 
     def new_token() -> str:
         response = votes.new_reader()
