@@ -1,5 +1,6 @@
 """Helpers for tests: waiting on conditions with deadlines, starting services, reading a
-topic back, scraping a metric, the API's error shape, and peers that never answer."""
+topic back, scraping a metric, the API's error shape, peers that never answer, and clients
+that never finish a request."""
 
 from __future__ import annotations
 
@@ -259,6 +260,42 @@ def silent_listener() -> Iterator[int]:
         listener.listen(128)
         port: int = listener.getsockname()[1]
         yield port
+
+
+def held_open(port: int, partial: bytes) -> socket.socket:
+    """A connection to `port` that sent `partial` (an unfinished request) and waits."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn.sendall(partial)
+    conn.setblocking(False)
+    return conn
+
+
+@contextlib.contextmanager
+def requests_awaiting_bodies(port: int, count: int) -> Iterator[list[socket.socket]]:
+    """`count` votes to `port` whose headers are sent and whose bodies never come, each on
+    a connection of its own; closed on exit (the caller may close them sooner)."""
+    headers = (
+        b"POST /v1/votes HTTP/1.1\r\nHost: news.example\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    held = [held_open(port, headers) for _ in range(count)]
+    try:
+        yield held
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def closed_by_peer(conn: socket.socket) -> bool:
+    """Whether the other side closed `conn` (or answered and closed), without waiting."""
+    try:
+        while data := conn.recv(4096):
+            del data
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
 
 
 @dataclass

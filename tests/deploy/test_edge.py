@@ -9,7 +9,6 @@ refused at the edge."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,15 @@ from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
 from deploy.local.stack import LocalSettings, StackConfig
 from shared.tallies import CHANGES_CHANNEL, counts_key
-from tests.support import ServiceFactory, assert_error, eventually, metric
+from tests.support import (
+    ServiceFactory,
+    assert_error,
+    closed_by_peer,
+    eventually,
+    held_open,
+    metric,
+    requests_awaiting_bodies,
+)
 
 TALLY_ROUTE = {"route": "/v1/articles/{article_id}/reactions", "method": "GET", "status": "200"}
 
@@ -77,26 +84,6 @@ def write_edge(start_service: ServiceFactory, tmp_path: Path) -> Iterator[WriteE
     yield start
     for nginx in started:
         nginx.stop()
-
-
-def held_open(port: int, partial: bytes) -> socket.socket:
-    """A connection to `port` that sent `partial` (an unfinished request) and waits."""
-    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
-    conn.sendall(partial)
-    conn.setblocking(False)
-    return conn
-
-
-def closed_by_peer(conn: socket.socket) -> bool:
-    """Whether the other side closed `conn` (or answered and closed), without waiting."""
-    try:
-        while data := conn.recv(4096):
-            del data
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
-    return True
 
 
 async def origin_reads(reader: Service) -> float:
@@ -265,11 +252,15 @@ async def test_a_reader_s_own_votes_are_limited_per_address_at_the_edge(
     of 50 per address, answered in the API's error shape beyond that."""
     nginx, _ = edge
     async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:
-        answers = await asyncio.gather(*(http.get("/v1/me/reactions?ids=a1") for _ in range(200)))
+        page = {"Origin": "https://news.example"}
+        answers = await asyncio.gather(
+            *(http.get("/v1/me/reactions?ids=a1", headers=page) for _ in range(200))
+        )
     refused = [a for a in answers if a.status_code == 429]
     assert refused, "200 requests at once passed a limit of 10/s with bursts of 50"
     assert_error(refused[0], 429, "rate_limited")
     assert refused[0].headers["retry-after"] == "1"
+    assert refused[0].headers["access-control-allow-origin"] == "https://news.example"
     # The others reached the reader, which wants a token.
     passed = [a for a in answers if a.status_code != 429]
     assert passed and {a.status_code for a in passed} == {401}
@@ -337,25 +328,20 @@ async def test_an_address_with_too_many_requests_in_flight_is_refused_at_the_edg
     refused at once, and the address is served again once they end."""
     nginx, _ = write_edge("30s")
     assert nginx.ingest is not None
-    headers = (
-        b"POST /v1/votes HTTP/1.1\r\nHost: news.example\r\n"
-        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-    )
-    pending = [held_open(nginx.ingest.port, headers) for _ in range(32)]
-    try:
+    with requests_awaiting_bodies(nginx.ingest.port, 32) as pending:
         async with httpx.AsyncClient(base_url=nginx.ingest_url, timeout=10) as http:
 
             async def document() -> httpx.Response:
                 # Ingest answers this itself; only the edge would refuse it.
-                return await http.get("/openapi.json")
+                return await http.get("/openapi.json", headers={"Origin": "https://news.example"})
 
             # Each pending request counts once nginx has read its headers.
             answer = await eventually(document, lambda r: r.status_code == 429, timeout=10)
             assert "in flight" in assert_error(answer, 429, "rate_limited")["error"]["message"]
             assert answer.headers["retry-after"] == "1"
+            # The page that sent it can read it (and so tell "too fast" from a failure).
+            assert answer.headers["access-control-allow-origin"] == "https://news.example"
+            assert "retry-after" in answer.headers["access-control-expose-headers"].lower()
             for conn in pending:
                 conn.close()
             await eventually(document, lambda r: r.status_code == 200, timeout=10)
-    finally:
-        for conn in pending:
-            conn.close()
