@@ -338,8 +338,8 @@ this.ingestUrl = attr("ingest", DEFAULT_INGEST);
 const root = this.shadowRoot || this.attachShadow({ mode: "open" });
 const rendered = root.querySelector(".bar[data-article]");
 const lang = this.closest("[lang]");
-this.lang = (lang && lang.lang) || (rendered && rendered.lang) || "";
-const texts = (this.texts = TEXTS[this.lang.split("-")[0].toLowerCase()] || TEXTS.en);
+this.language = (lang && lang.lang) || (rendered && rendered.lang) || "";
+const texts = (this.texts = TEXTS[this.language.split("-")[0].toLowerCase()] || TEXTS.en);
 this.readonly = this.hasAttribute("readonly");
 this.below = +(this.getAttribute("hide-counts-below") || (rendered && rendered.dataset.hideCountsBelow) || 0);
 this.server = null; // the freshest tally from the server: the highest seq seen
@@ -379,7 +379,7 @@ this.server = { counts, seq: +rendered.dataset.seq };
 fill(root, ...[...root.children].filter((el) => el.localName != "style"));
 this.render();
 }
-this.closed(texts);
+this.closed();
 bars.add(this);
 this.load();
 observe(this);
@@ -393,7 +393,7 @@ if (near.delete(this)) later();
 load() {
 const run = this.run;
 const s = service(this.readerUrl);
-Promise.all([this.buttons || config(s, this.lang), loadTally(this)]).then(
+Promise.all([this.buttons || config(s, this.language), loadTally(this)]).then(
 ([types, [tally, mine]]) => {
 if (run !== this.run) return;
 if (!this.buttons) this.build(types);
@@ -440,10 +440,10 @@ this.button(type.id).append(e, " ", l, " ", n);
 bar.append(this.buttons.get(type.id));
 }
 fill(this.shadowRoot, bar, (this.message = this.status()));
-this.closed(this.texts);
+this.closed();
 }
-closed(texts) {
-if (this.readonly) this.say(texts.closed);
+closed() {
+if (this.readonly) this.say(this.texts.closed);
 }
 render() {
 if (!this.buttons) return;
@@ -544,7 +544,7 @@ this.send();
 }
 say(text) {
 if (this.message) {
-this.message.lang = this.texts == TEXTS.en ? "en" : this.lang;
+this.message.lang = this.texts == TEXTS.en ? "en" : this.language;
 this.message.textContent = text;
 }
 }

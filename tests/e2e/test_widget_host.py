@@ -144,6 +144,27 @@ def test_the_live_region_speaks_of_own_votes_only(
     ]
 
 
+def test_each_bar_starts_once_and_writes_no_attribute_of_its_own(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """A bar keeps the language it finds as its own state. Written to the element's `lang`
+    (an attribute the bar observes, to follow a page that changes it) it would start the
+    bar again, and that start again, until the browser's stack gave out on every bar."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    body = "".join(f'<reaction-bar article="once-{i}"></reaction-bar>' for i in range(5))
+    body += '<reaction-bar article="once-fr" lang="fr"></reaction-bar>'
+    site.open(context, body, widget_script(stack), page=page, lang="de")
+    bars = page.locator("reaction-bar")
+    for i in range(5):
+        expect(bars.nth(i).get_by_role("group", name="Reaktionen")).to_be_visible()
+    expect(bars.nth(5).get_by_role("group", name="Réactions")).to_be_visible()
+    found = page.evaluate("[...document.querySelectorAll('reaction-bar')].map(b => b.lang)")
+    assert found == [""] * 5 + ["fr"]
+    assert not errors, errors[:3]
+
+
 def test_a_german_page_gets_german_labels_texts_and_numbers(
     context: BrowserContext, stack: Stack, site: NewsSite, redis_server: RedisServer
 ) -> None:

@@ -408,9 +408,12 @@ export class ReactionBar extends Base {
     // taken over in place, its counts kept, so nothing moves.
     const root = this.shadowRoot || this.attachShadow({ mode: "open" });
     const rendered = root.querySelector(".bar[data-article]");
+    // The language of the bar's place in the page (its own lang attribute, else an
+    // ancestor's). Kept as `language`: the element's `lang` property would write the
+    // attribute, which the bar observes, and start it again.
     const lang = this.closest("[lang]");
-    this.lang = (lang && lang.lang) || (rendered && rendered.lang) || "";
-    const texts = (this.texts = TEXTS[this.lang.split("-")[0].toLowerCase()] || TEXTS.en);
+    this.language = (lang && lang.lang) || (rendered && rendered.lang) || "";
+    const texts = (this.texts = TEXTS[this.language.split("-")[0].toLowerCase()] || TEXTS.en);
     this.readonly = this.hasAttribute("readonly");
     this.below = +(this.getAttribute("hide-counts-below") || (rendered && rendered.dataset.hideCountsBelow) || 0);
     this.server = null; // the freshest tally from the server: the highest seq seen
@@ -452,7 +455,7 @@ export class ReactionBar extends Base {
       fill(root, ...[...root.children].filter((el) => el.localName != "style"));
       this.render();
     }
-    this.closed(texts);
+    this.closed();
     bars.add(this);
     this.load();
     observe(this);
@@ -469,7 +472,7 @@ export class ReactionBar extends Base {
   load() {
     const run = this.run;
     const s = service(this.readerUrl);
-    Promise.all([this.buttons || config(s, this.lang), loadTally(this)]).then(
+    Promise.all([this.buttons || config(s, this.language), loadTally(this)]).then(
       ([types, [tally, mine]]) => {
         if (run !== this.run) return;
         if (!this.buttons) this.build(types);
@@ -521,11 +524,11 @@ export class ReactionBar extends Base {
       bar.append(this.buttons.get(type.id));
     }
     fill(this.shadowRoot, bar, (this.message = this.status()));
-    this.closed(this.texts);
+    this.closed();
   }
 
-  closed(texts) {
-    if (this.readonly) this.say(texts.closed);
+  closed() {
+    if (this.readonly) this.say(this.texts.closed);
   }
 
   // What is shown: the freshest tally with the reader's vote moved from the reaction it
@@ -641,7 +644,7 @@ export class ReactionBar extends Base {
 
   say(text) {
     if (this.message) {
-      this.message.lang = this.texts == TEXTS.en ? "en" : this.lang;
+      this.message.lang = this.texts == TEXTS.en ? "en" : this.language;
       this.message.textContent = text;
     }
   }
