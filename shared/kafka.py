@@ -124,7 +124,10 @@ async def ensure_topics(
     dlq_topic: str | None = None,
     timeout_s: float = 30.0,
 ) -> None:
-    """Create the compacted topic (and the DLQ) if missing; refuse one set up otherwise."""
+    """Create the compacted topic (and the DLQ) if missing; refuse one set up otherwise.
+    All within `timeout_s`: each step gets what the steps before it left."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
@@ -156,7 +159,7 @@ async def ensure_topics(
                 log.info("topics_created", topics=[t.name for t in missing])
             except TopicAlreadyExistsError:
                 pass  # another service instance created it first
-        differences = await topic_differences(admin, spec, timeout_s)
+        differences = await topic_differences(admin, spec, max(0.0, deadline - loop.time()))
     finally:
         await close_within("kafka_admin", admin.close())
     if any(d.setting == "partitions" for d in differences):
@@ -168,7 +171,10 @@ async def ensure_topics(
 async def topic_differences(
     admin: AIOKafkaAdminClient, spec: TopicSpec, timeout_s: float = 30.0
 ) -> list[TopicDifference]:
-    """How the existing topic differs from `spec`: partitions, replication, configs."""
+    """How the existing topic differs from `spec`: partitions, replication, configs, all
+    within `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
     replicas = await topic_replicas(admin, spec.name, timeout_s)
     differences = []
     if len(replicas) != spec.partitions:
@@ -179,7 +185,7 @@ async def topic_differences(
         differences.append(
             TopicDifference("replication factor", str(replication), str(spec.replication_factor))
         )
-    actual = await topic_configs(admin, spec.name, timeout_s)
+    actual = await topic_configs(admin, spec.name, max(0.0, deadline - loop.time()))
     for name, configured in spec.configs().items():
         value = actual.get(name, (None, None))[0]
         if value != configured:
