@@ -483,6 +483,16 @@ const total = Object.values(counts).reduce((a, b) => a + b, 0);
 this.emit("tally", { counts, total, seq: tally.seq });
 }
 }
+adopt(seq, reaction) {
+if (!this.run || this.inFlight || !this.buttons) return;
+if (this.server && this.server.seq >= seq) this.base = reaction;
+else {
+this.votes.push([seq, reaction]);
+this.votes.sort((a, b) => a[0] - b[0]);
+}
+this.confirmed = this.desired = reaction;
+this.render();
+}
 choose(id) {
 const previous = this.desired;
 this.desired = previous === id ? null : id;
@@ -531,6 +541,7 @@ if (typeof seq == "number") {
 this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true });
 this.confirmed = target;
 this.votes.push([seq, target]);
+for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
 const label = target && this.buttons.get(target).querySelector(".l");
 this.say(label ? texts.set.replace("$", label.textContent) : texts.cleared);
 } else {

@@ -6,9 +6,10 @@ test_widget_identity.py and test_widget_requests.py."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from playwright.sync_api import Browser, BrowserContext, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Route, expect
 
 from deploy.local.client import MintedTokens, SyncVoteClient
 from tests.e2e.bars import (
@@ -21,7 +22,9 @@ from tests.e2e.bars import (
     page_token,
     stream_ids,
     wait_for_server,
+    widget_script,
 )
+from tests.e2e.site import NewsSite
 from tests.support import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -130,6 +133,40 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     expect_state(page, "w-fail", "Sad", pressed=False, count="0")
     expect(message).to_contain_text("wait a moment")
     assert own_vote(stack, page_token(page), "w-fail")["total"] == 0
+
+
+def test_a_story_shown_twice_on_a_page_shows_the_reader_s_vote_once_in_both_bars(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """A front page may carry a story twice (the top stories and its section): a vote in
+    either bar is the same reader's, pressed in both and counted once in both."""
+    body = (
+        '<reaction-bar article="w-twice" id="top"></reaction-bar><p>…</p>'
+        '<reaction-bar article="w-twice" id="section"></reaction-bar>'
+    )
+    page = site.open(context, body, widget_script(stack))
+    top, section = page.locator("#top"), page.locator("#section")
+
+    def shows(label: str, *, pressed: bool, count: str) -> None:
+        for bar in (top, section):
+            target: Locator = bar.get_by_role("button", name=re.compile(f"^{label} "))
+            expect(target).to_have_attribute("aria-pressed", "true" if pressed else "false")
+            expect(target.locator(".n")).to_have_text(count)
+
+    top.get_by_role("button", name=re.compile("^Like ")).click()
+    shows("Like", pressed=True, count="1")
+    token = page_token(page)
+    wait_for_server(stack, token, "w-twice", "like", 1)
+    shows("Like", pressed=True, count="1")
+    # The other bar knows the vote: a click there takes it back, not adds a second.
+    section.get_by_role("button", name=re.compile("^Like ")).click()
+    shows("Like", pressed=False, count="0")
+    wait_for_server(stack, token, "w-twice", None, 0)
+    section.get_by_role("button", name=re.compile("^Love ")).click()
+    shows("Love", pressed=True, count="1")
+    shows("Like", pressed=False, count="0")
+    wait_for_server(stack, token, "w-twice", "love", 1)
+    shows("Love", pressed=True, count="1")
 
 
 def test_demo_page_loads_all_bars_in_one_request_and_looks_right(

@@ -578,6 +578,20 @@ export class ReactionBar extends Base {
     }
   }
 
+  // The reader's vote `reaction`, at `seq`, accepted from another bar of this story on the
+  // page (a front page may show a story twice): shown here too, counted once. A bar with a
+  // vote of its own in flight keeps it: that one is the reader's latest.
+  adopt(seq, reaction) {
+    if (!this.run || this.inFlight || !this.buttons) return;
+    if (this.server && this.server.seq >= seq) this.base = reaction;
+    else {
+      this.votes.push([seq, reaction]);
+      this.votes.sort((a, b) => a[0] - b[0]);
+    }
+    this.confirmed = this.desired = reaction;
+    this.render();
+  }
+
   choose(id) {
     const previous = this.desired;
     this.desired = previous === id ? null : id;
@@ -629,6 +643,8 @@ export class ReactionBar extends Base {
       this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true });
       this.confirmed = target;
       this.votes.push([seq, target]);
+      // The page's other bars of this story show the same reader's vote.
+      for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
       // The reader's own vote is announced; other readers' votes only change the counts.
       const label = target && this.buttons.get(target).querySelector(".l");
       this.say(label ? texts.set.replace("$", label.textContent) : texts.cleared);
