@@ -146,13 +146,19 @@ const services = new Map();
 const service = (url) => {
 let s = services.get(url);
 if (!s) {
-s = { url, queue: new Map(), ids: [], streams: [], fails: 0, delay: 2e3, configs: {} };
+s = { url, queue: new Map(), ids: [], streams: [], fails: 0, delay: 2e3, configs: {}, wait: 2e3 };
 services.set(url, s);
 }
 return s;
 };
-const config = (s, lang) =>
-(s.configs[lang] ||= fetch(s.url + "/v1/config" + (lang ? "?lang=" + encodeURIComponent(lang) : "")).then(json));
+const config = (s, lang) => {
+if (!s.configs[lang]) {
+const got = fetch(s.url + "/v1/config" + (lang ? "?lang=" + encodeURIComponent(lang) : "")).then(json);
+s.configs[lang] = got;
+got.catch(() => s.configs[lang] === got && delete s.configs[lang]);
+}
+return s.configs[lang];
+};
 const loadTally = (bar) =>
 new Promise((resolve, reject) => {
 const s = service(bar.readerUrl);
@@ -271,6 +277,14 @@ clearTimeout(s.tick);
 if (ids.length) (s.poll ? poll : open)(s);
 };
 const syncAll = () => services.forEach(sync);
+const reload = (s) => {
+if (s.reload) return;
+s.reload = setTimeout(() => {
+s.reload = 0;
+s.wait = Math.min(s.wait * 2, 6e4);
+bars.forEach((b) => b.down && b.readerUrl === s.url && b.load());
+}, jitter(s.wait));
+};
 let settle = 0;
 const later = () => {
 clearTimeout(settle);
@@ -391,9 +405,11 @@ if (near.delete(this)) later();
 load() {
 const run = this.run;
 const s = service(this.readerUrl);
+this.down = false;
 Promise.all([this.buttons || config(s, this.language), loadTally(this)]).then(
 ([types, [tally, mine]]) => {
 if (run !== this.run) return;
+s.wait = 2e3;
 if (!this.buttons) this.build(types);
 this.onTally(tally, mine === false ? null : undefined);
 if (mine) this.onTally(mine, mine.mine || null);
@@ -402,6 +418,8 @@ if (mine) this.onTally(mine, mine.mine || null);
 if (run !== this.run || this.buttons) return;
 fill(this.shadowRoot, (this.message = this.status()));
 this.say(this.texts.down);
+this.down = true;
+reload(s);
 }
 );
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 from playwright.sync_api import Browser, BrowserContext, Locator, Route, expect
 
 from deploy.local.client import MintedTokens, SyncVoteClient
+from deploy.local.redis import RedisServer
 from tests.e2e.bars import (
     Stack,
     bar_page,
@@ -20,6 +21,7 @@ from tests.e2e.bars import (
     open_streams,
     own_vote,
     page_token,
+    seed,
     stream_ids,
     wait_for_server,
     widget_script,
@@ -133,6 +135,34 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     expect_state(page, "w-fail", "Sad", pressed=False, count="0")
     expect(message).to_contain_text("wait a moment")
     assert own_vote(stack, page_token(page), "w-fail")["total"] == 0
+
+
+def test_bars_that_could_not_load_load_once_the_reader_answers_again(
+    context: BrowserContext, stack: Stack, site: NewsSite, redis_server: RedisServer
+) -> None:
+    """A page opened while the reader refuses (a deploy, a Redis failover) says so, then
+    shows its bars by itself when the reader is back: no reload needed."""
+    for i in range(3):
+        seed(redis_server.url, f"w-back-{i}", {"love": 3})
+    down = re.compile(r".*/v1/(config|reactions|stream)\b.*")
+    page = context.new_page()
+    page.route(
+        down,
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Access-Control-Allow-Origin": "*", "Retry-After": "1"},
+            content_type="application/json",
+            body='{"error": {"code": "redis_unavailable", "message": "retry"}}',
+        ),
+    )
+    body = "".join(f'<reaction-bar article="w-back-{i}"></reaction-bar>' for i in range(3))
+    site.open(context, body, widget_script(stack), page=page)
+    for i in range(3):
+        message = page.locator(f'reaction-bar[article="w-back-{i}"]').get_by_role("status")
+        expect(message).to_contain_text("unavailable")
+    page.unroute(down)
+    for i in range(3):
+        expect_state(page, f"w-back-{i}", "Love", pressed=False, count="3")
 
 
 def test_a_story_shown_twice_on_a_page_shows_the_reader_s_vote_once_in_both_bars(

@@ -184,13 +184,20 @@ const services = new Map();
 const service = (url) => {
   let s = services.get(url);
   if (!s) {
-    s = { url, queue: new Map(), ids: [], streams: [], fails: 0, delay: 2e3, configs: {} };
+    s = { url, queue: new Map(), ids: [], streams: [], fails: 0, delay: 2e3, configs: {}, wait: 2e3 };
     services.set(url, s);
   }
   return s;
 };
-const config = (s, lang) =>
-  (s.configs[lang] ||= fetch(s.url + "/v1/config" + (lang ? "?lang=" + encodeURIComponent(lang) : "")).then(json));
+// Kept per language once it came; a failed one is asked for again at the next load.
+const config = (s, lang) => {
+  if (!s.configs[lang]) {
+    const got = fetch(s.url + "/v1/config" + (lang ? "?lang=" + encodeURIComponent(lang) : "")).then(json);
+    s.configs[lang] = got;
+    got.catch(() => s.configs[lang] === got && delete s.configs[lang]);
+  }
+  return s.configs[lang];
+};
 const loadTally = (bar) =>
   new Promise((resolve, reject) => {
     const s = service(bar.readerUrl);
@@ -326,6 +333,16 @@ const sync = (s) => {
   if (ids.length) (s.poll ? poll : open)(s);
 };
 const syncAll = () => services.forEach(sync);
+// Bars that could not load (the reader down or refusing) load again together, in one bulk
+// read, 2 s later and then doubling to a minute (jittered), until a load succeeds.
+const reload = (s) => {
+  if (s.reload) return;
+  s.reload = setTimeout(() => {
+    s.reload = 0;
+    s.wait = Math.min(s.wait * 2, 6e4);
+    bars.forEach((b) => b.down && b.readerUrl === s.url && b.load());
+  }, jitter(s.wait));
+};
 // Scrolling settles before the stream changes.
 let settle = 0;
 const later = () => {
@@ -472,9 +489,11 @@ export class ReactionBar extends Base {
   load() {
     const run = this.run;
     const s = service(this.readerUrl);
+    this.down = false;
     Promise.all([this.buttons || config(s, this.language), loadTally(this)]).then(
       ([types, [tally, mine]]) => {
         if (run !== this.run) return;
+        s.wait = 2e3;
         if (!this.buttons) this.build(types);
         this.onTally(tally, mine === false ? null : undefined);
         if (mine) this.onTally(mine, mine.mine || null);
@@ -483,6 +502,8 @@ export class ReactionBar extends Base {
         if (run !== this.run || this.buttons) return;
         fill(this.shadowRoot, (this.message = this.status()));
         this.say(this.texts.down);
+        this.down = true;
+        reload(s);
       }
     );
   }
