@@ -125,6 +125,16 @@ const r = await post(ingest);
 if (r.status !== 201) throw failure(r.status);
 return issued(r);
 };
+let tabs = null;
+const listen = () => {
+if (tabs || typeof BroadcastChannel != "function") return;
+tabs = new BroadcastChannel("reactions-votes");
+tabs.onmessage = ({ data }) => {
+const held = heldToken();
+if (provider || !data || !held || held.reader_id !== data.reader) return;
+bars.forEach((b) => b.ingestUrl === data.ingest && b.article === data.article && b.adopt(data.seq, data.reaction));
+};
+};
 let provider = null;
 let tokens = Promise.resolve();
 const credential = async (ingest, mint) => {
@@ -393,6 +403,7 @@ this.render();
 }
 this.closed();
 bars.add(this);
+listen();
 this.load();
 observe(this);
 }
@@ -525,6 +536,7 @@ this.inFlight = true;
 let status = 0;
 let code = null;
 let seq = null;
+let readerId = null;
 let site = false;
 try {
 for (let retry = true; ; retry = false) {
@@ -541,7 +553,7 @@ drop(reader.token);
 continue;
 }
 const body = await r.json().catch(() => ({}));
-if (status === 202) seq = body.seq;
+if (status === 202) [seq, readerId] = [body.seq, body.reader_id];
 else code = (body.error && body.error.code) || null;
 break;
 }
@@ -558,6 +570,9 @@ this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true 
 this.confirmed = target;
 this.votes.push([seq, target]);
 for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
+if (tabs && !site) {
+tabs.postMessage({ ingest: this.ingestUrl, article: this.article, seq, reaction: target, reader: readerId });
+}
 const label = target && this.buttons.get(target).querySelector(".l");
 this.say(label ? texts.set.replace("$", label.textContent) : texts.cleared);
 } else {

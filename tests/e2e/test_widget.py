@@ -137,6 +137,32 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     assert own_vote(stack, page_token(page), "w-fail")["total"] == 0
 
 
+def test_a_vote_in_one_tab_shows_in_the_site_s_other_tabs(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """The front page in one tab, the story in another: the reader's vote in the story's
+    tab is theirs in the front page's too, so a click there takes it back."""
+    front = site.open(
+        context, '<reaction-bar article="w-tabs"></reaction-bar>', widget_script(stack)
+    )
+    story = site.open(
+        context, '<reaction-bar article="w-tabs"></reaction-bar>', widget_script(stack)
+    )
+    button(story, "w-tabs", "Like").click()
+    expect_state(story, "w-tabs", "Like", pressed=True, count="1")
+    expect_state(front, "w-tabs", "Like", pressed=True, count="1")
+    token = page_token(story)
+    wait_for_server(stack, token, "w-tabs", "like", 1)
+    button(front, "w-tabs", "Like").click()
+    for tab in (front, story):
+        expect_state(tab, "w-tabs", "Like", pressed=False, count="0")
+    wait_for_server(stack, token, "w-tabs", None, 0)
+    button(front, "w-tabs", "Wow").click()
+    for tab in (front, story):
+        expect_state(tab, "w-tabs", "Wow", pressed=True, count="1")
+    wait_for_server(stack, token, "w-tabs", "wow", 1)
+
+
 def test_bars_that_could_not_load_load_once_the_reader_answers_again(
     context: BrowserContext, stack: Stack, site: NewsSite, redis_server: RedisServer
 ) -> None:

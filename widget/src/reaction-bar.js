@@ -151,6 +151,20 @@ const obtain = async (ingest, mint) => {
   if (r.status !== 201) throw failure(r.status);
   return issued(r);
 };
+// Votes accepted in the site's other tabs (a story open in one, the front page in
+// another) are the same anonymous reader's, whose token the tabs share: their bars of that
+// story show them too. Not on a site that hands in its own tokens: a tab cannot tell
+// whose those are. The channel is made at the first bar, so importing touches no page.
+let tabs = null;
+const listen = () => {
+  if (tabs || typeof BroadcastChannel != "function") return;
+  tabs = new BroadcastChannel("reactions-votes");
+  tabs.onmessage = ({ data }) => {
+    const held = heldToken();
+    if (provider || !data || !held || held.reader_id !== data.reader) return;
+    bars.forEach((b) => b.ingestUrl === data.ingest && b.article === data.article && b.adopt(data.seq, data.reaction));
+  };
+};
 let provider = null;
 let tokens = Promise.resolve();
 // Whose token a request carries: the site's logged-in reader, else the anonymous reader
@@ -474,6 +488,7 @@ export class ReactionBar extends Base {
     }
     this.closed();
     bars.add(this);
+    listen();
     this.load();
     observe(this);
   }
@@ -631,6 +646,7 @@ export class ReactionBar extends Base {
     let status = 0;
     let code = null;
     let seq = null;
+    let readerId = null;
     let site = false;
     try {
       for (let retry = true; ; retry = false) {
@@ -648,7 +664,7 @@ export class ReactionBar extends Base {
           continue;
         }
         const body = await r.json().catch(() => ({}));
-        if (status === 202) seq = body.seq;
+        if (status === 202) [seq, readerId] = [body.seq, body.reader_id];
         else code = (body.error && body.error.code) || null;
         break;
       }
@@ -664,8 +680,12 @@ export class ReactionBar extends Base {
       this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true });
       this.confirmed = target;
       this.votes.push([seq, target]);
-      // The page's other bars of this story show the same reader's vote.
+      // The page's other bars of this story show the same reader's vote, and so do the
+      // site's other tabs.
       for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
+      if (tabs && !site) {
+        tabs.postMessage({ ingest: this.ingestUrl, article: this.article, seq, reaction: target, reader: readerId });
+      }
       // The reader's own vote is announced; other readers' votes only change the counts.
       const label = target && this.buttons.get(target).querySelector(".l");
       this.say(label ? texts.set.replace("$", label.textContent) : texts.cleared);
