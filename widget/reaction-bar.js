@@ -367,6 +367,7 @@ this.below = +(this.getAttribute("hide-counts-below") || (rendered && rendered.d
 this.server = null; // the freshest tally from the server: the highest seq seen
 this.base = null; // the reader's reaction those counts include
 this.votes = []; // [seq, reaction] of the reader's accepted votes not in `server` yet
+this.last = -1; // the seq of the reader's latest vote this bar knows (its own or adopted)
 this.confirmed = null; // the reader's reaction as ingest last accepted it
 this.desired = null; // the reader's reaction as shown
 this.inFlight = false;
@@ -511,7 +512,8 @@ this.emit("tally", { counts, total, seq: tally.seq });
 }
 }
 adopt(seq, reaction) {
-if (!this.run || this.inFlight || !this.buttons) return;
+if (!this.run || this.inFlight || !this.buttons || seq <= this.last) return;
+this.last = seq;
 if (this.server && this.server.seq >= seq) this.base = reaction;
 else {
 this.votes.push([seq, reaction]);
@@ -569,6 +571,7 @@ if (typeof seq == "number") {
 this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true });
 this.confirmed = target;
 this.votes.push([seq, target]);
+this.last = Math.max(this.last, seq);
 for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
 if (tabs && !site) {
 tabs.postMessage({ ingest: this.ingestUrl, article: this.article, seq, reaction: target, reader: readerId });

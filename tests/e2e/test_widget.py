@@ -22,6 +22,7 @@ from tests.e2e.bars import (
     own_vote,
     page_token,
     seed,
+    stored_token,
     stream_ids,
     wait_for_server,
     widget_script,
@@ -161,6 +162,46 @@ def test_a_vote_in_one_tab_shows_in_the_site_s_other_tabs(
     for tab in (front, story):
         expect_state(tab, "w-tabs", "Wow", pressed=True, count="1")
     wait_for_server(stack, token, "w-tabs", "wow", 1)
+
+
+def test_an_older_vote_announced_late_by_another_tab_changes_nothing(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    story = site.open(
+        context, '<reaction-bar article="w-late"></reaction-bar>', widget_script(stack)
+    )
+    button(story, "w-late", "Funny").click()
+    expect_state(story, "w-late", "Funny", pressed=True, count="1")
+    wait_for_server(stack, page_token(story), "w-late", "funny", 1)
+    seq = own_vote(stack, page_token(story), "w-late")["seq"]
+    held = stored_token(story)
+    assert held is not None
+    # Another tab's message about a vote accepted before this one, delivered only now.
+    other = site.open(context, "<p>another tab</p>")
+    other.evaluate(
+        "m => new BroadcastChannel('reactions-votes').postMessage(m)",
+        {
+            "ingest": stack.ingest.url,
+            "article": "w-late",
+            "seq": seq - 1,
+            "reaction": "sad",
+            "reader": held["reader_id"],
+        },
+    )
+    # A newer one is taken, so the older one was delivered before it and left alone.
+    other.evaluate(
+        "m => new BroadcastChannel('reactions-votes').postMessage(m)",
+        {
+            "ingest": stack.ingest.url,
+            "article": "w-late",
+            "seq": seq + 1,
+            "reaction": "wow",
+            "reader": held["reader_id"],
+        },
+    )
+    expect_state(story, "w-late", "Wow", pressed=True, count="1")
+    expect_state(story, "w-late", "Sad", pressed=False, count="0")
+    expect_state(story, "w-late", "Funny", pressed=False, count="0")
 
 
 def test_bars_that_could_not_load_load_once_the_reader_answers_again(

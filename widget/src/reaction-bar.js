@@ -450,6 +450,7 @@ export class ReactionBar extends Base {
     this.server = null; // the freshest tally from the server: the highest seq seen
     this.base = null; // the reader's reaction those counts include
     this.votes = []; // [seq, reaction] of the reader's accepted votes not in `server` yet
+    this.last = -1; // the seq of the reader's latest vote this bar knows (its own or adopted)
     this.confirmed = null; // the reader's reaction as ingest last accepted it
     this.desired = null; // the reader's reaction as shown
     this.inFlight = false;
@@ -614,11 +615,13 @@ export class ReactionBar extends Base {
     }
   }
 
-  // The reader's vote `reaction`, at `seq`, accepted from another bar of this story on the
-  // page (a front page may show a story twice): shown here too, counted once. A bar with a
-  // vote of its own in flight keeps it: that one is the reader's latest.
+  // The reader's vote `reaction`, at `seq`, accepted from another bar of this story (a
+  // front page may show a story twice, or another tab show it): shown here too, counted
+  // once. One older than a vote this bar knows is not the reader's latest; a bar with a
+  // vote of its own in flight keeps that one.
   adopt(seq, reaction) {
-    if (!this.run || this.inFlight || !this.buttons) return;
+    if (!this.run || this.inFlight || !this.buttons || seq <= this.last) return;
+    this.last = seq;
     if (this.server && this.server.seq >= seq) this.base = reaction;
     else {
       this.votes.push([seq, reaction]);
@@ -680,6 +683,7 @@ export class ReactionBar extends Base {
       this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true });
       this.confirmed = target;
       this.votes.push([seq, target]);
+      this.last = Math.max(this.last, seq);
       // The page's other bars of this story show the same reader's vote, and so do the
       // site's other tabs.
       for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
