@@ -127,6 +127,26 @@ const r = await post(ingest);
 if (r.status !== 201) throw failure(r.status);
 return issued(r);
 };
+const RECENT_KEY = "reactions.recent-votes";
+let recentMemory = {};
+const recentVotes = () => {
+try {
+return JSON.parse(localStorage.getItem(RECENT_KEY)) || {};
+} catch {
+return recentMemory;
+}
+};
+const noteVote = (ingest, article, reader, seq, reaction) => {
+const votes = recentVotes();
+const now = Date.now();
+for (const k in votes) if (!(now - votes[k][3] < DAY)) delete votes[k];
+const k = ingest + " " + article;
+if (!votes[k] || votes[k][1] < seq) votes[k] = [reader, seq, reaction, now];
+recentMemory = votes;
+try {
+localStorage.setItem(RECENT_KEY, JSON.stringify(votes));
+} catch {}
+};
 let tabs = null;
 const listen = () => {
 if (tabs || typeof BroadcastChannel != "function") return;
@@ -212,7 +232,10 @@ return json(response);
 .catch(() => undefined);
 Promise.all([fetch(s.url + "/v1/reactions" + q).then(json), mine]).then(
 ([pub, me]) =>
-chunk.forEach((a) => queue.get(a).forEach((w) => w.resolve([pub.articles[a], me && me.articles[a]]))),
+chunk.forEach((a) => {
+const own = me && me.articles[a] && Object.assign({ reader_id: me.reader_id }, me.articles[a]);
+queue.get(a).forEach((w) => w.resolve([pub.articles[a], me === false ? false : own]));
+}),
 (err) => chunk.forEach((a) => queue.get(a).forEach((w) => w.reject(err)))
 );
 }
@@ -426,7 +449,14 @@ if (run !== this.run) return;
 s.wait = 2e3;
 if (!this.buttons) this.build(types);
 this.onTally(tally, mine === false ? null : undefined);
-if (mine) this.onTally(mine, mine.mine || null);
+if (mine) {
+this.onTally(mine, mine.mine || null);
+const [reader, seq, reaction] = recentVotes()[this.ingestUrl + " " + this.article] || [];
+if (reader === mine.reader_id && seq > mine.seq) this.adopt(seq, reaction);
+} else if (mine === undefined) {
+this.down = true;
+reload(s);
+}
 },
 () => {
 if (run !== this.run || this.buttons) return;
@@ -514,14 +544,19 @@ this.emit("tally", { counts, total, seq: tally.seq });
 }
 }
 adopt(seq, reaction) {
-if (!this.run || this.inFlight || !this.buttons || seq <= this.last) return;
+if (!this.run || !this.buttons || seq <= this.last) return;
+if (this.inFlight) {
+if (!this.later || seq > this.later[0]) this.later = [seq, reaction];
+return;
+}
 this.last = seq;
 if (this.server && this.server.seq >= seq) this.base = reaction;
 else {
 this.votes.push([seq, reaction]);
 this.votes.sort((a, b) => a[0] - b[0]);
 }
-this.confirmed = this.desired = reaction;
+if (this.desired === this.confirmed) this.desired = reaction;
+this.confirmed = reaction;
 this.render();
 }
 choose(id) {
@@ -567,13 +602,16 @@ status = e.status || 0;
 this.inFlight = false;
 if (run !== this.run) return;
 const held = this.held;
+const later = this.later;
 const texts = this.texts;
-this.held = null;
+this.held = this.later = null;
 if (typeof seq == "number") {
 this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true });
 this.confirmed = target;
 this.votes.push([seq, target]);
+this.votes.sort((a, b) => a[0] - b[0]);
 this.last = Math.max(this.last, seq);
+noteVote(this.ingestUrl, this.article, readerId, seq, target);
 for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
 if (tabs && !site) {
 tabs.postMessage({ ingest: this.ingestUrl, article: this.article, seq, reaction: target, reader: readerId });
@@ -586,6 +624,7 @@ this.emit("refused", { status, code });
 this.say(status === 429 ? texts.fast : status === 401 && site ? texts.signin : texts.failed);
 }
 if (held) this.onTally(held[0], held[1]);
+if (later) this.adopt(later[0], later[1]);
 this.render();
 this.send();
 }

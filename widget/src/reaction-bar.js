@@ -151,6 +151,30 @@ const obtain = async (ingest, mint) => {
   if (r.status !== 201) throw failure(r.status);
   return issued(r);
 };
+// The reader's accepted votes of the last day, per ingest and article: [reader id, seq,
+// reaction, when]. Written at a vote (never on a page view). A page loaded before a vote is
+// applied (a reload, another tab, the aggregator behind or down) cannot find it in its
+// own-votes read; it takes it from here while the read's seq is below the vote's.
+const RECENT_KEY = "reactions.recent-votes";
+let recentMemory = {};
+const recentVotes = () => {
+  try {
+    return JSON.parse(localStorage.getItem(RECENT_KEY)) || {};
+  } catch {
+    return recentMemory;
+  }
+};
+const noteVote = (ingest, article, reader, seq, reaction) => {
+  const votes = recentVotes();
+  const now = Date.now();
+  for (const k in votes) if (!(now - votes[k][3] < DAY)) delete votes[k];
+  const k = ingest + " " + article;
+  if (!votes[k] || votes[k][1] < seq) votes[k] = [reader, seq, reaction, now];
+  recentMemory = votes;
+  try {
+    localStorage.setItem(RECENT_KEY, JSON.stringify(votes));
+  } catch {}
+};
 // Votes accepted in the site's other tabs (a story open in one, the front page in
 // another) are the same anonymous reader's, whose token the tabs share: their bars of that
 // story show them too. Not on a site that hands in its own tokens: a tab cannot tell
@@ -257,7 +281,10 @@ const flush = (ingest, s) => {
       .catch(() => undefined);
     Promise.all([fetch(s.url + "/v1/reactions" + q).then(json), mine]).then(
       ([pub, me]) =>
-        chunk.forEach((a) => queue.get(a).forEach((w) => w.resolve([pub.articles[a], me && me.articles[a]]))),
+        chunk.forEach((a) => {
+          const own = me && me.articles[a] && Object.assign({ reader_id: me.reader_id }, me.articles[a]);
+          queue.get(a).forEach((w) => w.resolve([pub.articles[a], me === false ? false : own]));
+        }),
       (err) => chunk.forEach((a) => queue.get(a).forEach((w) => w.reject(err)))
     );
   }
@@ -512,7 +539,17 @@ export class ReactionBar extends Base {
         s.wait = 2e3;
         if (!this.buttons) this.build(types);
         this.onTally(tally, mine === false ? null : undefined);
-        if (mine) this.onTally(mine, mine.mine || null);
+        if (mine) {
+          this.onTally(mine, mine.mine || null);
+          // A vote of this reader accepted after what the read includes.
+          const [reader, seq, reaction] = recentVotes()[this.ingestUrl + " " + this.article] || [];
+          if (reader === mine.reader_id && seq > mine.seq) this.adopt(seq, reaction);
+        } else if (mine === undefined) {
+          // The reader's own votes could not be read (the reader or Redis down): the counts
+          // show, and the own votes are read again with the bars that could not load.
+          this.down = true;
+          reload(s);
+        }
       },
       () => {
         if (run !== this.run || this.buttons) return;
@@ -620,14 +657,21 @@ export class ReactionBar extends Base {
   // once. One older than a vote this bar knows is not the reader's latest; a bar with a
   // vote of its own in flight keeps that one.
   adopt(seq, reaction) {
-    if (!this.run || this.inFlight || !this.buttons || seq <= this.last) return;
+    if (!this.run || !this.buttons || seq <= this.last) return;
+    if (this.inFlight) {
+      // Taken once this bar's own vote is answered, if it is still the newer one.
+      if (!this.later || seq > this.later[0]) this.later = [seq, reaction];
+      return;
+    }
     this.last = seq;
     if (this.server && this.server.seq >= seq) this.base = reaction;
     else {
       this.votes.push([seq, reaction]);
       this.votes.sort((a, b) => a[0] - b[0]);
     }
-    this.confirmed = this.desired = reaction;
+    // A click meanwhile (sent next) stays what the reader wants.
+    if (this.desired === this.confirmed) this.desired = reaction;
+    this.confirmed = reaction;
     this.render();
   }
 
@@ -677,13 +721,16 @@ export class ReactionBar extends Base {
     this.inFlight = false;
     if (run !== this.run) return;
     const held = this.held;
+    const later = this.later;
     const texts = this.texts;
-    this.held = null;
+    this.held = this.later = null;
     if (typeof seq == "number") {
       this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true });
       this.confirmed = target;
       this.votes.push([seq, target]);
+      this.votes.sort((a, b) => a[0] - b[0]);
       this.last = Math.max(this.last, seq);
+      noteVote(this.ingestUrl, this.article, readerId, seq, target);
       // The page's other bars of this story show the same reader's vote, and so do the
       // site's other tabs.
       for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
@@ -699,6 +746,8 @@ export class ReactionBar extends Base {
       this.say(status === 429 ? texts.fast : status === 401 && site ? texts.signin : texts.failed);
     }
     if (held) this.onTally(held[0], held[1]);
+    // A newer vote of the reader's from another bar or tab came while this one was out.
+    if (later) this.adopt(later[0], later[1]);
     this.render();
     this.send();
   }
