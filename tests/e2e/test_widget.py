@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playwright.sync_api import Browser, BrowserContext, Locator, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Route, expect
 
 from deploy.local.client import MintedTokens, SyncVoteClient
 from deploy.local.redis import RedisServer
@@ -22,7 +22,6 @@ from tests.e2e.bars import (
     own_vote,
     page_token,
     seed,
-    stored_token,
     stream_ids,
     wait_for_server,
     widget_script,
@@ -138,72 +137,6 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     assert own_vote(stack, page_token(page), "w-fail")["total"] == 0
 
 
-def test_a_vote_in_one_tab_shows_in_the_site_s_other_tabs(
-    context: BrowserContext, stack: Stack, site: NewsSite
-) -> None:
-    """The front page in one tab, the story in another: the reader's vote in the story's
-    tab is theirs in the front page's too, so a click there takes it back."""
-    front = site.open(
-        context, '<reaction-bar article="w-tabs"></reaction-bar>', widget_script(stack)
-    )
-    story = site.open(
-        context, '<reaction-bar article="w-tabs"></reaction-bar>', widget_script(stack)
-    )
-    button(story, "w-tabs", "Like").click()
-    expect_state(story, "w-tabs", "Like", pressed=True, count="1")
-    expect_state(front, "w-tabs", "Like", pressed=True, count="1")
-    token = page_token(story)
-    wait_for_server(stack, token, "w-tabs", "like", 1)
-    button(front, "w-tabs", "Like").click()
-    for tab in (front, story):
-        expect_state(tab, "w-tabs", "Like", pressed=False, count="0")
-    wait_for_server(stack, token, "w-tabs", None, 0)
-    button(front, "w-tabs", "Wow").click()
-    for tab in (front, story):
-        expect_state(tab, "w-tabs", "Wow", pressed=True, count="1")
-    wait_for_server(stack, token, "w-tabs", "wow", 1)
-
-
-def test_an_older_vote_announced_late_by_another_tab_changes_nothing(
-    context: BrowserContext, stack: Stack, site: NewsSite
-) -> None:
-    story = site.open(
-        context, '<reaction-bar article="w-late"></reaction-bar>', widget_script(stack)
-    )
-    button(story, "w-late", "Funny").click()
-    expect_state(story, "w-late", "Funny", pressed=True, count="1")
-    wait_for_server(stack, page_token(story), "w-late", "funny", 1)
-    seq = own_vote(stack, page_token(story), "w-late")["seq"]
-    held = stored_token(story)
-    assert held is not None
-    # Another tab's message about a vote accepted before this one, delivered only now.
-    other = site.open(context, "<p>another tab</p>")
-    other.evaluate(
-        "m => new BroadcastChannel('reactions-votes').postMessage(m)",
-        {
-            "ingest": stack.ingest.url,
-            "article": "w-late",
-            "seq": seq - 1,
-            "reaction": "sad",
-            "reader": held["reader_id"],
-        },
-    )
-    # A newer one is taken, so the older one was delivered before it and left alone.
-    other.evaluate(
-        "m => new BroadcastChannel('reactions-votes').postMessage(m)",
-        {
-            "ingest": stack.ingest.url,
-            "article": "w-late",
-            "seq": seq + 1,
-            "reaction": "wow",
-            "reader": held["reader_id"],
-        },
-    )
-    expect_state(story, "w-late", "Wow", pressed=True, count="1")
-    expect_state(story, "w-late", "Sad", pressed=False, count="0")
-    expect_state(story, "w-late", "Funny", pressed=False, count="0")
-
-
 def test_bars_that_could_not_load_load_once_the_reader_answers_again(
     context: BrowserContext, stack: Stack, site: NewsSite, redis_server: RedisServer
 ) -> None:
@@ -230,40 +163,6 @@ def test_bars_that_could_not_load_load_once_the_reader_answers_again(
     page.unroute(down)
     for i in range(3):
         expect_state(page, f"w-back-{i}", "Love", pressed=False, count="3")
-
-
-def test_a_story_shown_twice_on_a_page_shows_the_reader_s_vote_once_in_both_bars(
-    context: BrowserContext, stack: Stack, site: NewsSite
-) -> None:
-    """A front page may carry a story twice (the top stories and its section): a vote in
-    either bar is the same reader's, pressed in both and counted once in both."""
-    body = (
-        '<reaction-bar article="w-twice" id="top"></reaction-bar><p>…</p>'
-        '<reaction-bar article="w-twice" id="section"></reaction-bar>'
-    )
-    page = site.open(context, body, widget_script(stack))
-    top, section = page.locator("#top"), page.locator("#section")
-
-    def shows(label: str, *, pressed: bool, count: str) -> None:
-        for bar in (top, section):
-            target: Locator = bar.get_by_role("button", name=re.compile(f"^{label} "))
-            expect(target).to_have_attribute("aria-pressed", "true" if pressed else "false")
-            expect(target.locator(".n")).to_have_text(count)
-
-    top.get_by_role("button", name=re.compile("^Like ")).click()
-    shows("Like", pressed=True, count="1")
-    token = page_token(page)
-    wait_for_server(stack, token, "w-twice", "like", 1)
-    shows("Like", pressed=True, count="1")
-    # The other bar knows the vote: a click there takes it back, not adds a second.
-    section.get_by_role("button", name=re.compile("^Like ")).click()
-    shows("Like", pressed=False, count="0")
-    wait_for_server(stack, token, "w-twice", None, 0)
-    section.get_by_role("button", name=re.compile("^Love ")).click()
-    shows("Love", pressed=True, count="1")
-    shows("Like", pressed=False, count="0")
-    wait_for_server(stack, token, "w-twice", "love", 1)
-    shows("Love", pressed=True, count="1")
 
 
 def test_demo_page_loads_all_bars_in_one_request_and_looks_right(

@@ -1,0 +1,203 @@
+"""The reader's own vote in Chromium against the real stack, wherever a page learns it: a
+story shown twice on a page, the site's other tabs, answers that come back out of order, and
+a page loaded while the own-votes read fails or does not include the vote yet. The vote is
+pressed where the reader looks and counted once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from playwright.sync_api import BrowserContext, Locator, Page, Route, expect
+
+from tests.e2e.bars import (
+    Stack,
+    button,
+    expect_state,
+    own_vote,
+    page_token,
+    stored_token,
+    wait_for_server,
+    widget_script,
+)
+from tests.e2e.site import NewsSite
+from tests.support import wait_until
+
+UNAVAILABLE: dict[str, Any] = {
+    "status": 503,
+    "headers": {"Access-Control-Allow-Origin": "*", "Retry-After": "1"},
+    "content_type": "application/json",
+    "body": '{"error": {"code": "redis_unavailable", "message": "retry"}}',
+}
+
+
+def story_page(context: BrowserContext, site: NewsSite, stack: Stack, body: str) -> Page:
+    """A site's page with `body` (its bars), the widget from the reader."""
+    return site.open(context, body, widget_script(stack))
+
+
+def twice(article: str) -> str:
+    """A story shown twice: in the top stories and in its section."""
+    return (
+        f'<reaction-bar article="{article}" id="top"></reaction-bar><p>…</p>'
+        f'<reaction-bar article="{article}" id="section"></reaction-bar>'
+    )
+
+
+def pick(bar: Locator, label: str) -> Locator:
+    """The button of `label` in `bar`."""
+    return bar.get_by_role("button", name=re.compile(f"^{label} "))
+
+
+def shows(bars: tuple[Locator, ...], label: str, *, pressed: bool, count: str) -> None:
+    """Each bar shows `label` with `count`, pressed or not."""
+    for bar in bars:
+        expect(pick(bar, label)).to_have_attribute("aria-pressed", "true" if pressed else "false")
+        expect(pick(bar, label).locator(".n")).to_have_text(count)
+
+
+def announce(page: Page, message: dict[str, Any]) -> None:
+    """What a tab of the site says when ingest accepted one of the reader's votes."""
+    page.evaluate("m => new BroadcastChannel('reactions-votes').postMessage(m)", message)
+
+
+def test_a_story_shown_twice_on_a_page_shows_the_reader_s_vote_once_in_both_bars(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    page = story_page(context, site, stack, twice("w-twice"))
+    bars = top, section = page.locator("#top"), page.locator("#section")
+    pick(top, "Like").click()
+    shows(bars, "Like", pressed=True, count="1")
+    token = page_token(page)
+    wait_for_server(stack, token, "w-twice", "like", 1)
+    shows(bars, "Like", pressed=True, count="1")
+    # The other bar knows the vote: a click there takes it back, not adds a second.
+    pick(section, "Like").click()
+    shows(bars, "Like", pressed=False, count="0")
+    wait_for_server(stack, token, "w-twice", None, 0)
+    pick(section, "Love").click()
+    shows(bars, "Love", pressed=True, count="1")
+    shows(bars, "Like", pressed=False, count="0")
+    wait_for_server(stack, token, "w-twice", "love", 1)
+    shows(bars, "Love", pressed=True, count="1")
+
+
+def test_a_vote_in_one_tab_shows_in_the_site_s_other_tabs(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """The front page in one tab, the story in another: the reader's vote in the story's
+    tab is theirs in the front page's too, so a click there takes it back."""
+    bar = '<reaction-bar article="w-tabs"></reaction-bar>'
+    front, story = story_page(context, site, stack, bar), story_page(context, site, stack, bar)
+    button(story, "w-tabs", "Like").click()
+    expect_state(story, "w-tabs", "Like", pressed=True, count="1")
+    expect_state(front, "w-tabs", "Like", pressed=True, count="1")
+    token = page_token(story)
+    wait_for_server(stack, token, "w-tabs", "like", 1)
+    button(front, "w-tabs", "Like").click()
+    for tab in (front, story):
+        expect_state(tab, "w-tabs", "Like", pressed=False, count="0")
+    wait_for_server(stack, token, "w-tabs", None, 0)
+    button(front, "w-tabs", "Wow").click()
+    for tab in (front, story):
+        expect_state(tab, "w-tabs", "Wow", pressed=True, count="1")
+    wait_for_server(stack, token, "w-tabs", "wow", 1)
+
+
+def test_an_older_vote_announced_late_by_another_tab_changes_nothing(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    story = story_page(context, site, stack, '<reaction-bar article="w-late"></reaction-bar>')
+    button(story, "w-late", "Funny").click()
+    expect_state(story, "w-late", "Funny", pressed=True, count="1")
+    wait_for_server(stack, page_token(story), "w-late", "funny", 1)
+    seq = own_vote(stack, page_token(story), "w-late")["seq"]
+    held = stored_token(story)
+    assert held is not None
+    other = site.open(context, "<p>another tab</p>")
+    about = {"ingest": stack.ingest.url, "article": "w-late", "reader": held["reader_id"]}
+    # A vote accepted before this one, announced only now; then a newer one, which is
+    # taken, so the older one was delivered first and left alone.
+    announce(other, {**about, "seq": seq - 1, "reaction": "sad"})
+    announce(other, {**about, "seq": seq + 1, "reaction": "wow"})
+    expect_state(story, "w-late", "Wow", pressed=True, count="1")
+    expect_state(story, "w-late", "Sad", pressed=False, count="0")
+    expect_state(story, "w-late", "Funny", pressed=False, count="0")
+
+
+def test_a_newer_vote_answered_first_wins_over_an_older_one_answered_late(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """Two bars of one story on a slow network: the first bar's vote reaches ingest first
+    but its answer comes back after the second bar's. The second vote is the reader's."""
+    page = story_page(context, site, stack, twice("w-order"))
+    bars = top, section = page.locator("#top"), page.locator("#section")
+    pick(top, "Like").click()
+    wait_for_server(stack, page_token(page), "w-order", "like", 1)
+    held: list[tuple[Route, Any]] = []
+
+    def answer_late(route: Route) -> None:
+        if route.request.method == "POST" and not held:
+            held.append((route, route.fetch()))  # the vote reaches ingest now
+        else:
+            route.continue_()
+
+    page.route("**/v1/votes", answer_late)
+    pick(top, "Love").click()
+    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the first vote at ingest")
+    pick(section, "Angry").click()
+    shows((section,), "Angry", pressed=True, count="1")
+    route, response = held[0]
+    route.fulfill(response=response)
+    shows(bars, "Angry", pressed=True, count="1")
+    wait_for_server(stack, page_token(page), "w-order", "angry", 1)
+    shows(bars, "Angry", pressed=True, count="1")
+    shows(bars, "Love", pressed=False, count="0")
+    shows(bars, "Like", pressed=False, count="0")
+
+
+def test_own_votes_that_could_not_be_read_are_read_again(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """A returning reader's page loaded while the own-votes read fails (the reader or
+    Redis down, the counts from the edge's cache) presses the vote once it can be read."""
+    page = story_page(context, site, stack, '<reaction-bar article="w-unread"></reaction-bar>')
+    button(page, "w-unread", "Sad").click()
+    wait_for_server(stack, page_token(page), "w-unread", "sad", 1)
+    page.route("**/v1/me/reactions*", lambda route: route.fulfill(**UNAVAILABLE))
+    page.reload()
+    expect_state(page, "w-unread", "Sad", pressed=False, count="1")
+    page.unroute("**/v1/me/reactions*")
+    expect_state(page, "w-unread", "Sad", pressed=True, count="1")
+
+
+def test_a_vote_not_applied_yet_is_the_reader_s_after_a_reload(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """The aggregator behind or down: the reloaded page's reads do not include the vote
+    ingest accepted. It is pressed and counted once all the same, from what the widget kept
+    of the reader's recent votes."""
+    page = story_page(context, site, stack, '<reaction-bar article="w-pending"></reaction-bar>')
+    button(page, "w-pending", "Wow").click()
+    wait_for_server(stack, page_token(page), "w-pending", "wow", 1)
+
+    def before_the_vote(route: Route) -> None:
+        # Every read as it was before the vote was applied: no count, nothing of the
+        # reader's, nothing applied.
+        body = orjson.loads(route.fetch().body())
+        for entry in body["articles"].values():
+            entry.update(counts=dict.fromkeys(entry["counts"], 0), total=0, seq=-1)
+            if "mine" in entry:
+                entry["mine"] = None
+        route.fulfill(
+            status=200,
+            headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"},
+            content_type="application/json",
+            body=orjson.dumps(body),
+        )
+
+    page.route(re.compile(r".*/v1/(me/)?reactions\?.*"), before_the_vote)
+    page.route(re.compile(r".*/v1/stream\?.*"), lambda route: route.fulfill(**UNAVAILABLE))
+    page.reload()
+    expect_state(page, "w-pending", "Wow", pressed=True, count="1")
