@@ -96,7 +96,7 @@ class ApplyMode:
     dead_letters: bool  # invalid records to the dead-letter topic
     correctives: bool  # corrective records to the topic after stale events
     trending: bool  # the batch's net deltas to the per-minute trending buckets
-    notifications: bool  # one PUBLISH of the articles whose counts changed
+    notifications: bool  # one PUBLISH of the articles whose tallies (counts or seq) changed
 
     @property
     def produces(self) -> bool:
@@ -388,8 +388,11 @@ def _fold_replies(
         outcomes["noop"] += reply.noop
         outcomes["duplicate"] += reply.duplicate
         outcomes["stale"] += reply.stale
-        if reply.deltas:
+        # Announced whenever its seq moved, counts changed or not: a reader who voted the
+        # reaction they had sees a tally reach that vote's seq, and knows it is in.
+        if reply.applied or reply.noop or reply.stale:
             report.changed.append(article_id)
+        if reply.deltas:
             for reaction, delta in reply.deltas.items():
                 trends[reaction] += (article_id, delta)
             net = sum(reply.deltas.values())
