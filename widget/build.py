@@ -1,7 +1,7 @@
 """Writes the widget's ES module and classic script from its one source, `src/` (run by
 `make widget`; a test fails when the files written here are stale).
 
-Both are the source without its full-line comments and indentation, with `src/bar.css` (the
+Both are the source without its comments and indentation, with `src/bar.css` (the
 stylesheet the reader's server-rendered bar uses too) in place of `BAR_CSS`. The classic
 script is the module's code in a function of its own, without `export`, reading its own URL
 from `document.currentScript` instead of `import.meta.url`.
@@ -28,9 +28,14 @@ def stylesheet() -> str:
     return STYLESHEET.read_text(encoding="utf-8").replace("\n", "")
 
 
+# A comment after a statement (`code; // why`): the source has no `; //` in a string.
+TRAILING_COMMENT: Final = re.compile(r";\s+//.*$")
+
+
 def compacted(source: str) -> str:
-    """`source` without full-line comments, blank lines and indentation."""
-    lines = (line.strip() for line in source.splitlines())
+    """`source` without comments (whole lines, and after a statement's `;`), blank lines
+    and indentation."""
+    lines = (TRAILING_COMMENT.sub(";", line.strip()) for line in source.splitlines())
     return "".join(f"{line}\n" for line in lines if line and not line.startswith("//"))
 
 

@@ -136,12 +136,17 @@ return JSON.parse(localStorage.getItem(RECENT_KEY)) || {};
 return recentMemory;
 }
 };
+const recentKey = (ingest, reader, article) => ingest + " " + reader + " " + article;
+const recentVote = (ingest, reader, article) => {
+const vote = recentVotes()[recentKey(ingest, reader, article)];
+return vote && Date.now() - vote[2] < DAY ? vote : null;
+};
 const noteVote = (ingest, article, reader, seq, reaction) => {
 const votes = recentVotes();
 const now = Date.now();
-for (const k in votes) if (!(now - votes[k][3] < DAY)) delete votes[k];
-const k = ingest + " " + article;
-if (!votes[k] || votes[k][1] < seq) votes[k] = [reader, seq, reaction, now];
+for (const k in votes) if (!(now - votes[k][2] < DAY)) delete votes[k];
+const k = recentKey(ingest, reader, article);
+if (!votes[k] || votes[k][0] < seq) votes[k] = [seq, reaction, now];
 recentMemory = votes;
 try {
 localStorage.setItem(RECENT_KEY, JSON.stringify(votes));
@@ -154,7 +159,7 @@ tabs = new BroadcastChannel("reactions-votes");
 tabs.onmessage = ({ data }) => {
 const held = heldToken();
 if (provider || !data || !held || held.reader_id !== data.reader) return;
-bars.forEach((b) => b.ingestUrl === data.ingest && b.article === data.article && b.adopt(data.seq, data.reaction));
+adoptAll(null, data);
 };
 };
 let provider = null;
@@ -312,6 +317,18 @@ clearTimeout(s.tick);
 if (ids.length) (s.poll ? poll : open)(s);
 };
 const syncAll = () => services.forEach(sync);
+const adoptAll = (from, vote) =>
+bars.forEach((b) => b !== from && b.ingestUrl === vote.ingest && b.article === vote.article && b.adopt(vote.seq, vote.reaction));
+const accepted = (from, vote) => {
+noteVote(vote.ingest, vote.article, vote.reader, vote.seq, vote.reaction);
+adoptAll(from, vote);
+if (tabs && !vote.site) tabs.postMessage(vote);
+};
+const anew = () =>
+bars.forEach((bar) => {
+if (!bar.inFlight) bar.forget();
+bar.load();
+});
 const reload = (s) => {
 if (s.reload) return;
 s.reload = setTimeout(() => {
@@ -356,7 +373,7 @@ return ["article", "reader", "ingest", "lang", "dir", "types", "hide-counts-belo
 }
 static setTokenProvider(fn) {
 provider = fn;
-bars.forEach((bar) => bar.load());
+anew();
 }
 constructor() {
 super();
@@ -389,14 +406,14 @@ this.language = (lang && lang.lang) || (rendered && rendered.lang) || "";
 const texts = (this.texts = TEXTS[this.language.split("-")[0].toLowerCase()] || TEXTS.en);
 this.readonly = this.hasAttribute("readonly");
 this.below = +(this.getAttribute("hide-counts-below") || (rendered && rendered.dataset.hideCountsBelow) || 0);
-this.server = null; // the freshest tally from the server: the highest seq seen
-this.base = null; // the reader's reaction those counts include
-this.votes = []; // [seq, reaction] of the reader's accepted votes not in `server` yet
-this.last = -1; // the seq of the reader's latest vote this bar knows (its own or adopted)
-this.confirmed = null; // the reader's reaction as ingest last accepted it
-this.desired = null; // the reader's reaction as shown
+this.server = null;
+this.base = null;
+this.votes = [];
+this.last = -1;
+this.confirmed = null;
+this.desired = null;
 this.inFlight = false;
-this.held = null; // a tally that came while a vote was in flight
+this.held = null;
 if (!ARTICLE.test(article)) {
 fill(root);
 return;
@@ -446,26 +463,36 @@ this.down = false;
 Promise.all([this.buttons || config(s, this.language), loadTally(this)]).then(
 ([types, [tally, mine]]) => {
 if (run !== this.run) return;
-s.wait = 2e3;
 if (!this.buttons) this.build(types);
 this.onTally(tally, mine === false ? null : undefined);
 if (mine) {
 this.onTally(mine, mine.mine || null);
-const [reader, seq, reaction] = recentVotes()[this.ingestUrl + " " + this.article] || [];
-if (reader === mine.reader_id && seq > mine.seq) this.adopt(seq, reaction);
-} else if (mine === undefined) {
-this.down = true;
-reload(s);
+this.last = Math.max(this.last, mine.seq);
+const vote = recentVote(this.ingestUrl, mine.reader_id, this.article);
+if (vote) this.adopt(vote[0], vote[1]);
 }
+if (mine !== undefined) s.wait = 2e3;
+else this.retry(s);
 },
 () => {
-if (run !== this.run || this.buttons) return;
+if (run !== this.run) return;
+if (!this.buttons) {
 fill(this.shadowRoot, (this.message = this.status()));
 this.say(this.texts.down);
+}
+this.retry(s);
+}
+);
+}
+retry(s) {
 this.down = true;
 reload(s);
 }
-);
+forget() {
+this.votes = [];
+this.last = -1;
+this.later = null;
+this.base = this.confirmed = this.desired = null;
 }
 status() {
 const p = make("p", "msg", "message");
@@ -571,6 +598,7 @@ async send() {
 if (this.inFlight || this.desired === this.confirmed) return;
 const run = this.run;
 const target = this.desired;
+const [ingest, article] = [this.ingestUrl, this.article];
 this.inFlight = true;
 let status = 0;
 let code = null;
@@ -578,19 +606,27 @@ let seq = null;
 let readerId = null;
 let site = false;
 try {
-for (let retry = true; ; retry = false) {
-const reader = await credential(this.ingestUrl, true);
+for (let retry = true, again = true; ; ) {
+const reader = await credential(ingest, true);
 site = reader.site;
-const r = await postVote(this.ingestUrl + "/v1/votes", {
+const r = await postVote(ingest + "/v1/votes", {
 method: "POST",
 headers: Object.assign({ "Content-Type": "application/json" }, bearer(reader.token)),
-body: JSON.stringify({ article_id: this.article, reaction: target, client_ts: Date.now() }),
-});
+body: JSON.stringify({ article_id: article, reaction: target, client_ts: Date.now() }),
+}).catch(() => ({ status: 0 }));
 status = r.status;
 if (status === 401 && !site && retry) {
 drop(reader.token);
+retry = false;
+anew();
 continue;
 }
+if (status === 0 && again) {
+again = false;
+await new Promise((resolve) => setTimeout(resolve, 1e3));
+continue;
+}
+if (status === 0) break;
 const body = await r.json().catch(() => ({}));
 if (status === 202) [seq, readerId] = [body.seq, body.reader_id];
 else code = (body.error && body.error.code) || null;
@@ -600,33 +636,39 @@ break;
 status = e.status || 0;
 }
 this.inFlight = false;
-if (run !== this.run) return;
+const vote = typeof seq == "number" && { ingest, article, reader: readerId, seq, reaction: target, site };
+if (run !== this.run) {
+if (vote) accepted(null, vote);
+return;
+}
 const held = this.held;
 const later = this.later;
 const texts = this.texts;
 this.held = this.later = null;
-if (typeof seq == "number") {
+if (vote) {
 this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true });
 this.confirmed = target;
 this.votes.push([seq, target]);
 this.votes.sort((a, b) => a[0] - b[0]);
 this.last = Math.max(this.last, seq);
-noteVote(this.ingestUrl, this.article, readerId, seq, target);
-for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
-if (tabs && !site) {
-tabs.postMessage({ ingest: this.ingestUrl, article: this.article, seq, reaction: target, reader: readerId });
-}
-const label = target && this.buttons.get(target).querySelector(".l");
-this.say(label ? texts.set.replace("$", label.textContent) : texts.cleared);
+accepted(this, vote);
+this.announce(target);
 } else {
 this.desired = this.confirmed;
 this.emit("refused", { status, code });
 this.say(status === 429 ? texts.fast : status === 401 && site ? texts.signin : texts.failed);
 }
 if (held) this.onTally(held[0], held[1]);
-if (later) this.adopt(later[0], later[1]);
+if (later && later[0] > this.last) {
+this.adopt(later[0], later[1]);
+this.announce(later[1]);
+}
 this.render();
 this.send();
+}
+announce(reaction) {
+const label = reaction && this.buttons.get(reaction).querySelector(".l");
+this.say(label ? this.texts.set.replace("$", label.textContent) : this.texts.cleared);
 }
 say(text) {
 if (this.message) {

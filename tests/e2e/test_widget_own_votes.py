@@ -201,3 +201,115 @@ def test_a_vote_not_applied_yet_is_the_reader_s_after_a_reload(
     page.route(re.compile(r".*/v1/stream\?.*"), lambda route: route.fulfill(**UNAVAILABLE))
     page.reload()
     expect_state(page, "w-pending", "Wow", pressed=True, count="1")
+
+
+def test_a_vote_whose_answer_is_lost_is_sent_again_and_shown_once(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """Ingest takes the vote but the connection drops before its answer: the widget cannot
+    know, so it sends the same vote again (counted once) and shows where it stands."""
+    page = story_page(context, site, stack, twice("w-lost"))
+    bars = top, _ = page.locator("#top"), page.locator("#section")
+    pick(top, "Like").click()
+    wait_for_server(stack, page_token(page), "w-lost", "like", 1)
+    lost: list[bool] = []
+
+    def drop_first_answer(route: Route) -> None:
+        if route.request.method == "POST" and not lost:
+            route.fetch()  # ingest takes it
+            lost.append(True)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/v1/votes", drop_first_answer)
+    pick(top, "Love").click()
+    shows(bars, "Love", pressed=True, count="1")
+    shows(bars, "Like", pressed=False, count="0")
+    wait_for_server(stack, page_token(page), "w-lost", "love", 1)
+    shows(bars, "Love", pressed=True, count="1")
+    assert lost
+
+
+def test_a_bar_started_anew_during_a_vote_keeps_the_vote(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """The site changes a bar's `types` while its vote is out: the vote, accepted, is the
+    reader's in that bar and in the story's other bar."""
+    page = story_page(context, site, stack, twice("w-anew"))
+    bars = top, _ = page.locator("#top"), page.locator("#section")
+    pick(top, "Like").click()
+    wait_for_server(stack, page_token(page), "w-anew", "like", 1)
+    held: list[tuple[Route, Any]] = []
+
+    def answer_late(route: Route) -> None:
+        if route.request.method == "POST" and not held:
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    page.route("**/v1/votes", answer_late)
+    pick(top, "Wow").click()
+    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the vote at ingest")
+    top.evaluate("bar => bar.setAttribute('types', 'like,wow,sad')")
+    route, response = held[0]
+    route.fulfill(response=response)
+    shows(bars, "Wow", pressed=True, count="1")
+    shows(bars, "Like", pressed=False, count="0")
+    wait_for_server(stack, page_token(page), "w-anew", "wow", 1)
+    shows(bars, "Wow", pressed=True, count="1")
+
+
+def test_a_new_reader_after_a_refused_token_does_not_inherit_the_old_reader_s_votes(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """A vote answered 401 (the token expired or its key was rotated out) is sent again as
+    a new reader; the page's other bars then show the new reader's votes (none)."""
+    body = '<reaction-bar article="w-who-1"></reaction-bar><reaction-bar article="w-who-2">'
+    page = story_page(context, site, stack, body + "</reaction-bar>")
+    button(page, "w-who-2", "Like").click()
+    wait_for_server(stack, page_token(page), "w-who-2", "like", 1)
+    held = stored_token(page)
+    assert held is not None
+    # The kept token stops verifying (its signature altered), as after a key rotation.
+    tampered = {
+        **held,
+        "token": held["token"][:-4] + ("AAAA" if held["token"][-4:] != "AAAA" else "BBBB"),
+    }
+    page.evaluate(
+        "t => localStorage.setItem('reactions.reader-token', JSON.stringify(t))", tampered
+    )
+    button(page, "w-who-1", "Sad").click()
+    expect_state(page, "w-who-1", "Sad", pressed=True, count="1")
+    # w-who-2 still counts the old reader's like, which is no longer this reader's.
+    expect_state(page, "w-who-2", "Like", pressed=False, count="1")
+    renewed = stored_token(page)
+    assert renewed is not None and renewed["reader_id"] != held["reader_id"]
+    wait_for_server(stack, renewed["token"], "w-who-1", "sad", 1)
+
+
+def test_own_votes_read_again_back_off_and_recover_from_a_failed_retry(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """While the own-votes read fails, it is tried again 2 s later and then doubling (not
+    every 2 s); a retry that finds the public read failing too is tried again as well."""
+    page = story_page(context, site, stack, '<reaction-bar article="w-backoff"></reaction-bar>')
+    button(page, "w-backoff", "Funny").click()
+    wait_for_server(stack, page_token(page), "w-backoff", "funny", 1)
+    own_reads: list[float] = []
+    page.on("request", lambda r: own_reads.append(1) if "/v1/me/reactions" in r.url else None)
+    page.route("**/v1/me/reactions*", lambda route: route.fulfill(**UNAVAILABLE))
+    page.reload()
+    expect_state(page, "w-backoff", "Funny", pressed=False, count="1")
+    # Reads at about 0, 2, 6, 14 s: fewer than 6 in 16 s, where every 2 s would make 9.
+    page.wait_for_timeout(16_000)
+    assert 2 <= len(own_reads) < 6, own_reads
+    # The next retry finds the public read failing too: it is tried again all the same.
+    page.route(re.compile(r".*/v1/reactions\?.*"), lambda route: route.fulfill(**UNAVAILABLE))
+    before = len(own_reads)
+    wait_until(lambda: page.evaluate("1") == 1 and len(own_reads) > before, timeout=60)
+    page.unroute(re.compile(r".*/v1/reactions\?.*"))
+    page.unroute("**/v1/me/reactions*")
+    expect(button(page, "w-backoff", "Funny")).to_have_attribute(
+        "aria-pressed", "true", timeout=90_000
+    )

@@ -151,7 +151,7 @@ const obtain = async (ingest, mint) => {
   if (r.status !== 201) throw failure(r.status);
   return issued(r);
 };
-// The reader's accepted votes of the last day, per ingest and article: [reader id, seq,
+// The readers' accepted votes of the last day, per ingest, reader and article: [seq,
 // reaction, when]. Written at a vote (never on a page view). A page loaded before a vote is
 // applied (a reload, another tab, the aggregator behind or down) cannot find it in its
 // own-votes read; it takes it from here while the read's seq is below the vote's.
@@ -164,12 +164,17 @@ const recentVotes = () => {
     return recentMemory;
   }
 };
+const recentKey = (ingest, reader, article) => ingest + " " + reader + " " + article;
+const recentVote = (ingest, reader, article) => {
+  const vote = recentVotes()[recentKey(ingest, reader, article)];
+  return vote && Date.now() - vote[2] < DAY ? vote : null;
+};
 const noteVote = (ingest, article, reader, seq, reaction) => {
   const votes = recentVotes();
   const now = Date.now();
-  for (const k in votes) if (!(now - votes[k][3] < DAY)) delete votes[k];
-  const k = ingest + " " + article;
-  if (!votes[k] || votes[k][1] < seq) votes[k] = [reader, seq, reaction, now];
+  for (const k in votes) if (!(now - votes[k][2] < DAY)) delete votes[k];
+  const k = recentKey(ingest, reader, article);
+  if (!votes[k] || votes[k][0] < seq) votes[k] = [seq, reaction, now];
   recentMemory = votes;
   try {
     localStorage.setItem(RECENT_KEY, JSON.stringify(votes));
@@ -186,7 +191,7 @@ const listen = () => {
   tabs.onmessage = ({ data }) => {
     const held = heldToken();
     if (provider || !data || !held || held.reader_id !== data.reader) return;
-    bars.forEach((b) => b.ingestUrl === data.ingest && b.article === data.article && b.adopt(data.seq, data.reaction));
+    adoptAll(null, data);
   };
 };
 let provider = null;
@@ -374,6 +379,22 @@ const sync = (s) => {
   if (ids.length) (s.poll ? poll : open)(s);
 };
 const syncAll = () => services.forEach(sync);
+// A vote ingest accepted: kept with the reader's recent votes, and taken by the page's
+// other bars of the story (a front page may show it twice; `from` is the bar that sent
+// it, or null when that bar started anew meanwhile) and by the site's other tabs.
+const adoptAll = (from, vote) =>
+  bars.forEach((b) => b !== from && b.ingestUrl === vote.ingest && b.article === vote.article && b.adopt(vote.seq, vote.reaction));
+const accepted = (from, vote) => {
+  noteVote(vote.ingest, vote.article, vote.reader, vote.seq, vote.reaction);
+  adoptAll(from, vote);
+  if (tabs && !vote.site) tabs.postMessage(vote);
+};
+// Every bar reads its counts and the reader's votes again, forgetting the old reader's.
+const anew = () =>
+  bars.forEach((bar) => {
+    if (!bar.inFlight) bar.forget();
+    bar.load();
+  });
 // Bars that could not load (the reader down or refusing) load again together, in one bulk
 // read, 2 s later and then doubling to a minute (jittered), until a load succeeds.
 const reload = (s) => {
@@ -431,7 +452,7 @@ export class ReactionBar extends Base {
   // null for a reader who is not logged in. The bars on the page read their votes again.
   static setTokenProvider(fn) {
     provider = fn;
-    bars.forEach((bar) => bar.load());
+    anew();
   }
 
   constructor() {
@@ -536,29 +557,44 @@ export class ReactionBar extends Base {
     Promise.all([this.buttons || config(s, this.language), loadTally(this)]).then(
       ([types, [tally, mine]]) => {
         if (run !== this.run) return;
-        s.wait = 2e3;
         if (!this.buttons) this.build(types);
         this.onTally(tally, mine === false ? null : undefined);
         if (mine) {
           this.onTally(mine, mine.mine || null);
+          // The read holds the reader's votes up to its seq: none announced later is newer.
+          this.last = Math.max(this.last, mine.seq);
           // A vote of this reader accepted after what the read includes.
-          const [reader, seq, reaction] = recentVotes()[this.ingestUrl + " " + this.article] || [];
-          if (reader === mine.reader_id && seq > mine.seq) this.adopt(seq, reaction);
-        } else if (mine === undefined) {
-          // The reader's own votes could not be read (the reader or Redis down): the counts
-          // show, and the own votes are read again with the bars that could not load.
-          this.down = true;
-          reload(s);
+          const vote = recentVote(this.ingestUrl, mine.reader_id, this.article);
+          if (vote) this.adopt(vote[0], vote[1]);
         }
+        if (mine !== undefined) s.wait = 2e3;
+        // The reader's own votes could not be read (the reader or Redis down): the counts
+        // show, and the own votes are read again with the bars that could not load.
+        else this.retry(s);
       },
       () => {
-        if (run !== this.run || this.buttons) return;
-        fill(this.shadowRoot, (this.message = this.status()));
-        this.say(this.texts.down);
-        this.down = true;
-        reload(s);
+        if (run !== this.run) return;
+        if (!this.buttons) {
+          fill(this.shadowRoot, (this.message = this.status()));
+          this.say(this.texts.down);
+        }
+        this.retry(s);
       }
     );
+  }
+
+  retry(s) {
+    this.down = true;
+    reload(s);
+  }
+
+  // The reader changed (a site's login, a token refused and replaced): nothing this bar
+  // knew of the reader's votes holds; the own-votes read says anew.
+  forget() {
+    this.votes = [];
+    this.last = -1;
+    this.later = null;
+    this.base = this.confirmed = this.desired = null;
   }
 
   status() {
@@ -689,6 +725,7 @@ export class ReactionBar extends Base {
     if (this.inFlight || this.desired === this.confirmed) return;
     const run = this.run;
     const target = this.desired;
+    const [ingest, article] = [this.ingestUrl, this.article];
     this.inFlight = true;
     let status = 0;
     let code = null;
@@ -696,20 +733,32 @@ export class ReactionBar extends Base {
     let readerId = null;
     let site = false;
     try {
-      for (let retry = true; ; retry = false) {
-        const reader = await credential(this.ingestUrl, true);
+      for (let retry = true, again = true; ; ) {
+        const reader = await credential(ingest, true);
         site = reader.site;
-        const r = await postVote(this.ingestUrl + "/v1/votes", {
+        const r = await postVote(ingest + "/v1/votes", {
           method: "POST",
           headers: Object.assign({ "Content-Type": "application/json" }, bearer(reader.token)),
-          body: JSON.stringify({ article_id: this.article, reaction: target, client_ts: Date.now() }),
-        });
+          body: JSON.stringify({ article_id: article, reaction: target, client_ts: Date.now() }),
+        }).catch(() => ({ status: 0 }));
         status = r.status;
-        // An anonymous token ingest no longer takes (expired, keys rotated): a new one, once.
+        // An anonymous token ingest no longer takes (expired, keys rotated): a new reader,
+        // once; the page's bars then read the new reader's votes.
         if (status === 401 && !site && retry) {
           drop(reader.token);
+          retry = false;
+          anew();
           continue;
         }
+        // No answer (a reset connection, a lost response): ingest may have taken it. Sent
+        // once more a second later; the same reaction twice counts once, and the answer
+        // says where the reader's vote stands.
+        if (status === 0 && again) {
+          again = false;
+          await new Promise((resolve) => setTimeout(resolve, 1e3));
+          continue;
+        }
+        if (status === 0) break;
         const body = await r.json().catch(() => ({}));
         if (status === 202) [seq, readerId] = [body.seq, body.reader_id];
         else code = (body.error && body.error.code) || null;
@@ -719,27 +768,24 @@ export class ReactionBar extends Base {
       status = e.status || 0;
     }
     this.inFlight = false;
-    if (run !== this.run) return;
+    const vote = typeof seq == "number" && { ingest, article, reader: readerId, seq, reaction: target, site };
+    if (run !== this.run) {
+      // The bar started anew meanwhile (an attribute changed): the vote stands all the same.
+      if (vote) accepted(null, vote);
+      return;
+    }
     const held = this.held;
     const later = this.later;
     const texts = this.texts;
     this.held = this.later = null;
-    if (typeof seq == "number") {
+    if (vote) {
       this.emit("vote", { reaction: target, previous: this.confirmed, confirmed: true });
       this.confirmed = target;
       this.votes.push([seq, target]);
       this.votes.sort((a, b) => a[0] - b[0]);
       this.last = Math.max(this.last, seq);
-      noteVote(this.ingestUrl, this.article, readerId, seq, target);
-      // The page's other bars of this story show the same reader's vote, and so do the
-      // site's other tabs.
-      for (const bar of bars) if (bar !== this && bar.article === this.article) bar.adopt(seq, target);
-      if (tabs && !site) {
-        tabs.postMessage({ ingest: this.ingestUrl, article: this.article, seq, reaction: target, reader: readerId });
-      }
-      // The reader's own vote is announced; other readers' votes only change the counts.
-      const label = target && this.buttons.get(target).querySelector(".l");
-      this.say(label ? texts.set.replace("$", label.textContent) : texts.cleared);
+      accepted(this, vote);
+      this.announce(target);
     } else {
       this.desired = this.confirmed;
       this.emit("refused", { status, code });
@@ -747,9 +793,18 @@ export class ReactionBar extends Base {
     }
     if (held) this.onTally(held[0], held[1]);
     // A newer vote of the reader's from another bar or tab came while this one was out.
-    if (later) this.adopt(later[0], later[1]);
+    if (later && later[0] > this.last) {
+      this.adopt(later[0], later[1]);
+      this.announce(later[1]);
+    }
     this.render();
     this.send();
+  }
+
+  // The reader's own vote is announced; other readers' votes only change the counts.
+  announce(reaction) {
+    const label = reaction && this.buttons.get(reaction).querySelector(".l");
+    this.say(label ? this.texts.set.replace("$", label.textContent) : this.texts.cleared);
   }
 
   say(text) {
