@@ -238,7 +238,7 @@ return json(response);
 Promise.all([fetch(s.url + "/v1/reactions" + q).then(json), mine]).then(
 ([pub, me]) =>
 chunk.forEach((a) => {
-const own = me && me.articles[a] && Object.assign({ reader_id: me.reader_id }, me.articles[a]);
+const own = me && me.articles[a] && { ...me.articles[a], reader_id: me.reader_id };
 queue.get(a).forEach((w) => w.resolve([pub.articles[a], me === false ? false : own]));
 }),
 (err) => chunk.forEach((a) => queue.get(a).forEach((w) => w.reject(err)))
@@ -655,6 +655,7 @@ accepted(this, vote);
 this.announce(target);
 } else {
 this.desired = this.confirmed;
+if (!status) bars.forEach((b) => b.article === article && b.retry(service(b.readerUrl)));
 this.emit("refused", { status, code });
 this.say(status === 429 ? texts.fast : status === 401 && site ? texts.signin : texts.failed);
 }

@@ -313,3 +313,28 @@ def test_own_votes_read_again_back_off_and_recover_from_a_failed_retry(
     expect(button(page, "w-backoff", "Funny")).to_have_attribute(
         "aria-pressed", "true", timeout=90_000
     )
+
+
+def test_a_vote_whose_answers_are_all_lost_is_read_back_from_the_reader(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """Ingest takes the vote and its second sending, and both answers are lost: the bars
+    cannot learn the vote from ingest, so they read the reader's votes again."""
+    page = story_page(context, site, stack, twice("w-unknown"))
+    bars = top, _ = page.locator("#top"), page.locator("#section")
+    pick(top, "Like").click()
+    wait_for_server(stack, page_token(page), "w-unknown", "like", 1)
+
+    def lose_answer(route: Route) -> None:
+        if route.request.method == "POST":
+            route.fetch()  # ingest takes it
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/v1/votes", lose_answer)
+    pick(top, "Love").click()
+    expect(top.get_by_role("status")).to_contain_text("couldn't be saved")
+    wait_for_server(stack, page_token(page), "w-unknown", "love", 1)
+    shows(bars, "Love", pressed=True, count="1")
+    shows(bars, "Like", pressed=False, count="0")

@@ -287,7 +287,7 @@ const flush = (ingest, s) => {
     Promise.all([fetch(s.url + "/v1/reactions" + q).then(json), mine]).then(
       ([pub, me]) =>
         chunk.forEach((a) => {
-          const own = me && me.articles[a] && Object.assign({ reader_id: me.reader_id }, me.articles[a]);
+          const own = me && me.articles[a] && { ...me.articles[a], reader_id: me.reader_id };
           queue.get(a).forEach((w) => w.resolve([pub.articles[a], me === false ? false : own]));
         }),
       (err) => chunk.forEach((a) => queue.get(a).forEach((w) => w.reject(err)))
@@ -788,6 +788,9 @@ export class ReactionBar extends Base {
       this.announce(target);
     } else {
       this.desired = this.confirmed;
+      // Still no answer: ingest may have taken it, so the story's bars read the reader's
+      // votes again.
+      if (!status) bars.forEach((b) => b.article === article && b.retry(service(b.readerUrl)));
       this.emit("refused", { status, code });
       this.say(status === 429 ? texts.fast : status === 401 && site ? texts.signin : texts.failed);
     }
