@@ -666,8 +666,9 @@ this.render();
 this.send();
 }
 announce(reaction) {
-const label = reaction && this.buttons.get(reaction).querySelector(".l");
-this.say(label ? this.texts.set.replace("$", label.textContent) : this.texts.cleared);
+const button = this.buttons.get(reaction);
+if (reaction && !button) return;
+this.say(button ? this.texts.set.replace("$", button.querySelector(".l").textContent) : this.texts.cleared);
 }
 say(text) {
 if (this.message) {

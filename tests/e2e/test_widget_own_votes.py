@@ -338,3 +338,38 @@ def test_a_vote_whose_answers_are_all_lost_is_read_back_from_the_reader(
     wait_for_server(stack, page_token(page), "w-unknown", "love", 1)
     shows(bars, "Love", pressed=True, count="1")
     shows(bars, "Like", pressed=False, count="0")
+
+
+def test_a_newer_vote_of_a_reaction_a_bar_does_not_show_is_taken_quietly(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """The story twice, the top bar showing two types only: a newer vote of another type,
+    from the section's bar, reaches the top bar while its own vote is out."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    body = twice("w-types").replace('id="top"', 'id="top" types="like,love"', 1)
+    site.open(context, body, widget_script(stack), page=page)
+    top, section = page.locator("#top"), page.locator("#section")
+    pick(top, "Like").click()
+    wait_for_server(stack, page_token(page), "w-types", "like", 1)
+    held: list[tuple[Route, Any]] = []
+
+    def answer_late(route: Route) -> None:
+        if route.request.method == "POST" and not held:
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    page.route("**/v1/votes", answer_late)
+    pick(top, "Love").click()
+    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the first vote at ingest")
+    pick(section, "Wow").click()
+    shows((section,), "Wow", pressed=True, count="1")
+    route, response = held[0]
+    route.fulfill(response=response)
+    wait_for_server(stack, page_token(page), "w-types", "wow", 1)
+    shows((top,), "Love", pressed=False, count="0")
+    shows((top,), "Like", pressed=False, count="0")
+    shows((section,), "Wow", pressed=True, count="1")
+    assert not errors, errors

@@ -805,9 +805,11 @@ export class ReactionBar extends Base {
   }
 
   // The reader's own vote is announced; other readers' votes only change the counts.
+  // (A reaction this bar does not show, taken from another bar, is not announced here.)
   announce(reaction) {
-    const label = reaction && this.buttons.get(reaction).querySelector(".l");
-    this.say(label ? this.texts.set.replace("$", label.textContent) : this.texts.cleared);
+    const button = this.buttons.get(reaction);
+    if (reaction && !button) return;
+    this.say(button ? this.texts.set.replace("$", button.querySelector(".l").textContent) : this.texts.cleared);
   }
 
   say(text) {
