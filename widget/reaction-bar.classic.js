@@ -79,21 +79,26 @@ if (cls) el.className = cls;
 if (part) el.setAttribute("part", part);
 return el;
 };
-let memory = null;
-const heldToken = () => {
-let t = memory;
+const memory = {};
+const stored = (key) => {
 try {
-t = JSON.parse(localStorage.getItem(TOKEN_KEY)) || memory;
+return JSON.parse(localStorage.getItem(key)) || memory[key];
+} catch {
+return memory[key];
+}
+};
+const store = (key, value) => {
+memory[key] = value;
+try {
+if (value) localStorage.setItem(key, JSON.stringify(value));
+else localStorage.removeItem(key);
 } catch {}
+};
+const heldToken = () => {
+const t = stored(TOKEN_KEY);
 return t && typeof t.token == "string" && t.expires > Date.now() ? t : null;
 };
-const keep = (t) => {
-memory = t;
-try {
-if (t) localStorage.setItem(TOKEN_KEY, JSON.stringify(t));
-else localStorage.removeItem(TOKEN_KEY);
-} catch {}
-};
+const keep = (t) => store(TOKEN_KEY, t);
 const drop = (token) => {
 if ((heldToken() || {}).token === token) keep(null);
 };
@@ -128,29 +133,15 @@ if (r.status !== 201) throw failure(r.status);
 return issued(r);
 };
 const RECENT_KEY = "reactions.recent-votes";
-let recentMemory = {};
-const recentVotes = () => {
-try {
-return JSON.parse(localStorage.getItem(RECENT_KEY)) || {};
-} catch {
-return recentMemory;
-}
-};
+const recentVotes = () => stored(RECENT_KEY) || {};
 const recentKey = (ingest, reader, article) => ingest + " " + reader + " " + article;
-const recentVote = (ingest, reader, article) => {
-const vote = recentVotes()[recentKey(ingest, reader, article)];
-return vote && Date.now() - vote[2] < DAY ? vote : null;
-};
-const noteVote = (ingest, article, reader, seq, reaction) => {
+const fresh = (vote) => (vote && Date.now() - vote[2] < DAY ? vote : null);
+const noteVote = ({ ingest, article, reader, seq, reaction }) => {
 const votes = recentVotes();
-const now = Date.now();
-for (const k in votes) if (!(now - votes[k][2] < DAY)) delete votes[k];
+for (const k in votes) if (!fresh(votes[k])) delete votes[k];
 const k = recentKey(ingest, reader, article);
-if (!votes[k] || votes[k][0] < seq) votes[k] = [seq, reaction, now];
-recentMemory = votes;
-try {
-localStorage.setItem(RECENT_KEY, JSON.stringify(votes));
-} catch {}
+if (!votes[k] || votes[k][0] < seq) votes[k] = [seq, reaction, Date.now()];
+store(RECENT_KEY, votes);
 };
 let tabs = null;
 const listen = () => {
@@ -236,11 +227,14 @@ return json(response);
 })
 .catch(() => undefined);
 Promise.all([fetch(s.url + "/v1/reactions" + q).then(json), mine]).then(
-([pub, me]) =>
+([pub, me]) => {
+const votes = me && recentVotes();
 chunk.forEach((a) => {
-const own = me && me.articles[a] && { ...me.articles[a], reader_id: me.reader_id };
+const recent = votes && fresh(votes[recentKey(ingest, me.reader_id, a)]);
+const own = me && me.articles[a] && { ...me.articles[a], recent };
 queue.get(a).forEach((w) => w.resolve([pub.articles[a], me === false ? false : own]));
-}),
+});
+},
 (err) => chunk.forEach((a) => queue.get(a).forEach((w) => w.reject(err)))
 );
 }
@@ -320,7 +314,7 @@ const syncAll = () => services.forEach(sync);
 const adoptAll = (from, vote) =>
 bars.forEach((b) => b !== from && b.ingestUrl === vote.ingest && b.article === vote.article && b.adopt(vote.seq, vote.reaction));
 const accepted = (from, vote) => {
-noteVote(vote.ingest, vote.article, vote.reader, vote.seq, vote.reaction);
+noteVote(vote);
 adoptAll(from, vote);
 if (tabs && !vote.site) tabs.postMessage(vote);
 };
@@ -468,11 +462,10 @@ this.onTally(tally, mine === false ? null : undefined);
 if (mine) {
 this.onTally(mine, mine.mine || null);
 this.last = Math.max(this.last, mine.seq);
-const vote = recentVote(this.ingestUrl, mine.reader_id, this.article);
-if (vote) this.adopt(vote[0], vote[1]);
+if (mine.recent) this.adopt(mine.recent[0], mine.recent[1]);
 }
 if (mine !== undefined) s.wait = 2e3;
-else this.retry(s);
+else this.retry();
 },
 () => {
 if (run !== this.run) return;
@@ -480,13 +473,13 @@ if (!this.buttons) {
 fill(this.shadowRoot, (this.message = this.status()));
 this.say(this.texts.down);
 }
-this.retry(s);
+this.retry();
 }
 );
 }
-retry(s) {
+retry() {
 this.down = true;
-reload(s);
+reload(service(this.readerUrl));
 }
 forget() {
 this.votes = [];
@@ -655,7 +648,7 @@ accepted(this, vote);
 this.announce(target);
 } else {
 this.desired = this.confirmed;
-if (!status) bars.forEach((b) => b.article === article && b.retry(service(b.readerUrl)));
+if (!status) bars.forEach((b) => b.article === article && b.retry());
 this.emit("refused", { status, code });
 this.say(status === 429 ? texts.fast : status === 401 && site ? texts.signin : texts.failed);
 }

@@ -109,12 +109,14 @@ class NginxEdge:
         self.reader_port = reader_port
         self.page_ttl = page_ttl
         self.ingest = ingest
+        # Its server for the reader's port, and for ingest's when it fronts ingest.
+        self.ports = [port] if ingest is None else [port, ingest.port]
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.conf = state_dir / "nginx.conf"
         self.process = Process(
             "edge",
             [binary, "-p", str(state_dir), "-c", str(self.conf), "-g", "daemon off;"],
-            [port] if ingest is None else [port, ingest.port],
+            self.ports,
             state_dir / "edge.log",
         )
 
@@ -136,11 +138,10 @@ class NginxEdge:
             self.state_dir, self.port, f"127.0.0.1:{self.reader_port}", self.page_ttl, self.ingest
         )
         self.process.start()
-        ports = [self.port] if self.ingest is None else [self.port, self.ingest.port]
 
         def ready() -> bool:
             self.process.check_alive()
-            return all(port_open(p) for p in ports)
+            return all(port_open(p) for p in self.ports)
 
         wait_for(ready, timeout, f"nginx on port {self.port}")
 

@@ -62,6 +62,47 @@ def announce(page: Page, message: dict[str, Any]) -> None:
     page.evaluate("m => new BroadcastChannel('reactions-votes').postMessage(m)", message)
 
 
+class HeldAnswer:
+    """The page's next vote reaches ingest now; its answer is held until `release`."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.held: list[tuple[Route, Any]] = []
+        page.route("**/v1/votes", self._hold)
+
+    def _hold(self, route: Route) -> None:
+        if route.request.method == "POST" and not self.held:
+            self.held.append((route, route.fetch()))  # the vote reaches ingest
+        else:
+            route.continue_()
+
+    def wait(self) -> None:
+        """Until the held vote has reached ingest (the page's routes run meanwhile)."""
+        wait_until(lambda: self.page.evaluate("1") == 1 and bool(self.held), what="the held vote")
+
+    def release(self) -> None:
+        """Give the page the held vote's answer."""
+        route, response = self.held[0]
+        route.fulfill(response=response)
+
+
+def lose_answers(page: Page, *, only_first: bool) -> list[bool]:
+    """The page's votes reach ingest but their answers are lost (the connection reset):
+    the first vote's only, or every one's. The list holds one entry per answer lost."""
+    lost: list[bool] = []
+
+    def lose(route: Route) -> None:
+        if route.request.method == "POST" and not (only_first and lost):
+            route.fetch()  # ingest takes it
+            lost.append(True)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/v1/votes", lose)
+    return lost
+
+
 def test_a_story_shown_twice_on_a_page_shows_the_reader_s_vote_once_in_both_bars(
     context: BrowserContext, stack: Stack, site: NewsSite
 ) -> None:
@@ -135,21 +176,12 @@ def test_a_newer_vote_answered_first_wins_over_an_older_one_answered_late(
     bars = top, section = page.locator("#top"), page.locator("#section")
     pick(top, "Like").click()
     wait_for_server(stack, page_token(page), "w-order", "like", 1)
-    held: list[tuple[Route, Any]] = []
-
-    def answer_late(route: Route) -> None:
-        if route.request.method == "POST" and not held:
-            held.append((route, route.fetch()))  # the vote reaches ingest now
-        else:
-            route.continue_()
-
-    page.route("**/v1/votes", answer_late)
+    answer = HeldAnswer(page)
     pick(top, "Love").click()
-    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the first vote at ingest")
+    answer.wait()
     pick(section, "Angry").click()
     shows((section,), "Angry", pressed=True, count="1")
-    route, response = held[0]
-    route.fulfill(response=response)
+    answer.release()
     shows(bars, "Angry", pressed=True, count="1")
     wait_for_server(stack, page_token(page), "w-order", "angry", 1)
     shows(bars, "Angry", pressed=True, count="1")
@@ -212,17 +244,7 @@ def test_a_vote_whose_answer_is_lost_is_sent_again_and_shown_once(
     bars = top, _ = page.locator("#top"), page.locator("#section")
     pick(top, "Like").click()
     wait_for_server(stack, page_token(page), "w-lost", "like", 1)
-    lost: list[bool] = []
-
-    def drop_first_answer(route: Route) -> None:
-        if route.request.method == "POST" and not lost:
-            route.fetch()  # ingest takes it
-            lost.append(True)
-            route.abort("connectionreset")
-        else:
-            route.continue_()
-
-    page.route("**/v1/votes", drop_first_answer)
+    lost = lose_answers(page, only_first=True)
     pick(top, "Love").click()
     shows(bars, "Love", pressed=True, count="1")
     shows(bars, "Like", pressed=False, count="0")
@@ -240,20 +262,11 @@ def test_a_bar_started_anew_during_a_vote_keeps_the_vote(
     bars = top, _ = page.locator("#top"), page.locator("#section")
     pick(top, "Like").click()
     wait_for_server(stack, page_token(page), "w-anew", "like", 1)
-    held: list[tuple[Route, Any]] = []
-
-    def answer_late(route: Route) -> None:
-        if route.request.method == "POST" and not held:
-            held.append((route, route.fetch()))
-        else:
-            route.continue_()
-
-    page.route("**/v1/votes", answer_late)
+    answer = HeldAnswer(page)
     pick(top, "Wow").click()
-    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the vote at ingest")
+    answer.wait()
     top.evaluate("bar => bar.setAttribute('types', 'like,wow,sad')")
-    route, response = held[0]
-    route.fulfill(response=response)
+    answer.release()
     shows(bars, "Wow", pressed=True, count="1")
     shows(bars, "Like", pressed=False, count="0")
     wait_for_server(stack, page_token(page), "w-anew", "wow", 1)
@@ -324,15 +337,7 @@ def test_a_vote_whose_answers_are_all_lost_is_read_back_from_the_reader(
     bars = top, _ = page.locator("#top"), page.locator("#section")
     pick(top, "Like").click()
     wait_for_server(stack, page_token(page), "w-unknown", "like", 1)
-
-    def lose_answer(route: Route) -> None:
-        if route.request.method == "POST":
-            route.fetch()  # ingest takes it
-            route.abort("connectionreset")
-        else:
-            route.continue_()
-
-    page.route("**/v1/votes", lose_answer)
+    lose_answers(page, only_first=False)
     pick(top, "Love").click()
     expect(top.get_by_role("status")).to_contain_text("couldn't be saved")
     wait_for_server(stack, page_token(page), "w-unknown", "love", 1)
@@ -353,21 +358,12 @@ def test_a_newer_vote_of_a_reaction_a_bar_does_not_show_is_taken_quietly(
     top, section = page.locator("#top"), page.locator("#section")
     pick(top, "Like").click()
     wait_for_server(stack, page_token(page), "w-types", "like", 1)
-    held: list[tuple[Route, Any]] = []
-
-    def answer_late(route: Route) -> None:
-        if route.request.method == "POST" and not held:
-            held.append((route, route.fetch()))
-        else:
-            route.continue_()
-
-    page.route("**/v1/votes", answer_late)
+    answer = HeldAnswer(page)
     pick(top, "Love").click()
-    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the first vote at ingest")
+    answer.wait()
     pick(section, "Wow").click()
     shows((section,), "Wow", pressed=True, count="1")
-    route, response = held[0]
-    route.fulfill(response=response)
+    answer.release()
     wait_for_server(stack, page_token(page), "w-types", "wow", 1)
     shows((top,), "Love", pressed=False, count="0")
     shows((top,), "Like", pressed=False, count="0")

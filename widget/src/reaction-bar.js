@@ -93,23 +93,29 @@ const make = (tag, cls, part) => {
   return el;
 };
 
-// The anonymous reader's token, written at the reader's first click and never on a page
-// view: in localStorage, shared by the site's tabs (in memory if storage is blocked).
-let memory = null;
-const heldToken = () => {
-  let t = memory;
+// What the widget keeps: in localStorage, shared by the site's tabs, and in memory for the
+// page's life (all there is when storage is blocked).
+const memory = {};
+const stored = (key) => {
   try {
-    t = JSON.parse(localStorage.getItem(TOKEN_KEY)) || memory;
+    return JSON.parse(localStorage.getItem(key)) || memory[key];
+  } catch {
+    return memory[key];
+  }
+};
+const store = (key, value) => {
+  memory[key] = value;
+  try {
+    if (value) localStorage.setItem(key, JSON.stringify(value));
+    else localStorage.removeItem(key);
   } catch {}
+};
+// The anonymous reader's token, written at the reader's first click, never on a page view.
+const heldToken = () => {
+  const t = stored(TOKEN_KEY);
   return t && typeof t.token == "string" && t.expires > Date.now() ? t : null;
 };
-const keep = (t) => {
-  memory = t;
-  try {
-    if (t) localStorage.setItem(TOKEN_KEY, JSON.stringify(t));
-    else localStorage.removeItem(TOKEN_KEY);
-  } catch {}
-};
+const keep = (t) => store(TOKEN_KEY, t);
 // Forget a token ingest refused (expired, revoked), unless another tab replaced it.
 const drop = (token) => {
   if ((heldToken() || {}).token === token) keep(null);
@@ -156,29 +162,15 @@ const obtain = async (ingest, mint) => {
 // applied (a reload, another tab, the aggregator behind or down) cannot find it in its
 // own-votes read; it takes it from here while the read's seq is below the vote's.
 const RECENT_KEY = "reactions.recent-votes";
-let recentMemory = {};
-const recentVotes = () => {
-  try {
-    return JSON.parse(localStorage.getItem(RECENT_KEY)) || {};
-  } catch {
-    return recentMemory;
-  }
-};
+const recentVotes = () => stored(RECENT_KEY) || {};
 const recentKey = (ingest, reader, article) => ingest + " " + reader + " " + article;
-const recentVote = (ingest, reader, article) => {
-  const vote = recentVotes()[recentKey(ingest, reader, article)];
-  return vote && Date.now() - vote[2] < DAY ? vote : null;
-};
-const noteVote = (ingest, article, reader, seq, reaction) => {
+const fresh = (vote) => (vote && Date.now() - vote[2] < DAY ? vote : null);
+const noteVote = ({ ingest, article, reader, seq, reaction }) => {
   const votes = recentVotes();
-  const now = Date.now();
-  for (const k in votes) if (!(now - votes[k][2] < DAY)) delete votes[k];
+  for (const k in votes) if (!fresh(votes[k])) delete votes[k];
   const k = recentKey(ingest, reader, article);
-  if (!votes[k] || votes[k][0] < seq) votes[k] = [seq, reaction, now];
-  recentMemory = votes;
-  try {
-    localStorage.setItem(RECENT_KEY, JSON.stringify(votes));
-  } catch {}
+  if (!votes[k] || votes[k][0] < seq) votes[k] = [seq, reaction, Date.now()];
+  store(RECENT_KEY, votes);
 };
 // Votes accepted in the site's other tabs (a story open in one, the front page in
 // another) are the same anonymous reader's, whose token the tabs share: their bars of that
@@ -285,11 +277,15 @@ const flush = (ingest, s) => {
       })
       .catch(() => undefined);
     Promise.all([fetch(s.url + "/v1/reactions" + q).then(json), mine]).then(
-      ([pub, me]) =>
+      ([pub, me]) => {
+        // With each own entry, the reader's vote of the last day that it may not hold yet.
+        const votes = me && recentVotes();
         chunk.forEach((a) => {
-          const own = me && me.articles[a] && { ...me.articles[a], reader_id: me.reader_id };
+          const recent = votes && fresh(votes[recentKey(ingest, me.reader_id, a)]);
+          const own = me && me.articles[a] && { ...me.articles[a], recent };
           queue.get(a).forEach((w) => w.resolve([pub.articles[a], me === false ? false : own]));
-        }),
+        });
+      },
       (err) => chunk.forEach((a) => queue.get(a).forEach((w) => w.reject(err)))
     );
   }
@@ -385,7 +381,7 @@ const syncAll = () => services.forEach(sync);
 const adoptAll = (from, vote) =>
   bars.forEach((b) => b !== from && b.ingestUrl === vote.ingest && b.article === vote.article && b.adopt(vote.seq, vote.reaction));
 const accepted = (from, vote) => {
-  noteVote(vote.ingest, vote.article, vote.reader, vote.seq, vote.reaction);
+  noteVote(vote);
   adoptAll(from, vote);
   if (tabs && !vote.site) tabs.postMessage(vote);
 };
@@ -564,13 +560,12 @@ export class ReactionBar extends Base {
           // The read holds the reader's votes up to its seq: none announced later is newer.
           this.last = Math.max(this.last, mine.seq);
           // A vote of this reader accepted after what the read includes.
-          const vote = recentVote(this.ingestUrl, mine.reader_id, this.article);
-          if (vote) this.adopt(vote[0], vote[1]);
+          if (mine.recent) this.adopt(mine.recent[0], mine.recent[1]);
         }
         if (mine !== undefined) s.wait = 2e3;
         // The reader's own votes could not be read (the reader or Redis down): the counts
         // show, and the own votes are read again with the bars that could not load.
-        else this.retry(s);
+        else this.retry();
       },
       () => {
         if (run !== this.run) return;
@@ -578,14 +573,15 @@ export class ReactionBar extends Base {
           fill(this.shadowRoot, (this.message = this.status()));
           this.say(this.texts.down);
         }
-        this.retry(s);
+        this.retry();
       }
     );
   }
 
-  retry(s) {
+  // Loaded again with the bars that could not load.
+  retry() {
     this.down = true;
-    reload(s);
+    reload(service(this.readerUrl));
   }
 
   // The reader changed (a site's login, a token refused and replaced): nothing this bar
@@ -790,7 +786,7 @@ export class ReactionBar extends Base {
       this.desired = this.confirmed;
       // Still no answer: ingest may have taken it, so the story's bars read the reader's
       // votes again.
-      if (!status) bars.forEach((b) => b.article === article && b.retry(service(b.readerUrl)));
+      if (!status) bars.forEach((b) => b.article === article && b.retry());
       this.emit("refused", { status, code });
       this.say(status === 429 ? texts.fast : status === 401 && site ? texts.signin : texts.failed);
     }
