@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
@@ -83,6 +83,15 @@ def open_streams(stack: Stack) -> float:
     text = httpx.get(f"{stack.reader.url}/metrics").text
     match = re.search(r"^reactions_reader_sse_clients (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else -1
+
+
+def wait_in_page(
+    page: Page, check: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll `check` over what the browser reported (requests, routes, console lines): the sync
+    API hands Playwright's events to Python only while a call into the page runs, so each poll
+    makes one."""
+    wait_until(lambda: page.evaluate("1") == 1 and check(), timeout=timeout, what=what)
 
 
 def stream_ids(urls: Iterable[str]) -> list[list[str]]:

@@ -24,6 +24,7 @@ from tests.e2e.bars import (
     seed,
     stream_ids,
     wait_for_server,
+    wait_in_page,
     widget_script,
 )
 from tests.e2e.site import NewsSite
@@ -113,7 +114,7 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     expect_state(page, "w-fail", "Sad", pressed=False, count="0")
     button(page, "w-fail", "Sad").click()
     expect_state(page, "w-fail", "Sad", pressed=True, count="1")  # optimistic
-    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the held vote")
+    wait_in_page(page, lambda: bool(held), what="the held vote")
     held.pop().fulfill(
         status=503,
         headers={"Access-Control-Allow-Origin": "*", "Retry-After": "1"},
@@ -125,7 +126,7 @@ def test_an_ingest_failure_rolls_the_optimistic_count_back(
     expect(message).to_contain_text("couldn't be saved")
 
     button(page, "w-fail", "Sad").click()
-    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the second held vote")
+    wait_in_page(page, lambda: bool(held), what="the second held vote")
     held.pop().fulfill(
         status=429,
         headers={"Access-Control-Allow-Origin": "*", "Retry-After": "1"},
@@ -204,11 +205,9 @@ def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
         assert not [u for u in calls if "/v1/readers" in u or "/v1/me/" in u], calls
         assert sum("/v1/config" in u for u in calls) == 1
         # The page's five bars are all near the viewport: one stream carries them.
-        # (Playwright reports requests while it is called: hence the evaluate.)
-        wait_until(
-            lambda: (
-                page.evaluate("1") == 1 and bool(stream_ids(calls)) and open_streams(stack) == 1
-            ),
+        wait_in_page(
+            page,
+            lambda: bool(stream_ids(calls)) and open_streams(stack) == 1,
             what="the page's stream",
         )
         assert stream_ids(calls) == [sorted(seed)]
@@ -220,8 +219,9 @@ def test_demo_page_loads_all_bars_in_one_request_and_looks_right(
 
         # A bar that leaves the page leaves the stream: a new one without it replaces it.
         page.evaluate("document.querySelector('reaction-bar[article=demo-bus-fares]').remove()")
-        wait_until(
-            lambda: page.evaluate("1") == 1 and len(stream_ids(calls)) == 2,
+        wait_in_page(
+            page,
+            lambda: len(stream_ids(calls)) == 2,
             what="the stream without the removed bar",
         )
         assert stream_ids(calls)[1] == sorted(set(seed) - {"demo-bus-fares"})

@@ -20,6 +20,7 @@ from tests.e2e.bars import (
     public_tally,
     seed,
     wait_for_server,
+    wait_in_page,
     widget_script,
 )
 from tests.e2e.site import NewsSite
@@ -293,6 +294,6 @@ def test_the_tag_name_is_the_sites_choice_and_a_clash_is_reported(
 
     page = site.open(context, '<reaction-bar article="tag-1"></reaction-bar>', other)
     page.add_script_tag(url=f"{stack.reader.url}/widget.js")
-    wait_until(lambda: page.evaluate("1") == 1 and bool(warnings), what="the clash's warning")
+    wait_in_page(page, lambda: bool(warnings), what="the clash's warning")
     assert "<reaction-bar> is already defined by another script" in warnings[0]
     assert 'data-element="' in warnings[0] and "define(" in warnings[0]

@@ -25,6 +25,7 @@ from tests.e2e.bars import (
     public_tally,
     stored_token,
     wait_for_server,
+    wait_in_page,
 )
 from tests.support import wait_until
 
@@ -285,8 +286,9 @@ class StaleEdge:
         (the second connection follows the first answer's event)."""
         self.tally = tally
         start = len(self.streamed)
-        wait_until(
-            lambda: page.evaluate("1") == 1 and self.streamed[start:].count(tally["seq"]) >= 2,
+        wait_in_page(
+            page,
+            lambda: self.streamed[start:].count(tally["seq"]) >= 2,
             what=f"the stream to serve seq {tally['seq']}",
         )
 

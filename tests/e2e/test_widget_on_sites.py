@@ -25,6 +25,7 @@ from tests.e2e.bars import (
     seed,
     stream_ids,
     wait_for_server,
+    wait_in_page,
     widget_script,
 )
 from tests.e2e.site import NewsSite, bar_html
@@ -95,7 +96,7 @@ def test_the_widget_takes_the_bar_over_in_place_without_moving_it(
     )
     bar = page.locator("reaction-bar")
     expect(bar.locator(".rx").first).to_have_text("👍 Like 1.2K")
-    wait_until(lambda: page.evaluate("1") == 1 and bool(held), what="the widget's request")
+    wait_in_page(page, lambda: bool(held), what="the widget's request")
     frames(page)
     before = bar.evaluate(BOXES)
     assert page.evaluate("customElements.get('reaction-bar')") is None
@@ -103,8 +104,9 @@ def test_the_widget_takes_the_bar_over_in_place_without_moving_it(
     held.pop().continue_()  # the widget runs now
     expect(page.get_by_role("button")).to_have_count(len(DEFAULT_TYPES))
     like = page.get_by_role("button", name="Like 1.2K")  # a button now, the same count
-    wait_until(
-        lambda: page.evaluate("1") == 1 and stream_ids(requests) == [["shift-1"]],
+    wait_in_page(
+        page,
+        lambda: stream_ids(requests) == [["shift-1"]],
         what="the bar's live stream",
     )
     frames(page)

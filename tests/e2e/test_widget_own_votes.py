@@ -19,10 +19,10 @@ from tests.e2e.bars import (
     page_token,
     stored_token,
     wait_for_server,
+    wait_in_page,
     widget_script,
 )
 from tests.e2e.site import NewsSite
-from tests.support import wait_until
 
 UNAVAILABLE: dict[str, Any] = {
     "status": 503,
@@ -78,7 +78,7 @@ class HeldAnswer:
 
     def wait(self) -> None:
         """Until the held vote has reached ingest (the page's routes run meanwhile)."""
-        wait_until(lambda: self.page.evaluate("1") == 1 and bool(self.held), what="the held vote")
+        wait_in_page(self.page, lambda: bool(self.held), what="the held vote")
 
     def release(self) -> None:
         """Give the page the held vote's answer."""
@@ -320,7 +320,7 @@ def test_own_votes_read_again_back_off_and_recover_from_a_failed_retry(
     # The next retry finds the public read failing too: it is tried again all the same.
     page.route(re.compile(r".*/v1/reactions\?.*"), lambda route: route.fulfill(**UNAVAILABLE))
     before = len(own_reads)
-    wait_until(lambda: page.evaluate("1") == 1 and len(own_reads) > before, timeout=60)
+    wait_in_page(page, lambda: len(own_reads) > before, timeout=60)
     page.unroute(re.compile(r".*/v1/reactions\?.*"))
     page.unroute("**/v1/me/reactions*")
     expect(button(page, "w-backoff", "Funny")).to_have_attribute(

@@ -21,6 +21,7 @@ from tests.e2e.bars import (
     open_streams,
     public_tally,
     stream_ids,
+    wait_in_page,
 )
 from tests.e2e.site import NewsSite
 from tests.support import wait_until
@@ -264,7 +265,7 @@ def test_failing_streams_fall_back_to_polling_with_backoff_then_stream_again(
     expect_state(page, articles[0], "Angry", pressed=False, count="0")
 
     def until(check: Callable[[], bool], what: str) -> None:
-        wait_until(lambda: page.evaluate("1") == 1 and check(), timeout=60, what=what)
+        wait_in_page(page, check, timeout=60, what=what)
 
     until(lambda: len(polls) >= 2, "the first poll")  # the page's bulk read, then a poll
     # Three attempts (a second or two apart), then polling.
