@@ -20,6 +20,8 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 FENCE_FIELD: Final = "@fence"
 CHANGES_CHANNEL: Final = "rx:changed"
 TREND_BUCKET_SECONDS: Final = 60
+# The longest trending window: a vote cast longer ago than this is in none of them.
+TREND_HORIZON_MINUTES: Final = 24 * 60
 # Trending buckets by span, in minutes, coarsest first: each batch's deltas go to the
 # minute's bucket and to the 5-minute and hourly rollups that hold it, so a window merges a
 # few dozen sets, not one per minute (the reader's services/reader/trending.py).
@@ -99,8 +101,9 @@ def _trend_tag(reaction: str) -> str:
 def trend_key(reaction: str, minute: int) -> str:
     """Sorted set of article -> net delta of `reaction` (or `all`) in one minute bucket.
 
-    `minute` is unix seconds // 60 at apply time. All buckets of one reaction share a hash
-    tag, so a window's buckets can be merged with one ZUNION even on Redis Cluster.
+    `minute` is unix seconds // 60 of the votes' server `ts` (when they were cast). All
+    buckets of one reaction share a hash tag, so a window's buckets can be merged with one
+    ZUNION even on Redis Cluster.
     """
     return f"{_trend_tag(reaction)}:{minute}"
 

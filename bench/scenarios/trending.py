@@ -60,7 +60,7 @@ def load(
             votes = Counter(rng.choices(range(ARTICLES), weights=weights, k=votes_per_minute))
             entries += len(votes) if minute <= last else 0
             pairs = [item for a, n in votes.items() for item in (f"story-{a}", n)]
-            for keys, args in trend_calls({"all": pairs}, minute):
+            for keys, args in trend_calls({"all": pairs}, minute, last):
                 script(keys=list(keys), args=list(args), client=pipe)
             if minute % 20 == 0:
                 pipe.execute()

@@ -14,7 +14,8 @@ command. Order inside one batch, and why:
 3. corrective records for stale events, acknowledged by Kafka before the position moves;
 4. one more pipeline: resume positions (only now, so they never run ahead of the applies,
    and only if the Redis epoch marker is unchanged, so never onto an emptied Redis),
-   trending deltas and one PUBLISH of the changed article ids;
+   trending deltas (in the minutes the votes were cast) and one PUBLISH of the changed
+   article ids;
 5. the Kafka commit (for lag tooling; Redis positions decide where to resume).
 
 Every Redis and Kafka step goes through the one retry policy (`retry.py`). The live loop
@@ -95,7 +96,7 @@ class ApplyMode:
 
     dead_letters: bool  # invalid records to the dead-letter topic
     correctives: bool  # corrective records to the topic after stale events
-    trending: bool  # the batch's net deltas to the per-minute trending buckets
+    trending: bool  # the batch's net deltas to the trending buckets of the minutes cast
     notifications: bool  # one PUBLISH of the articles whose tallies (counts or seq) changed
 
     @property
@@ -121,6 +122,7 @@ class ApplyCall:
     chain: Chain  # its partition and its article's slot (marks.py)
     keys: tuple[str, str, str]
     payload: str
+    minute: int | None  # when its events were cast, for trending (None: not counted there)
     reply: ApplyReply | None = None
 
 
@@ -133,9 +135,9 @@ class BatchReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
     correctives: int = 0
-    # For the finishing step: every article applied to, and the trending deltas.
+    # For the finishing step: every article applied to, and the trending deltas by minute.
     articles: list[str] = field(default_factory=list)
-    trends: dict[str, list[str | int]] = field(default_factory=dict)
+    trends: dict[int, dict[str, list[str | int]]] = field(default_factory=dict)
 
 
 class BatchApplier:
@@ -218,10 +220,10 @@ class BatchApplier:
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
             await self.dead_letters.send(dead)  # each letter through the retry policy
-        calls = _apply_calls(by_article)
+        calls = _apply_calls(by_article, by_minute=self.mode.trending)
         pending = [call for article in calls for call in article]
         await self.retry.run(lambda: self._apply(pending), APPLY, context)
-        correctives = _fold_replies(report, by_article, [_merged(article) for article in calls])
+        correctives = _fold_replies(report, by_article, calls)
         report.outcomes["dead_lettered"] = len(dead)
         if correctives and self.mode.correctives:
             append = partial(append_correctives, self.producer, self.topic, correctives)
@@ -303,10 +305,12 @@ class BatchApplier:
         trends: list[ScriptCall] = []
         since: tuple[str, str, int, str] | None = None
         if self.mode.trending and report.trends:
-            minute = int(time.time()) // TREND_BUCKET_SECONDS
-            trends = trend_calls(report.trends, minute)
+            now = int(time.time()) // TREND_BUCKET_SECONDS
+            for minute, deltas in sorted(report.trends.items()):
+                # A vote stamped ahead of this clock (another host's) counts now.
+                trends += trend_calls(deltas, min(minute, now), now)
             # The rollups are whole from the first minute an aggregator wrote them.
-            since = ("SET", TREND_ROLLUPS_SINCE_KEY, minute, "NX")
+            since = ("SET", TREND_ROLLUPS_SINCE_KEY, now, "NX")
         notify = (
             orjson.dumps(report.changed) if self.mode.notifications and report.changed else None
         )
@@ -349,19 +353,27 @@ class BatchApplier:
         return evalsha_command(self._positions.sha, keys, (epoch, *positions.values()))
 
 
-def _apply_calls(by_article: dict[str, ArticleBatch]) -> list[list[ApplyCall]]:
-    """The calls of each article: its events in chunks of at most MAX_EVENTS_PER_CALL."""
+def _apply_calls(by_article: dict[str, ArticleBatch], *, by_minute: bool) -> list[list[ApplyCall]]:
+    """The calls of each article: its events in chunks of at most MAX_EVENTS_PER_CALL and,
+    `by_minute`, of one minute each (for trending; a live batch's are almost all one)."""
     step, marks = MAX_EVENTS_PER_CALL, mark_keys()
     calls = []
     for article_id, article in by_article.items():
         slot, lines, partition = article_slot(article_id), article.lines, article.partition
         keys = (counts_key(article_id), readers_key(article_id), marks[slot])
         chain = chain_of(partition, slot)
-        if len(lines) <= step:  # most articles: one call
-            calls.append([ApplyCall(partition, chain, keys, "".join(lines))])
+        minutes = article.minutes if by_minute else [(0, None)]
+        if len(lines) <= step and len(minutes) == 1:  # most articles: one call
+            calls.append([ApplyCall(partition, chain, keys, "".join(lines), minutes[0][1])])
             continue
-        chunks = [lines[start : start + step] for start in range(0, len(lines), step)]
-        calls.append([ApplyCall(partition, chain, keys, "".join(chunk)) for chunk in chunks])
+        ends = [start for start, _ in minutes[1:]] + [len(lines)]
+        calls.append(
+            [
+                ApplyCall(partition, chain, keys, "".join(lines[at : min(at + step, end)]), minute)
+                for (start, minute), end in zip(minutes, ends, strict=True)
+                for at in range(start, end, step)
+            ]
+        )
     return calls
 
 
@@ -375,15 +387,33 @@ def _merged(calls: list[ApplyCall]) -> ApplyReply:
     return first
 
 
+def _trend_deltas(
+    trends: dict[int, dict[str, list[str | int]]], article_id: str, calls: list[ApplyCall]
+) -> None:
+    """Add an article's net deltas per reaction (and `all`) to `trends`, by minute cast."""
+    for call in calls:
+        assert call.reply is not None
+        if call.minute is None or not call.reply.deltas:
+            continue
+        deltas = trends.setdefault(call.minute, defaultdict(list))
+        for reaction, delta in call.reply.deltas.items():
+            deltas[reaction] += (article_id, delta)
+        net = sum(call.reply.deltas.values())
+        if net:
+            deltas[ALL] += (article_id, net)
+
+
 def _fold_replies(
-    report: BatchReport, by_article: dict[str, ArticleBatch], replies: list[ApplyReply]
+    report: BatchReport, by_article: dict[str, ArticleBatch], calls: list[list[ApplyCall]]
 ) -> list[tuple[int, ReactionEvent]]:
     """Add the apply replies to `report` (outcomes, changed articles, trending deltas);
     return the corrective events they ask for, with their partitions."""
     outcomes = dict.fromkeys(("applied", "noop", "duplicate", "stale"), 0)
-    trends: dict[str, list[str | int]] = defaultdict(list)
+    trends: dict[int, dict[str, list[str | int]]] = {}
     correctives: list[tuple[int, ReactionEvent]] = []
-    for (article_id, article), reply in zip(by_article.items(), replies, strict=True):
+    for (article_id, article), article_calls in zip(by_article.items(), calls, strict=True):
+        _trend_deltas(trends, article_id, article_calls)  # before the replies are merged
+        reply = _merged(article_calls)
         outcomes["applied"] += reply.applied
         outcomes["noop"] += reply.noop
         outcomes["duplicate"] += reply.duplicate
@@ -392,12 +422,6 @@ def _fold_replies(
         # reaction they had sees a tally reach that vote's seq, and knows it is in.
         if reply.applied or reply.noop or reply.stale:
             report.changed.append(article_id)
-        if reply.deltas:
-            for reaction, delta in reply.deltas.items():
-                trends[reaction] += (article_id, delta)
-            net = sum(reply.deltas.values())
-            if net:
-                trends[ALL] += (article_id, net)
         for user, reaction, ts in reply.correctives:
             event = ReactionEvent.new(
                 "set" if reaction else "clear", article_id, user, reaction or None, ts

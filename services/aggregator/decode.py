@@ -4,6 +4,7 @@ the reason, for the dead-letter topic."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -12,6 +13,7 @@ from aiokafka.structs import ConsumerRecord
 from services.aggregator.retry import BatchContext
 from services.aggregator.scripts import apply_event_line
 from shared.events import InvalidEvent, decode_fields, partition_for
+from shared.tallies import TREND_BUCKET_SECONDS, TREND_HORIZON_MINUTES
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
 
@@ -23,6 +25,11 @@ class ArticleBatch:
     partition: int
     lines: list[str] = field(default_factory=list)
     oldest_ts: int = 0
+    # Where the minute of the lines' server ts changes: (first line, minute), None for votes
+    # cast before trending's longest window. Trending counts a vote in the minute it was
+    # cast, however late it is applied (a backlog, a replay).
+    minutes: list[tuple[int, int | None]] = field(default_factory=list)
+    minute: int | None = -1  # the last line's
 
 
 @dataclass
@@ -76,6 +83,8 @@ class Decoder:
             into = DecodedBatch({}, {}, [], 0)
         by_article, dead = into.by_article, into.dead
         skew = self.clock_skew_ms
+        bucket_ms = TREND_BUCKET_SECONDS * 1000
+        horizon = int(time.time()) // TREND_BUCKET_SECONDS - TREND_HORIZON_MINUTES
         for tp, records in batch.items():
             for record in records:
                 try:
@@ -100,6 +109,11 @@ class Decoder:
                 bound = ts + skew
                 if client_ts is not None and client_ts > bound:
                     client_ts = bound
+                cast = ts // bucket_ms
+                minute = cast if cast >= horizon else None
+                if minute != article.minute:
+                    article.minutes.append((len(article.lines), minute))
+                    article.minute = minute
                 line = apply_event_line(record.offset, user_id, reaction, client_ts, bound)
                 article.lines.append(line)
         for tp, records in batch.items():

@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.tallies import (
     TREND_BUCKET_MAX,
+    TREND_BUCKET_SECONDS,
     TREND_TTL_SECONDS,
     article_slot,
     counts_key,
@@ -60,11 +61,15 @@ def trend_script(redis: Redis) -> AsyncScript:
     return _script(redis, "trend_add")
 
 
-def trend_calls(trends: Mapping[str, Sequence[str | int]], minute: int) -> list[ScriptCall]:
+def trend_calls(
+    trends: Mapping[str, Sequence[str | int]], minute: int, now: int
+) -> list[ScriptCall]:
     """One `trend_script` call per reaction: its (article, delta, ...) pairs to the minute's
-    bucket and to the rollups holding it."""
+    bucket and to the rollups holding it, kept TREND_TTL_SECONDS from that minute (`now` is
+    the current one)."""
+    ttl = max(TREND_BUCKET_SECONDS, TREND_TTL_SECONDS - (now - minute) * TREND_BUCKET_SECONDS)
     return [
-        (trend_keys(reaction, minute), (TREND_TTL_SECONDS, TREND_BUCKET_MAX, *pairs))
+        (trend_keys(reaction, minute), (ttl, TREND_BUCKET_MAX, *pairs))
         for reaction, pairs in trends.items()
     ]
 

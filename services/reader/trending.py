@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from shared.tallies import (
     TREND_BUCKET_SECONDS,
+    TREND_HORIZON_MINUTES,
     TREND_ROLLUPS_SINCE_KEY,
     TREND_SPANS,
     trend_bucket_key,
@@ -28,7 +29,7 @@ from shared.tallies import (
 )
 
 # Minutes per window; a window ends with the current (still filling) minute.
-WINDOW_MINUTES: Final = {"5m": 5, "1h": 60, "24h": 24 * 60}
+WINDOW_MINUTES: Final = {"5m": 5, "1h": 60, "24h": TREND_HORIZON_MINUTES}
 MAX_LIMIT: Final = 100
 # A window's list is reused its minutes / REUSE_MINUTES times the configured time (at least
 # once): with the default second, 2.5 s for 1 h and a minute for 24 h.

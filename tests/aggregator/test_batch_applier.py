@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
 from services.aggregator.applier import REBUILD, ApplyMode, BatchApplier, RedisLostData
@@ -16,7 +15,7 @@ from services.aggregator.retry import RetryPolicy
 from services.aggregator.scripts import MAX_EVENTS_PER_CALL
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import article_slot, epoch_key, position_key, readers_key
-from tests.aggregator.view import counts
+from tests.aggregator.view import counts, records
 
 PARTITIONS = 4
 
@@ -31,15 +30,6 @@ def new_applier(redis: Redis, topic: str, mode: ApplyMode = REBUILD) -> BatchApp
         retry=RetryPolicy(asyncio.Event()),
         mode=mode,
     )
-
-
-def records(
-    topic: str, events: list[ReactionEvent], partition: int, first: int = 0
-) -> list[ConsumerRecord]:
-    return [
-        ConsumerRecord(topic, partition, offset, 0, 0, e.key(), e.encode(), None, 0, 0, ())
-        for offset, e in enumerate(events, start=first)
-    ]
 
 
 async def test_an_article_spanning_several_calls_is_counted_once(redis: Redis) -> None:

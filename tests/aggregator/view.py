@@ -1,5 +1,6 @@
 """What the aggregator tests observe: the counts in the view, and the moment the stored
-positions reach the end of the topic; and how they run an operator command."""
+positions reach the end of the topic; how they run an operator command, and hand-made
+records for the applier."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 
+from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
+from shared.events import ReactionEvent
 from shared.tallies import FENCE_FIELD, counts_key, position_key
 from tests.support import end_offsets, eventually
 
@@ -63,3 +66,13 @@ async def run_command(env: dict[str, str], *args: str) -> tuple[int, str]:
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     return proc.returncode or 0, out.decode(errors="replace")
+
+
+def records(
+    topic: str, events: list[ReactionEvent], partition: int, first: int = 0
+) -> list[ConsumerRecord]:
+    """`events` as the consumer would fetch them from `partition`, from offset `first` on."""
+    return [
+        ConsumerRecord(topic, partition, offset, 0, 0, e.key(), e.encode(), None, 0, 0, ())
+        for offset, e in enumerate(events, start=first)
+    ]

@@ -74,7 +74,7 @@ async def test_rollups_merge_to_what_the_minute_buckets_hold(raw_redis: Redis) -
         pipe = raw_redis.pipeline(transaction=False)
         for minute, changes in deltas.items():
             pairs = [item for pair in changes.items() for item in pair]
-            for keys, args in trend_calls({"all": pairs}, minute):
+            for keys, args in trend_calls({"all": pairs}, minute, last):
                 if since is None or minute < since:
                     keys = (trend_key("all", minute),)  # an aggregator before rollups
                 await script(keys=list(keys), args=list(args), client=pipe)
@@ -125,7 +125,7 @@ async def test_a_bucket_keeps_the_articles_with_the_highest_net_deltas(raw_redis
     crowd = [item for i in range(TREND_BUCKET_MAX + 50) for item in (f"made-up-{i:05d}", 1)]
     news = ["story-gain", 40, "story-loss", -3]
     for pairs in (news, crowd):
-        for keys, args in trend_calls({"all": pairs}, minute):
+        for keys, args in trend_calls({"all": pairs}, minute, minute):
             await script(keys=list(keys), args=list(args))
     for key in trend_keys("all", minute):
         assert await raw_redis.zcard(key) == TREND_BUCKET_MAX
