@@ -93,6 +93,13 @@ def epoch_key(topic: str) -> str:
     return f"rx:epoch:{{{topic}}}"
 
 
+def replay_key(topic: str) -> str:
+    """Hash of partition -> offset: the view of those partitions is being rebuilt (Redis lost
+    its data, or `rebuild` runs) until their resume positions reach that offset. Readers
+    answer 503 meanwhile, never counts that are only part of the log."""
+    return f"rx:replay:{{{topic}}}"
+
+
 def _trend_tag(reaction: str) -> str:
     """What every trending key of `reaction` starts with, its hash tag included."""
     return f"rx:trend:{{trend-{reaction}}}"

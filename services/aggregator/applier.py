@@ -29,7 +29,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -57,6 +57,7 @@ from services.aggregator.scripts import (
     ApplyReply,
     ScriptCall,
     apply_script,
+    epoch_script,
     evalsha_command,
     evalsha_many,
     positions_script,
@@ -77,6 +78,7 @@ from shared.tallies import (
     mark_keys,
     position_key,
     readers_key,
+    replay_key,
 )
 
 log = get_logger(__name__)
@@ -163,6 +165,9 @@ class BatchApplier:
         # start: from then on positions are written only under that epoch. (`rebuild` does
         # not call it: it starts from nothing anyway.)
         self.epoch: bytes | str | None = None
+        # Where each partition's log ends now (those holding records), for the replay
+        # targets `check_epoch` records with a new epoch; None: no targets (tests, rebuild).
+        self.topic_ends: Callable[[], Awaitable[dict[int, int]]] | None = None
         self.producer = producer
         self.topic = topic
         self.dead_letters = DeadLetters(
@@ -175,6 +180,7 @@ class BatchApplier:
         self._apply_script = apply_script(redis)
         self._trend = trend_script(redis)
         self._positions = positions_script(redis)
+        self._epoch = epoch_script(redis)
 
     async def load_scripts(self) -> None:
         """Load the Lua scripts so the pipelines can call them by SHA."""
@@ -187,13 +193,18 @@ class BatchApplier:
         """Raise RedisLostData when the Redis epoch marker is not the one seen before.
 
         The marker is created once per Redis data set; a wiped Redis has none (the first
-        member to notice creates a new one, and every member sees a change).
+        member to notice creates a new one, and every member sees a change). It is created
+        with the replay targets: each partition holding records is being rebuilt until the
+        positions reach where its log ends now, and readers answer 503 for the view until
+        then, rather than counts that are only part of the log.
         """
         key = epoch_key(self.topic)
         current = await self.redis.get(key)
         if current is None:
-            await self.redis.set(key, uuid.uuid4().hex, nx=True)
-            current = await self.redis.get(key)
+            ends = await self.topic_ends() if self.topic_ends else {}
+            targets = [item for pair in sorted(ends.items()) for item in pair]
+            keys = [key, replay_key(self.topic)]
+            current = await self._epoch(keys=keys, args=[uuid.uuid4().hex, *targets])
         seen, self.epoch = self.epoch, current
         if seen is not None and current != seen:
             raise RedisLostData(f"epoch {seen!r} became {current!r}")
@@ -301,7 +312,6 @@ class BatchApplier:
         deltas, which the replay writes again, are not written: the positions' answer comes
         before them.
         """
-        positions = {position_key(tp.topic, tp.partition): n for tp, n in report.positions.items()}
         trends: list[ScriptCall] = []
         since: tuple[str, str, int, str] | None = None
         if self.mode.trending and report.trends:
@@ -314,7 +324,7 @@ class BatchApplier:
         notify = (
             orjson.dumps(report.changed) if self.mode.notifications and report.changed else None
         )
-        command = self._positions_command(positions, epoch)
+        command = self._positions_command(report.positions, epoch)
         try:
             if isinstance(self.redis, RedisCluster):
                 # Its pipelines refuse scripts: the same steps, one after another.
@@ -344,13 +354,18 @@ class BatchApplier:
             raise RedisLostData(f"the epoch marker is no longer {epoch!r}")
 
     def _positions_command(
-        self, positions: dict[str, int], epoch: bytes | str | None
+        self, positions: dict[TopicPartition, int], epoch: bytes | str | None
     ) -> tuple[str | int | bytes, ...]:
         """MSET of the positions or, under an epoch, the script that checks it first."""
+        keys = [position_key(tp.topic, tp.partition) for tp in positions]
         if epoch is None:
-            return ("MSET", *(item for pair in positions.items() for item in pair))
-        keys = (epoch_key(self.topic), *positions)
-        return evalsha_command(self._positions.sha, keys, (epoch, *positions.values()))
+            pairs = zip(keys, positions.values(), strict=True)
+            return ("MSET", *(item for pair in pairs for item in pair))
+        partitions = [tp.partition for tp in positions]
+        args = (epoch, *positions.values(), *partitions)
+        return evalsha_command(
+            self._positions.sha, (epoch_key(self.topic), replay_key(self.topic), *keys), args
+        )
 
 
 def _apply_calls(by_article: dict[str, ArticleBatch], *, by_minute: bool) -> list[list[ApplyCall]]:

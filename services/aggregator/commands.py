@@ -19,7 +19,13 @@ from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_use
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import get_logger
 from shared.shutdown import close_within
-from shared.tallies import APPLIES, ARTICLE_KEY_PATTERNS, connect_redis, position_pattern
+from shared.tallies import (
+    APPLIES,
+    ARTICLE_KEY_PATTERNS,
+    connect_redis,
+    position_pattern,
+    replay_key,
+)
 
 log = get_logger(__name__)
 
@@ -86,6 +92,12 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
     redis = connect_redis(settings.redis_url, APPLIES, cluster=settings.redis_cluster)
     consumer, ends = await _read_to_end(settings)
     try:
+        starts = await consumer.beginning_offsets(list(ends))
+        # Readers answer 503 rather than the emptied view's counts until the replay ends
+        # (or, if it stops short, until the aggregators' positions pass these offsets).
+        targets = {tp.partition: end for tp, end in ends.items() if end > starts[tp]}
+        if targets:
+            await redis.hset(replay_key(settings.topic), mapping=targets)
         deleted = 0
         for pattern in (*ARTICLE_KEY_PATTERNS, position_pattern(settings.topic)):
             deleted += await _delete(redis, pattern)
@@ -101,7 +113,6 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
             mode=REBUILD,
         )
         await applier.load_scripts()
-        starts = await consumer.beginning_offsets(list(ends))
         total = sum(max(0, ends[tp] - starts[tp]) for tp in ends)
         outcomes: dict[str, int] = {}
         remaining = {tp for tp, end in ends.items() if end > starts[tp]}
@@ -129,6 +140,7 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
                 bar.update(
                     sum(report.positions[tp] - records[0].offset for tp, records in batch.items())
                 )
+        await redis.delete(replay_key(settings.topic))
         log.info("rebuild_done", topic=settings.topic, **outcomes)
         return outcomes
     finally:

@@ -96,6 +96,7 @@ class Aggregator:
             mode=LIVE,
             dlq_max_record_bytes=settings.dlq_max_record_bytes,
         )
+        self.applier.topic_ends = partial(recovery.topic_ends, settings)
         self.batch_lock = asyncio.Lock()
         # Bumped on every revocation and after every assignment's seeks: a batch fetched
         # before was read from positions those seeks replaced, so it is dropped.

@@ -9,6 +9,10 @@ How it notices, under a running member:
 - the Redis masters changing (`watch.py`): every known mark is then compared with Redis;
 - and when the member gives partitions up, their marks are compared once more, so that a
   loss it had no time to notice is replayed by the next owner.
+
+When Redis lost its data (no epoch marker), the member that creates the new marker records
+with it where each partition's log ends (`topic_ends`): readers answer 503 for the view
+until every partition's replay has passed that offset.
 """
 
 from __future__ import annotations
@@ -17,19 +21,35 @@ import contextlib
 from functools import partial
 from typing import TYPE_CHECKING
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.aggregator import metrics
 from services.aggregator.applier import RedisLostData
+from services.aggregator.config import AggregatorSettings
 from services.aggregator.decode import DecodedBatch
 from services.aggregator.marks import RedisRolledBack
 from services.aggregator.retry import EPOCH, FORGET, MARKS, POSITION, BatchAbandoned, BatchContext
 from shared.logs import get_logger
+from shared.shutdown import close_within
 
 if TYPE_CHECKING:
     from services.aggregator.consumer import Aggregator
 
 log = get_logger(__name__)
+
+
+async def topic_ends(settings: AggregatorSettings) -> dict[int, int]:
+    """Where each partition's log ends now, for the partitions holding records (a group-less
+    consumer's offset lookups: the member's own may not be started yet)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await close_within("kafka_consumer", consumer.stop(), abort=consumer._client.close)
+    return {tp.partition: ends[tp] for tp in partitions if ends[tp] > starts[tp]}
 
 
 async def replay_from_start(member: Aggregator, reason: RedisLostData | RedisRolledBack) -> None:

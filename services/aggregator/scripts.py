@@ -52,8 +52,14 @@ def apply_script(redis: Redis) -> AsyncScript:
 
 
 def positions_script(redis: Redis) -> AsyncScript:
-    """The script writing resume positions only under an unchanged epoch marker."""
+    """The script writing resume positions only under an unchanged epoch marker (and ending
+    the replay of partitions they take past their targets)."""
     return _script(redis, "positions")
+
+
+def epoch_script(redis: Redis) -> AsyncScript:
+    """The script creating a missing epoch marker together with the replay targets."""
+    return _script(redis, "epoch")
 
 
 def trend_script(redis: Redis) -> AsyncScript:

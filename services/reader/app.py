@@ -21,6 +21,7 @@ from services.reader.routes import fragment, live, me, static, tallies, trending
 from services.reader.sse import SSE_INTERVAL_S, StreamHandoff
 from services.reader.store import TallyStore
 from services.reader.trending import Trending
+from services.reader.view import ViewState
 from shared.http import (
     TOKEN_CHECKS,
     ContractCors,
@@ -50,10 +51,12 @@ async def lifespan(
     """Redis, the tally store, the live feed and trending for the app's life; open streams
     end properly once `stopping` is set."""
     redis = connect_redis(settings.redis_url, READS, cluster=settings.redis_cluster)
+    view = ViewState(redis, settings.topic)
     store = TallyStore(
-        redis, reactions, settings.reader_cache_ttl_ms / 1000, settings.reader_cache_entries
+        redis, reactions, settings.reader_cache_ttl_ms / 1000, settings.reader_cache_entries, view
     )
     feed = ChangeFeed(redis, store.cache, store.render, interval=SSE_INTERVAL_S)
+    view.on_rebuilt(feed.refresh)
     ender = asyncio.create_task(_end_streams_on(stopping, feed)) if stopping else None
     try:
         yield ReaderState(
@@ -72,6 +75,7 @@ async def lifespan(
             with contextlib.suppress(asyncio.CancelledError):
                 await ender
         await feed.close()
+        await view.close()
         await close_within("redis", redis.aclose())
 
 

@@ -32,6 +32,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from services.reader.cache import TallyCache
+from services.reader.view import ViewRebuilding
 from shared.logs import get_logger
 from shared.tallies import CHANGES_CHANNEL
 
@@ -259,6 +260,10 @@ class ChangeFeed:
             async with asyncio.timeout(2.0):
                 await asyncio.gather(*tasks, return_exceptions=True)
 
+    def refresh(self) -> None:
+        """Send every stream its articles' tallies anew (a rebuild of the view ended)."""
+        self.on_changed(list(self._listeners))
+
     def on_changed(self, article_ids: Iterable[str]) -> None:
         """The aggregator changed these articles: drop their cached tallies, push new ones."""
         changed = list(article_ids)
@@ -299,6 +304,8 @@ class ChangeFeed:
             log.warning("tally_push_failed", article_id=article_id, error=repr(exc))
             self._schedule(article_id)
             return
+        except ViewRebuilding:
+            return  # the end of the rebuild sends every article anew (`refresh`)
         self._keep(article_id, frame, generation)
         # One frame, the same bytes, for every stream of the article.
         for outbox in self._listeners.get(article_id, ()):

@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from redis.exceptions import RedisError
 
+from services.reader.view import ViewRebuilding
 from shared.http import ApiError, ErrorBody
 
 # The contract's cache policy: shared caches may keep a public tally one second and serve
@@ -21,7 +22,11 @@ PRIVATE_CACHE: Final = "private, no-store"
 
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     422: {"model": ErrorBody, "description": "Invalid identifier or parameter."},
-    503: {"model": ErrorBody, "description": "Redis unavailable; retry (see Retry-After)."},
+    503: {
+        "model": ErrorBody,
+        "description": "Redis unavailable (redis_unavailable), or the counts being rebuilt "
+        "from the log after Redis lost its data (rebuilding); retry (see Retry-After).",
+    },
 }
 USER_ID_REFUSED: Final[dict[int | str, dict[str, Any]]] = {
     400: {
@@ -45,7 +50,8 @@ def refuse_user_id(request: Request) -> None:
 
 @contextmanager
 def redis_unavailable_as_503() -> Iterator[None]:
-    """Answer a Redis failure with 503 and Retry-After instead of an internal error."""
+    """Answer a Redis failure, or a view being rebuilt, with 503 and Retry-After instead of
+    an internal error or counts that are only part of the log."""
     try:
         yield
     except (RedisError, OSError, TimeoutError) as exc:
@@ -54,6 +60,14 @@ def redis_unavailable_as_503() -> Iterator[None]:
             "redis_unavailable",
             "Tallies are unavailable right now; please retry shortly.",
             {"Retry-After": "1", "Cache-Control": "no-store"},
+        ) from exc
+    except ViewRebuilding as exc:
+        raise ApiError(
+            503,
+            "rebuilding",
+            "Tallies are being rebuilt from the log after Redis lost its data; please retry "
+            "shortly.",
+            {"Retry-After": "5", "Cache-Control": "no-store"},
         ) from exc
 
 

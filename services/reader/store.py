@@ -18,6 +18,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from services.reader.cache import Tally, TallyCache
 from services.reader.responses import etag_of
+from services.reader.view import EPOCH, REPLAYING, ViewState
 from shared.reactions import ReactionSet
 from shared.tallies import (
     FENCE_FIELD,
@@ -36,12 +37,13 @@ local row = redis.call('HMGET', KEYS[1], unpack(ARGV, 2))
 row[#row + 1] = redis.call('HGET', KEYS[2], ARGV[1])
 return row
 """
-# The counts and fence of many articles in one command: redis-py spends about as much on
-# each command of a pipeline as on a whole script call of 50 keys. The keys are in
-# different slots, so this runs on a single Redis only; a cluster gets a pipeline.
+# The view state (view.py: whether the epoch marker and the replay targets exist), then the
+# counts and fence of each article, in one command: redis-py spends about as much on each
+# command of a pipeline as on a whole script call of 50 keys. The keys are in different
+# slots, so this runs on a single Redis only; a cluster gets a pipeline.
 ROWS_SCRIPT: Final = """#!lua flags=no-writes
-local rows = {}
-for i, key in ipairs(KEYS) do rows[i] = redis.call('HMGET', key, unpack(ARGV)) end
+local rows = {redis.call('EXISTS', KEYS[1]) + 2 * redis.call('EXISTS', KEYS[2])}
+for i = 3, #KEYS do rows[i - 1] = redis.call('HMGET', KEYS[i], unpack(ARGV)) end
 return rows
 """
 # Keys per script call: one call blocks Redis while it runs (about 1 µs a key).
@@ -92,9 +94,15 @@ class TallyStore:
     """Tallies from Redis through the micro-cache, rendered as the contract's JSON."""
 
     def __init__(
-        self, redis: Redis, reactions: ReactionSet, cache_ttl: float, entries: int
+        self,
+        redis: Redis,
+        reactions: ReactionSet,
+        cache_ttl: float,
+        entries: int,
+        view: ViewState,
     ) -> None:
         self.redis = redis
+        self.view = view
         self.reaction_ids = reactions.ids
         self._configured = frozenset(reactions.ids)
         # The fence is read with the counts, from the same hash: the seq of a tally is the
@@ -120,20 +128,30 @@ class TallyStore:
         return rendered
 
     async def _read_rows(self, article_ids: Sequence[str]) -> list[list[Any]]:
+        """The articles' rows, read with the view state (ViewRebuilding: not to be served)."""
         keys = [counts_key(article_id) for article_id in article_ids]
-        if len(keys) == 1:
-            return [await self.redis.hmget(keys[0], self._fields)]
+        view = self.view.keys
         pipe = self.redis.pipeline(transaction=False)
         if self._cluster:
+            for key in view:
+                pipe.exists(key)
             for key in keys:
                 pipe.hmget(key, self._fields)
-            return list(await pipe.execute())
+            epoch, replaying, *rows = await pipe.execute()
+            self.view.check(EPOCH * epoch + REPLAYING * replaying)
+            return rows
         if len(keys) <= ROWS_PER_CALL:
-            return list(await self._rows(keys=keys, args=self._fields))
+            reply = await self._rows(keys=[*view, *keys], args=self._fields)
+            self.view.check(reply[0])
+            return list(reply[1:])
         for start in range(0, len(keys), ROWS_PER_CALL):
             chunk = keys[start : start + ROWS_PER_CALL]
-            await self._rows(keys=chunk, args=self._fields, client=pipe)
-        return [row for chunk in await pipe.execute() for row in chunk]
+            await self._rows(keys=[*view, *chunk], args=self._fields, client=pipe)
+        rows = []
+        for state, *chunk_rows in await pipe.execute():
+            self.view.check(state)
+            rows += chunk_rows
+        return rows
 
     def _render(self, article_id: str, row: list[Any]) -> RenderedTally:
         counts = parse_counts(row[:-1])
@@ -153,10 +171,13 @@ class TallyStore:
         counts, the seq and `mine` of an article must come from one moment.
         """
         pipe = self.redis.pipeline(transaction=False)
+        for key in self.view.keys:
+            pipe.exists(key)
         for article_id in article_ids:
             keys = (counts_key(article_id), readers_key(article_id))
             pipe.eval(SNAPSHOT_SCRIPT, 2, *keys, reader_id, *self._fields)
-        rows = await pipe.execute()
+        epoch, replaying, *rows = await pipe.execute()
+        self.view.check(EPOCH * epoch + REPLAYING * replaying)
         tallies = [Tally(parse_counts(row[:-2]), parse_fence_offset(row[-2])) for row in rows]
         states = [parse_reader_state(row[-1]) for row in rows]
         # A type this reader is not configured with (counted by a newer ingest) is in none

@@ -14,7 +14,7 @@ from services.aggregator.marks import RedisRolledBack
 from services.aggregator.retry import RetryPolicy
 from services.aggregator.scripts import MAX_EVENTS_PER_CALL
 from shared.events import ReactionEvent, partition_for
-from shared.tallies import article_slot, epoch_key, position_key, readers_key
+from shared.tallies import article_slot, epoch_key, position_key, readers_key, replay_key
 from tests.aggregator.view import counts, records
 
 PARTITIONS = 4
@@ -123,3 +123,44 @@ async def test_a_batch_refused_for_a_wiped_redis_writes_no_trending(redis: Redis
     with pytest.raises(RedisLostData):
         await applier.apply({tp: records(topic, second, partition, first=3)})
     assert await redis.keys("rx:trend:*") == []
+
+
+async def test_a_new_epoch_holds_the_view_as_rebuilding_until_the_replay_passes_the_ends(
+    redis: Redis,
+) -> None:
+    """The aggregator that finds the epoch marker gone records, with the new one, where
+    each partition's log ends; positions reaching that offset end the partition's replay.
+    Readers answer 503 rebuilding meanwhile (tests/reader/test_rebuilding.py)."""
+    topic = "applier-replay-test"
+    article = "story"
+    partition = partition_for(article, PARTITIONS)
+    tp = TopicPartition(topic, partition)
+    mode = ApplyMode(dead_letters=False, correctives=False, trending=False, notifications=True)
+    events = [ReactionEvent.new("set", article, f"u{i}", "love") for i in range(5)]
+    applier = new_applier(redis, topic, mode)
+
+    async def ends() -> dict[int, int]:
+        return {partition: 3, partition + 1: 7}
+
+    applier.topic_ends = ends
+    await applier.load_scripts()
+    await applier.check_epoch()
+    assert await redis.hgetall(replay_key(topic)) == {str(partition): "3", str(partition + 1): "7"}
+    # Another member finds the marker there: no new targets, the same epoch.
+    other = new_applier(redis, topic, mode)
+    await other.check_epoch()
+    assert other.epoch == applier.epoch
+
+    await applier.apply({tp: records(topic, events[:2], partition)})
+    assert await redis.hget(replay_key(topic), str(partition)) == "3"
+    await applier.apply({tp: records(topic, events[2:], partition, first=2)})
+    assert await redis.hgetall(replay_key(topic)) == {str(partition + 1): "7"}
+
+    # Redis loses its data: the batch that finds out (on a slot it never wrote, as the test
+    # above) records the targets again.
+    await redis.flushall()
+    await applier.load_scripts()
+    fresh = [ReactionEvent.new("set", "fresh-0", "v0", "wow")]
+    with pytest.raises(RedisLostData):
+        await applier.apply({tp: records(topic, fresh, partition, first=5)})
+    assert await redis.hgetall(replay_key(topic)) == {str(partition): "3", str(partition + 1): "7"}

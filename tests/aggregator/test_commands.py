@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from deploy.local.kafka import KafkaBroker
 from shared.identity import site_reader_id
-from shared.tallies import readers_key
+from shared.tallies import readers_key, replay_key
 from tests.aggregator.view import Send, all_counts, counts, run_command, settled
 from tests.support import ServiceFactory, eventually, read_topic
 
@@ -62,6 +62,8 @@ async def test_rebuild_reproduces_the_live_counts(
     status, output = await run_command(stack_env, "rebuild")
     assert status == 0, output
     assert await all_counts(redis) == live
+    # Readers answered 503 rebuilding while it ran; they serve the view again.
+    assert not await redis.exists(replay_key(topic))
     assert await readers_of(redis, sorted(live)) == live_readers
 
     # The aggregators resume after the rebuild from the positions it wrote.

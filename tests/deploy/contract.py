@@ -130,6 +130,11 @@ CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
         "Tally lookups, by result (hit or miss) of the short-lived cache.",
         ("result",),
     ),
+    "reactions_reader_view_rebuilding": ContractMetric(
+        "gauge",
+        "reader",
+        "1 while the process answers 503 rebuilding (Redis lost its data, the log is replayed).",
+    ),
     "reactions_reader_sse_clients": ContractMetric(
         "gauge", "reader", "Open SSE streams on this process (a page's one stream counts once)."
     ),

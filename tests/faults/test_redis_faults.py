@@ -9,13 +9,14 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.faults.harness import positions
 from tests.faults.oracle import assert_consistent_prefix
 from tests.faults.rig import PARTITIONS, Rig
 from tests.faults.traffic import wait_for_outcomes
-from tests.support import eventually, read_topic
+from tests.support import assert_error, eventually, metric, read_topic
 
 
 async def _positions_advance(rig: Rig, timeout: float = 60.0) -> None:  # noqa: ASYNC109
@@ -83,17 +84,73 @@ async def test_wiped_redis_is_rebuilt_by_replay(rig: Rig) -> None:
     async with rig.traffic(ingest, seed=29) as traffic:
         await wait_for_outcomes(traffic, 800)
         await _positions_advance(rig)
-        rig.redis_server.kill()
-        # Restart with no data at all, as a replaced Redis node would come back.
-        for path in rig.redis_server.data_dir.iterdir():
-            if path.name != "redis.log":
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-        await asyncio.to_thread(rig.redis_server.start)
+        await asyncio.to_thread(_wipe, rig)
         await wait_for_outcomes(traffic, 300, since=time.monotonic())
     assert aggregator.process.pid() is not None
     # The aggregator must notice the loss and replay the topic; the oracle then compares
     # every article the topic ever mentioned, including those untouched since the wipe.
     await rig.oracle(traffic.outcomes)
+
+
+@pytest.mark.faults_full
+async def test_a_wiped_redis_is_never_served_as_counts(rig: Rig) -> None:
+    """From the moment Redis comes back empty until the replay has passed where the log
+    ended, the reader answers 503 rebuilding, never the part replayed so far (which the
+    edge would keep); then the counts from before the loss."""
+    ingest = rig.start("ingest")
+    aggregator = rig.start("aggregator")
+    # Without the micro-cache: its tallies from before the loss are right ones.
+    reader = rig.start("reader", REACTIONS_READER_CACHE_TTL_MS="0")
+    async with rig.traffic(ingest, seed=31, articles=60) as traffic:
+        await wait_for_outcomes(traffic, 800)
+    await rig.oracle(traffic.outcomes)
+    articles = sorted({o.article_id for o in traffic.outcomes})
+    url = f"{reader.url}/v1/reactions?ids={','.join(articles)}"
+    answers: list[httpx.Response] = []
+
+    async def read() -> httpx.Response:
+        answers.append(await http.get(url))
+        return answers[-1]
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        before = await read()
+        assert before.status_code == 200
+        # Frozen, the aggregator notices nothing until it runs again: the reader alone
+        # must see that the data it served is gone.
+        aggregator.process.signal(signal.SIGSTOP)
+        try:
+            await asyncio.to_thread(_wipe, rig)
+            # (The reader's old connections fail first.)
+            back = await eventually(read, lambda r: code_of(r) != "redis_unavailable")
+            assert_error(back, 503, "rebuilding")
+        finally:
+            aggregator.process.signal(signal.SIGCONT)
+        await eventually(read, lambda r: r.status_code == 200, timeout=120, what="the counts")
+
+    for answer in answers[1:-1]:
+        assert_error(answer, 503)
+        assert code_of(answer) in {"rebuilding", "redis_unavailable"}
+    assert counts_of(answers[-1]) == counts_of(before)
+    assert await metric(reader.url, "reactions_reader_view_rebuilding") == 0
+
+
+def code_of(answer: httpx.Response) -> str | None:
+    """The error code of an answer, None for a success."""
+    return None if answer.is_success else str(answer.json()["error"]["code"])
+
+
+def counts_of(answer: httpx.Response) -> dict[str, dict[str, int]]:
+    """Each article's counts in a bulk read (the seq may move: a replay appends correctives)."""
+    return {a: entry["counts"] for a, entry in answer.json()["articles"].items()}
+
+
+def _wipe(rig: Rig) -> None:
+    """Kill Redis and start it with no data at all, as a replaced Redis node comes back."""
+    rig.redis_server.kill()
+    for path in rig.redis_server.data_dir.iterdir():
+        if path.name != "redis.log":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    rig.redis_server.start()
 
 
 @pytest.mark.faults_full

@@ -16,6 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 from deploy.local.redis import RedisServer
 from services.reader.hot_reads import HotReads
 from services.reader.store import TallyStore
+from services.reader.view import ViewState
 from shared.reactions import DEFAULT_TYPES, ReactionSet
 from shared.tallies import CHANGES_CHANNEL, READS, connect_redis, counts_key
 from tests.support import ServiceFactory, eventually, metric
@@ -122,7 +123,8 @@ def reader_with_redis(start_service: ServiceFactory, redis: Redis) -> tuple[str,
 async def store(redis_server: RedisServer, redis: Redis) -> AsyncIterator[TallyStore]:
     """A tally store as the reader's (bytes from Redis), with a 50 ms cache."""
     client = connect_redis(redis_server.url, READS)
-    yield TallyStore(client, ReactionSet.load(list(DEFAULT_TYPES)), cache_ttl=0.05, entries=100)
+    reactions = ReactionSet.load(list(DEFAULT_TYPES))
+    yield TallyStore(client, reactions, cache_ttl=0.05, entries=100, view=ViewState(client, "t"))
     await client.aclose()
 
 
