@@ -3,33 +3,16 @@ and a Redis wiped between two batches (counts and trending)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
-from services.aggregator.applier import REBUILD, ApplyMode, BatchApplier, RedisLostData
+from services.aggregator.applier import ApplyMode, RedisLostData
 from services.aggregator.marks import RedisRolledBack
-from services.aggregator.retry import RetryPolicy
 from services.aggregator.scripts import MAX_EVENTS_PER_CALL
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import article_slot, epoch_key, position_key, readers_key, replay_key
-from tests.aggregator.view import counts, records
-
-PARTITIONS = 4
-
-
-def new_applier(redis: Redis, topic: str, mode: ApplyMode = REBUILD) -> BatchApplier:
-    return BatchApplier(
-        redis,
-        None,
-        topic=topic,
-        dlq_topic=f"{topic}.dlq",
-        partitions=PARTITIONS,
-        retry=RetryPolicy(asyncio.Event()),
-        mode=mode,
-    )
+from tests.aggregator.view import PARTITIONS, counts, new_applier, records
 
 
 async def test_an_article_spanning_several_calls_is_counted_once(redis: Redis) -> None:

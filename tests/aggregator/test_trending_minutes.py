@@ -10,7 +10,6 @@ must hold, per reaction and `all`, the net change of the votes cast in its minut
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from dataclasses import replace
@@ -22,8 +21,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from services.aggregator import applier as applier_module
-from services.aggregator.applier import ApplyMode, BatchApplier
-from services.aggregator.retry import RetryPolicy
+from services.aggregator.applier import ApplyMode
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import (
     TREND_BUCKET_SECONDS,
@@ -35,9 +33,8 @@ from shared.tallies import (
     trend_key,
     trend_keys,
 )
-from tests.aggregator.view import counts, records
+from tests.aggregator.view import PARTITIONS, counts, new_applier, records
 
-PARTITIONS = 4
 TOPIC = "trend-minutes-test"
 # Three articles of one partition, so one log orders all their votes.
 ARTICLES = tuple(a for a in (f"story-{i}" for i in range(40)) if partition_for(a, PARTITIONS) == 0)[
@@ -61,18 +58,6 @@ drawn_votes = st.lists(
     min_size=1,
     max_size=40,
 )
-
-
-def new_applier(redis: Redis) -> BatchApplier:
-    return BatchApplier(
-        redis,
-        None,
-        topic=TOPIC,
-        dlq_topic=f"{TOPIC}.dlq",
-        partitions=PARTITIONS,
-        retry=RetryPolicy(asyncio.Event()),
-        mode=TRENDING,
-    )
 
 
 def model(votes: list[ReactionEvent]) -> Counter[tuple[str, str, int]]:
@@ -132,7 +117,7 @@ async def test_each_vote_counts_in_the_minute_it_was_cast(
         for article, op, user, reaction, ago in drawn
     ]
     log = records(TOPIC, votes, PARTITION)
-    applier = new_applier(redis)
+    applier = new_applier(redis, TOPIC, TRENDING)
     await applier.load_scripts()
     tp = TopicPartition(TOPIC, PARTITION)
     with mock.patch.object(applier_module, "MAX_EVENTS_PER_CALL", per_call):
@@ -176,7 +161,7 @@ async def test_a_late_vote_is_kept_as_long_as_its_minute_is_in_a_window(redis: R
         replace(ReactionEvent.new("set", article, "u0", "love"), ts=(ago * 60 + 30) * 1000),
         replace(ReactionEvent.new("set", article, "u1", "wow"), ts=((now + 10) * 60) * 1000),
     ]
-    applier = new_applier(redis)
+    applier = new_applier(redis, TOPIC, TRENDING)
     await applier.load_scripts()
     await applier.apply({TopicPartition(TOPIC, PARTITION): records(TOPIC, votes, PARTITION)})
     after = int(time.time()) // TREND_BUCKET_SECONDS

@@ -1,6 +1,6 @@
 """What the aggregator tests observe: the counts in the view, and the moment the stored
-positions reach the end of the topic; how they run an operator command, and hand-made
-records for the applier."""
+positions reach the end of the topic; how they run an operator command, and an applier
+fed hand-made records."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
+from services.aggregator.applier import REBUILD, ApplyMode, BatchApplier
+from services.aggregator.retry import RetryPolicy
 from shared.events import ReactionEvent
 from shared.tallies import FENCE_FIELD, counts_key, position_key
 from tests.support import end_offsets, eventually
@@ -76,3 +78,16 @@ def records(
         ConsumerRecord(topic, partition, offset, 0, 0, e.key(), e.encode(), None, 0, 0, ())
         for offset, e in enumerate(events, start=first)
     ]
+
+
+def new_applier(redis: Redis, topic: str, mode: ApplyMode = REBUILD) -> BatchApplier:
+    """An applier on `redis` with no Kafka producer (`mode` must write nothing to Kafka)."""
+    return BatchApplier(
+        redis,
+        None,
+        topic=topic,
+        dlq_topic=f"{topic}.dlq",
+        partitions=PARTITIONS,
+        retry=RetryPolicy(asyncio.Event()),
+        mode=mode,
+    )
