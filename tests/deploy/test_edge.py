@@ -25,7 +25,8 @@ from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
 from deploy.local.stack import LocalSettings, StackConfig
-from shared.tallies import CHANGES_CHANNEL, counts_key
+from shared.settings import CommonSettings
+from shared.tallies import CHANGES_CHANNEL, counts_key, epoch_key
 from tests.support import (
     ServiceFactory,
     assert_error,
@@ -170,6 +171,36 @@ async def test_a_page_s_bulk_read_outlives_the_readers_max_age_at_the_edge(
         assert kept.headers["x-cache-status"] == "HIT"
         # Browsers still get the reader's own policy.
         assert kept.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=5"
+
+
+async def test_the_edge_serves_its_last_good_counts_while_the_view_is_rebuilt(
+    edge: tuple[NginxEdge, Service], redis: Redis
+) -> None:
+    """Redis lost its data: the reader answers 503 rebuilding (no zero for a cache to keep),
+    and the edge keeps serving the copy it has; a URL it never cached gets the refusal."""
+    nginx, reader = edge
+    topic = CommonSettings.model_fields["topic"].default  # the fixture's reader's
+    await redis.set(epoch_key(topic), "epoch-1")
+    await redis.hset(counts_key("rb-1"), mapping={"love": 3, "@fence": "0:9"})
+    tally = "/v1/articles/rb-1/reactions"
+    async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:
+        first = await http.get(tally)
+        assert first.headers["x-cache-status"] == "MISS" and first.json()["counts"]["love"] == 3
+        await redis.flushall()
+        route = {"route": TALLY_ROUTE["route"], "method": "GET"}
+        asked = await metric(reader.url, "reactions_http_requests_total", route)
+
+        async def served() -> tuple[httpx.Response, float]:
+            answer = await http.get(tally)
+            return answer, await metric(reader.url, "reactions_http_requests_total", route)
+
+        # Past its max-age the edge asks the reader again (in the background) and, refused,
+        # keeps its copy: what it serves after that answer is still the count before.
+        await eventually(served, lambda got: got[1] > asked, timeout=15, what="the edge asking")
+        after = await http.get(tally)
+        assert after.status_code == 200 and after.json() == first.json()
+        assert after.headers["x-cache-status"] in {"STALE", "UPDATING"}
+        assert_error(await http.get("/v1/articles/rb-2/reactions"), 503, "rebuilding")
 
 
 async def test_ops_endpoints_are_not_reachable_through_the_edge(
