@@ -9,7 +9,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from shared.logs import get_logger
 from shared.shutdown import close_within
@@ -20,6 +20,8 @@ log = get_logger(__name__)
 TOPIC_CONFIG_SOURCE: Final = 1
 # Longer than any consumer lag to tolerate: a week.
 DEFAULT_MIN_COMPACTION_LAG_MS: Final = 7 * 24 * 3600 * 1000
+# How soon the topic check asks a broker that is not ready yet again.
+TOPIC_RETRY_S: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,7 @@ async def ensure_topics(
                     },
                 )
             )
-        existing = set(await admin.list_topics())
+        existing = await _topic_names(admin, deadline)
         missing = [t for t in wanted if t.name not in existing]
         if missing:
             try:
@@ -166,6 +168,20 @@ async def ensure_topics(
         raise PartitionCountMismatch(spec.name, differences)
     if differences:
         raise TopicMismatch(spec.name, differences)
+
+
+async def _topic_names(admin: AIOKafkaAdminClient, deadline: float) -> set[str]:
+    """The cluster's topics, asked again while the broker is not ready yet (a broker just
+    started or resumed answers the connection before it serves metadata), until `deadline`."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return set(await admin.list_topics())
+        except KafkaError as exc:
+            if not exc.retriable or loop.time() + TOPIC_RETRY_S > deadline:
+                raise
+            log.info("kafka_not_ready", error=repr(exc))
+            await asyncio.sleep(TOPIC_RETRY_S)
 
 
 async def topic_differences(

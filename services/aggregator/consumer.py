@@ -35,7 +35,7 @@ from services.aggregator.watch import Identity, redis_identity, watch_identity
 from shared.kafka import new_producer
 from shared.logs import get_logger
 from shared.shutdown import close_within
-from shared.tallies import position_key
+from shared.tallies import epoch_key, position_key
 
 log = get_logger(__name__)
 
@@ -113,7 +113,8 @@ class Aggregator:
         context = BatchContext(self.settings.topic)
         await self.retry.run(self.applier.check_epoch, EPOCH, context)
         # Before any partition's marks are read: a change after this is seen by the watch.
-        self.masters = await self.retry.run(partial(redis_identity, self.redis), MARKS, context)
+        identity = partial(redis_identity, self.redis, epoch_key(self.settings.topic))
+        self.masters = await self.retry.run(identity, MARKS, context)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.group_id,
@@ -185,7 +186,8 @@ class Aggregator:
         """
         watch = asyncio.create_task(self._forward_stop(stop))
         check = partial(recovery.check_marks, self)
-        masters = asyncio.create_task(watch_identity(self.redis, self.masters, check))
+        marker = epoch_key(self.settings.topic)
+        masters = asyncio.create_task(watch_identity(self.redis, marker, self.masters, check))
         in_flight: asyncio.Task[bool] | None = None
         try:
             while not stop.is_set():

@@ -109,17 +109,26 @@ async def replay_after_rollback(
 
 
 async def check_marks(member: Aggregator) -> bool:
-    """Compare every known apply mark with Redis and replay if some went back (after the
-    Redis masters changed); False when abandoned for shutdown."""
+    """After the Redis masters or the epoch marker changed: replay if Redis lost its data
+    (the marker gone or another; an idle topic has no batch to find out) or if some known
+    apply mark went back. False when abandoned for shutdown."""
     async with member.batch_lock:
         if not await member.settle_tail():
             return False
+        lost: RedisLostData | None = None
         try:
-            behind = await _marks_behind(member, member.applier.marks.partitions)
+            try:
+                context = BatchContext(member.settings.topic)
+                await member.retry.run(member.applier.check_epoch, EPOCH, context)
+            except RedisLostData as exc:
+                lost = exc
+            behind = {} if lost else await _marks_behind(member, member.applier.marks.partitions)
         except BatchAbandoned as exc:
             exc.log()
             return False
-        if behind:
+        if lost is not None:
+            await replay_from_start(member, lost)
+        elif behind:
             await replay_from_start(member, RedisRolledBack(behind))
         return True
 

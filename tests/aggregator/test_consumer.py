@@ -19,7 +19,9 @@ from shared.tallies import (
     CHANGES_CHANNEL,
     TREND_ROLLUPS_SINCE_KEY,
     TREND_TTL_SECONDS,
+    epoch_key,
     position_key,
+    replay_key,
     trend_bucket_key,
 )
 from tests.aggregator.view import PARTITIONS, Send, all_counts, counts, settled
@@ -194,6 +196,32 @@ async def test_replaying_an_applied_range_changes_nothing(
         await metric(second.url, "reactions_aggregator_events_total", {"outcome": "applied"}) == 0
     )
     assert await metric(second.url, "reactions_aggregator_replays_total") == PARTITIONS
+
+
+async def test_an_idle_aggregator_notices_a_flushed_redis_and_rebuilds_it(
+    start_service: ServiceFactory, send: Send, redis: Redis, kafka: KafkaBroker, topic: str
+) -> None:
+    """A FLUSHALL keeps the Redis process (its run id): with no traffic, no batch would find
+    the data gone. The watch sees the epoch marker go, and the member replays; readers are
+    told to wait (the replay targets) until it has passed where the log ended."""
+    aggregator = start_service("aggregator")
+    for i in range(40):
+        await send("set", f"a{i % 10}", f"u{i}", "love")
+    await settled(redis, kafka.bootstrap, topic)
+    before = await all_counts(redis)
+
+    await redis.flushall()
+    await eventually(
+        lambda: metric(aggregator.url, "reactions_aggregator_replays_total"),
+        lambda n: n >= 1,
+        what="the member to notice",
+    )
+    await settled(redis, kafka.bootstrap, topic)
+    assert await all_counts(redis) == before
+    assert await redis.exists(epoch_key(topic))
+    await eventually(
+        lambda: redis.exists(replay_key(topic)), lambda n: n == 0, what="the replay's end"
+    )
 
 
 async def test_two_aggregators_share_the_partitions_while_one_joins_and_leaves(
