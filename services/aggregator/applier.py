@@ -7,13 +7,15 @@ command. Order inside one batch, and why:
 1. decode every record and group the events by article (`decode.py`); undecodable ones go
    to the dead-letter topic (acknowledged before the position moves past them, so none is
    lost);
-2. one non-transactional pipeline with one fenced Lua call per article chunk — the fence
+2. one non-transactional pipeline with one fenced Lua call per article chunk (`calls.py`:
+   at most MAX_EVENTS_PER_CALL events, of one minute for trending) — the fence
    makes a replay or a zombie consumer harmless, and each call checks its slot's apply mark
    (`marks.py`), so a refused chunk stops the article's next ones and a Redis that went back
    in time refuses them all; a retry sends the calls that did not apply;
 3. corrective records for stale events, acknowledged by Kafka before the position moves;
 4. one more pipeline: resume positions (only now, so they never run ahead of the applies,
-   and only if the Redis epoch marker is unchanged, so never onto an emptied Redis),
+   and only if the Redis epoch marker is unchanged, so never onto an emptied Redis; they
+   end the replay of the partitions they take past their targets, `recovery.py`),
    trending deltas (in the minutes the votes were cast) and one PUBLISH of the changed
    article ids;
 5. the Kafka commit (for lag tooling; Redis positions decide where to resume).
@@ -28,7 +30,6 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -40,9 +41,10 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 from services.aggregator import metrics
+from services.aggregator.calls import ApplyCall, apply_calls, fold_replies
 from services.aggregator.deadletter import DEFAULT_MAX_RECORD_BYTES, DeadLetters
-from services.aggregator.decode import ArticleBatch, Batch, DecodedBatch, Decoder
-from services.aggregator.marks import ApplyMarks, Chain, chain_of
+from services.aggregator.decode import Batch, DecodedBatch, Decoder
+from services.aggregator.marks import ApplyMarks, Chain
 from services.aggregator.produce import append_correctives
 from services.aggregator.retry import (
     APPLY,
@@ -53,8 +55,6 @@ from services.aggregator.retry import (
     RetryPolicy,
 )
 from services.aggregator.scripts import (
-    MAX_EVENTS_PER_CALL,
-    ApplyReply,
     ScriptCall,
     apply_script,
     epoch_script,
@@ -66,24 +66,20 @@ from services.aggregator.scripts import (
     trend_calls,
     trend_script,
 )
-from shared.events import DEFAULT_CLIENT_CLOCK_SKEW_MS, ReactionEvent
+from shared.events import DEFAULT_CLIENT_CLOCK_SKEW_MS
 from shared.logs import get_logger
 from shared.tallies import (
     CHANGES_CHANNEL,
     TREND_BUCKET_SECONDS,
     TREND_ROLLUPS_SINCE_KEY,
-    article_slot,
     counts_key,
     epoch_key,
-    mark_keys,
     position_key,
     readers_key,
     replay_key,
 )
 
 log = get_logger(__name__)
-
-ALL: Final = "all"
 
 
 class RedisLostData(Exception):
@@ -114,18 +110,6 @@ LIVE: Final = ApplyMode(dead_letters=True, correctives=True, trending=True, noti
 REBUILD: Final = ApplyMode(
     dead_letters=False, correctives=False, trending=False, notifications=False
 )
-
-
-@dataclass(slots=True)
-class ApplyCall:
-    """One apply call: a chunk of an article's events, and its reply once it applied."""
-
-    partition: int
-    chain: Chain  # its partition and its article's slot (marks.py)
-    keys: tuple[str, str, str]
-    payload: str
-    minute: int | None  # when its events were cast, for trending (None: not counted there)
-    reply: ApplyReply | None = None
 
 
 @dataclass
@@ -231,10 +215,10 @@ class BatchApplier:
         by_article, dead = decoded.by_article, decoded.dead
         if dead and self.mode.dead_letters:
             await self.dead_letters.send(dead)  # each letter through the retry policy
-        calls = _apply_calls(by_article, by_minute=self.mode.trending)
+        calls = apply_calls(by_article, by_minute=self.mode.trending)
         pending = [call for article in calls for call in article]
         await self.retry.run(lambda: self._apply(pending), APPLY, context)
-        correctives = _fold_replies(report, by_article, calls)
+        correctives = fold_replies(report, by_article, calls)
         report.outcomes["dead_lettered"] = len(dead)
         if correctives and self.mode.correctives:
             append = partial(append_correctives, self.producer, self.topic, correctives)
@@ -366,82 +350,3 @@ class BatchApplier:
         return evalsha_command(
             self._positions.sha, (epoch_key(self.topic), replay_key(self.topic), *keys), args
         )
-
-
-def _apply_calls(by_article: dict[str, ArticleBatch], *, by_minute: bool) -> list[list[ApplyCall]]:
-    """The calls of each article: its events in chunks of at most MAX_EVENTS_PER_CALL and,
-    `by_minute`, of one minute each (for trending; a live batch's are almost all one)."""
-    step, marks = MAX_EVENTS_PER_CALL, mark_keys()
-    calls = []
-    for article_id, article in by_article.items():
-        slot, lines, partition = article_slot(article_id), article.lines, article.partition
-        keys = (counts_key(article_id), readers_key(article_id), marks[slot])
-        chain = chain_of(partition, slot)
-        minutes = article.minutes if by_minute else [(0, None)]
-        if len(lines) <= step and len(minutes) == 1:  # most articles: one call
-            calls.append([ApplyCall(partition, chain, keys, "".join(lines), minutes[0][1])])
-            continue
-        ends = [start for start, _ in minutes[1:]] + [len(lines)]
-        calls.append(
-            [
-                ApplyCall(partition, chain, keys, "".join(lines[at : min(at + step, end)]), minute)
-                for (start, minute), end in zip(minutes, ends, strict=True)
-                for at in range(start, end, step)
-            ]
-        )
-    return calls
-
-
-def _merged(calls: list[ApplyCall]) -> ApplyReply:
-    """The replies of an article's calls, all applied, as one."""
-    first = calls[0].reply
-    assert first is not None
-    for call in calls[1:]:
-        assert call.reply is not None
-        first.merge(call.reply)
-    return first
-
-
-def _trend_deltas(
-    trends: dict[int, dict[str, list[str | int]]], article_id: str, calls: list[ApplyCall]
-) -> None:
-    """Add an article's net deltas per reaction (and `all`) to `trends`, by minute cast."""
-    for call in calls:
-        assert call.reply is not None
-        if call.minute is None or not call.reply.deltas:
-            continue
-        deltas = trends.setdefault(call.minute, defaultdict(list))
-        for reaction, delta in call.reply.deltas.items():
-            deltas[reaction] += (article_id, delta)
-        net = sum(call.reply.deltas.values())
-        if net:
-            deltas[ALL] += (article_id, net)
-
-
-def _fold_replies(
-    report: BatchReport, by_article: dict[str, ArticleBatch], calls: list[list[ApplyCall]]
-) -> list[tuple[int, ReactionEvent]]:
-    """Add the apply replies to `report` (outcomes, changed articles, trending deltas);
-    return the corrective events they ask for, with their partitions."""
-    outcomes = dict.fromkeys(("applied", "noop", "duplicate", "stale"), 0)
-    trends: dict[int, dict[str, list[str | int]]] = {}
-    correctives: list[tuple[int, ReactionEvent]] = []
-    for (article_id, article), article_calls in zip(by_article.items(), calls, strict=True):
-        _trend_deltas(trends, article_id, article_calls)  # before the replies are merged
-        reply = _merged(article_calls)
-        outcomes["applied"] += reply.applied
-        outcomes["noop"] += reply.noop
-        outcomes["duplicate"] += reply.duplicate
-        outcomes["stale"] += reply.stale
-        # Announced whenever its seq moved, counts changed or not: a reader who voted the
-        # reaction they had sees a tally reach that vote's seq, and knows it is in.
-        if reply.applied or reply.noop or reply.stale:
-            report.changed.append(article_id)
-        for user, reaction, ts in reply.correctives:
-            event = ReactionEvent.new(
-                "set" if reaction else "clear", article_id, user, reaction or None, ts
-            )
-            correctives.append((article.partition, event))
-    report.outcomes = outcomes
-    report.trends = trends
-    return correctives

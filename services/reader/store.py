@@ -131,6 +131,10 @@ class TallyStore:
         """The articles' rows, read with the view state (ViewRebuilding: not to be served)."""
         keys = [counts_key(article_id) for article_id in article_ids]
         view = self.view.keys
+        if len(keys) <= ROWS_PER_CALL and not self._cluster:
+            reply = await self._rows(keys=[*view, *keys], args=self._fields)
+            self.view.check(reply[0])
+            return list(reply[1:])
         pipe = self.redis.pipeline(transaction=False)
         if self._cluster:
             for key in view:
@@ -140,10 +144,6 @@ class TallyStore:
             epoch, replaying, *rows = await pipe.execute()
             self.view.check(EPOCH * epoch + REPLAYING * replaying)
             return rows
-        if len(keys) <= ROWS_PER_CALL:
-            reply = await self._rows(keys=[*view, *keys], args=self._fields)
-            self.view.check(reply[0])
-            return list(reply[1:])
         for start in range(0, len(keys), ROWS_PER_CALL):
             chunk = keys[start : start + ROWS_PER_CALL]
             await self._rows(keys=[*view, *chunk], args=self._fields, client=pipe)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from services.aggregator import applier as applier_module
+from services.aggregator import calls as calls_module
 from services.aggregator.applier import ApplyMode
 from shared.events import ReactionEvent, partition_for
 from shared.tallies import (
@@ -120,7 +120,7 @@ async def test_each_vote_counts_in_the_minute_it_was_cast(
     applier = new_applier(redis, TOPIC, TRENDING)
     await applier.load_scripts()
     tp = TopicPartition(TOPIC, PARTITION)
-    with mock.patch.object(applier_module, "MAX_EVENTS_PER_CALL", per_call):
+    with mock.patch.object(calls_module, "MAX_EVENTS_PER_CALL", per_call):
         start = 0
         for end in [*sorted({c for c in cuts if c < len(log)}), len(log)]:
             await applier.apply({tp: log[start:end]})
