@@ -36,6 +36,7 @@ class Stack:
     ingest: Service
     reader: Service
     site_secret: bytes
+    topic: str
 
     def site_token(self, subject: str, ttl_s: int = 3600) -> str:
         """A token of the site's login for `subject`, as a site's backend would issue it."""

@@ -83,7 +83,7 @@ def stack(
     try:
         for service in services.values():
             service.start()
-        yield Stack(services["ingest"], services["reader"], site_secret)
+        yield Stack(services["ingest"], services["reader"], site_secret, topic)
     finally:
         for service in reversed(list(services.values())):
             service.stop()
