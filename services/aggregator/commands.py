@@ -14,6 +14,7 @@ from tqdm import tqdm
 from services.aggregator.applier import REBUILD, BatchApplier
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.marks import RedisRolledBack
+from services.aggregator.recovery import replay_targets
 from services.aggregator.retry import RetryPolicy
 from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_user_id
 from shared.kafka import ensure_topics, new_producer
@@ -95,9 +96,9 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
         starts = await consumer.beginning_offsets(list(ends))
         # Readers answer 503 rather than the emptied view's counts until the replay ends
         # (or, if it stops short, until the aggregators' positions pass these offsets).
-        targets = {tp.partition: end for tp, end in ends.items() if end > starts[tp]}
-        if targets:
-            await redis.hset(replay_key(settings.topic), mapping=targets)
+        if targets := replay_targets(starts, ends):
+            # (A copy: redis-py's mapping type takes no dict[int, int] as it is.)
+            await redis.hset(replay_key(settings.topic), mapping=dict(targets.items()))
         deleted = 0
         for pattern in (*ARTICLE_KEY_PATTERNS, position_pattern(settings.topic)):
             deleted += await _delete(redis, pattern)

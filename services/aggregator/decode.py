@@ -29,7 +29,6 @@ class ArticleBatch:
     # cast before trending's longest window. Trending counts a vote in the minute it was
     # cast, however late it is applied (a backlog, a replay).
     minutes: list[tuple[int, int | None]] = field(default_factory=list)
-    minute: int | None = -1  # the last line's
 
 
 @dataclass
@@ -111,9 +110,8 @@ class Decoder:
                     client_ts = bound
                 cast = ts // bucket_ms
                 minute = cast if cast >= horizon else None
-                if minute != article.minute:
+                if not article.minutes or article.minutes[-1][1] != minute:
                     article.minutes.append((len(article.lines), minute))
-                    article.minute = minute
                 line = apply_event_line(record.offset, user_id, reaction, client_ts, bound)
                 article.lines.append(line)
         for tp, records in batch.items():

@@ -17,7 +17,6 @@ until every partition's replay has passed that offset.
 
 from __future__ import annotations
 
-import contextlib
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -49,7 +48,15 @@ async def topic_ends(settings: AggregatorSettings) -> dict[int, int]:
         ends = await consumer.end_offsets(partitions)
     finally:
         await close_within("kafka_consumer", consumer.stop(), abort=consumer._client.close)
-    return {tp.partition: ends[tp] for tp in partitions if ends[tp] > starts[tp]}
+    return replay_targets(starts, ends)
+
+
+def replay_targets(
+    starts: dict[TopicPartition, int], ends: dict[TopicPartition, int]
+) -> dict[int, int]:
+    """Partition -> the offset its log ends at, for the partitions holding records: the
+    replay of one that holds none writes no position, so could never reach its target."""
+    return {tp.partition: end for tp, end in ends.items() if end > starts[tp]}
 
 
 async def replay_from_start(member: Aggregator, reason: RedisLostData | RedisRolledBack) -> None:
@@ -93,8 +100,7 @@ async def replay_after_rollback(
         return False
     context = decoded.context(member.settings.topic)
     try:
-        with contextlib.suppress(RedisLostData):  # Redis was emptied: see below
-            await member.retry.run(member.applier.check_epoch, EPOCH, context)
+        await _lost_data(member, context)  # Redis emptied: see below
         if epoch != member.applier.epoch:
             # This batch's calls on slots never written before may have landed on the
             # emptied Redis, and their fences would hide the replay (as in apply_batch).
@@ -115,13 +121,8 @@ async def check_marks(member: Aggregator) -> bool:
     async with member.batch_lock:
         if not await member.settle_tail():
             return False
-        lost: RedisLostData | None = None
         try:
-            try:
-                context = BatchContext(member.settings.topic)
-                await member.retry.run(member.applier.check_epoch, EPOCH, context)
-            except RedisLostData as exc:
-                lost = exc
+            lost = await _lost_data(member, BatchContext(member.settings.topic))
             behind = {} if lost else await _marks_behind(member, member.applier.marks.partitions)
         except BatchAbandoned as exc:
             exc.log()
@@ -149,6 +150,16 @@ async def release_marks(member: Aggregator, revoked: list[TopicPartition]) -> No
         exc.log()
     finally:
         member.applier.marks.drop(partitions)
+
+
+async def _lost_data(member: Aggregator, context: BatchContext) -> RedisLostData | None:
+    """Check the epoch marker (a missing one is created, with the replay targets): the loss
+    it shows, if any."""
+    try:
+        await member.retry.run(member.applier.check_epoch, EPOCH, context)
+    except RedisLostData as exc:
+        return exc
+    return None
 
 
 async def _marks_behind(member: Aggregator, partitions: list[int]) -> dict[int, list[int]]:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from services.reader.cache import Tally, TallyCache
 from services.reader.responses import etag_of
-from services.reader.view import EPOCH, REPLAYING, ViewState
+from services.reader.view import ViewState
 from shared.reactions import ReactionSet
 from shared.tallies import (
     FENCE_FIELD,
@@ -137,12 +137,11 @@ class TallyStore:
             return list(reply[1:])
         pipe = self.redis.pipeline(transaction=False)
         if self._cluster:
-            for key in view:
-                pipe.exists(key)
+            self.view.ask(pipe)
             for key in keys:
                 pipe.hmget(key, self._fields)
             epoch, replaying, *rows = await pipe.execute()
-            self.view.check(EPOCH * epoch + REPLAYING * replaying)
+            self.view.answer(epoch, replaying)
             return rows
         for start in range(0, len(keys), ROWS_PER_CALL):
             chunk = keys[start : start + ROWS_PER_CALL]
@@ -171,13 +170,12 @@ class TallyStore:
         counts, the seq and `mine` of an article must come from one moment.
         """
         pipe = self.redis.pipeline(transaction=False)
-        for key in self.view.keys:
-            pipe.exists(key)
+        self.view.ask(pipe)
         for article_id in article_ids:
             keys = (counts_key(article_id), readers_key(article_id))
             pipe.eval(SNAPSHOT_SCRIPT, 2, *keys, reader_id, *self._fields)
         epoch, replaying, *rows = await pipe.execute()
-        self.view.check(EPOCH * epoch + REPLAYING * replaying)
+        self.view.answer(epoch, replaying)
         tallies = [Tally(parse_counts(row[:-2]), parse_fence_offset(row[-2])) for row in rows]
         states = [parse_reader_state(row[-1]) for row in rows]
         # A type this reader is not configured with (counted by a newer ingest) is in none

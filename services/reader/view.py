@@ -24,6 +24,7 @@ from typing import Final
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from shared.logs import get_logger
@@ -64,13 +65,21 @@ class ViewState:
         """Call `callback` whenever a rebuild ends."""
         self._on_rebuilt.append(callback)
 
+    def ask(self, pipe: Pipeline) -> None:
+        """Queue the view state's two reads on `pipe`, ahead of the counts (see `answer`)."""
+        for key in self.keys:
+            pipe.exists(key)
+
+    def answer(self, epoch: int, replaying: int) -> None:
+        """`check` with the replies of the two reads `ask` queued."""
+        self.check(EPOCH * epoch + REPLAYING * replaying)
+
     def check(self, state: int) -> None:
         """Take the view state a read returned with its counts; raise ViewRebuilding when
         those counts must not be served."""
         if state & EPOCH:
             self._seen_epoch = True
-        lost = not state & EPOCH and self._seen_epoch
-        if state & REPLAYING or lost:
+        if self._being_rebuilt(state):
             if not self.rebuilding:
                 self.rebuilding = True
                 REBUILDING.set(1)
@@ -96,15 +105,18 @@ class ViewState:
         while self.rebuilding:
             await asyncio.sleep(WATCH_INTERVAL_S)
             pipe = self.redis.pipeline(transaction=False)
-            for key in self.keys:
-                pipe.exists(key)
+            self.ask(pipe)
             try:
                 epoch, replaying = await pipe.execute()
             except (RedisError, OSError, TimeoutError):
                 continue  # the reads say Redis is away; look again later
-            if not replaying and (epoch or not self._seen_epoch):
+            if not self._being_rebuilt(EPOCH * epoch + REPLAYING * replaying):
                 self._watch = None
                 self._rebuilt()
+
+    def _being_rebuilt(self, state: int) -> bool:
+        # Replay targets remain, or the marker this process saw is gone.
+        return bool(state & REPLAYING) or (not state & EPOCH and self._seen_epoch)
 
     def _rebuilt(self) -> None:
         self.rebuilding = False

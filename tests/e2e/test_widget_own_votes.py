@@ -86,6 +86,20 @@ class HeldAnswer:
         route.fulfill(response=response)
 
 
+def overtake(page: Page, stack: Stack, article: str, first: str, held: str, newer: str) -> None:
+    """The story twice: the top bar votes `first` and, once it is in, `held`, whose answer is
+    held back while the section's bar votes `newer`; then the held answer comes."""
+    top, section = page.locator("#top"), page.locator("#section")
+    pick(top, first).click()
+    wait_for_server(stack, page_token(page), article, first.lower(), 1)
+    answer = HeldAnswer(page)
+    pick(top, held).click()
+    answer.wait()
+    pick(section, newer).click()
+    shows((section,), newer, pressed=True, count="1")
+    answer.release()
+
+
 def lose_answers(page: Page, *, only_first: bool) -> list[bool]:
     """The page's votes reach ingest but their answers are lost (the connection reset):
     the first vote's only, or every one's. The list holds one entry per answer lost."""
@@ -173,15 +187,8 @@ def test_a_newer_vote_answered_first_wins_over_an_older_one_answered_late(
     """Two bars of one story on a slow network: the first bar's vote reaches ingest first
     but its answer comes back after the second bar's. The second vote is the reader's."""
     page = story_page(context, site, stack, twice("w-order"))
-    bars = top, section = page.locator("#top"), page.locator("#section")
-    pick(top, "Like").click()
-    wait_for_server(stack, page_token(page), "w-order", "like", 1)
-    answer = HeldAnswer(page)
-    pick(top, "Love").click()
-    answer.wait()
-    pick(section, "Angry").click()
-    shows((section,), "Angry", pressed=True, count="1")
-    answer.release()
+    bars = page.locator("#top"), page.locator("#section")
+    overtake(page, stack, "w-order", "Like", "Love", "Angry")
     shows(bars, "Angry", pressed=True, count="1")
     wait_for_server(stack, page_token(page), "w-order", "angry", 1)
     shows(bars, "Angry", pressed=True, count="1")
@@ -356,14 +363,7 @@ def test_a_newer_vote_of_a_reaction_a_bar_does_not_show_is_taken_quietly(
     body = twice("w-types").replace('id="top"', 'id="top" types="like,love"', 1)
     site.open(context, body, widget_script(stack), page=page)
     top, section = page.locator("#top"), page.locator("#section")
-    pick(top, "Like").click()
-    wait_for_server(stack, page_token(page), "w-types", "like", 1)
-    answer = HeldAnswer(page)
-    pick(top, "Love").click()
-    answer.wait()
-    pick(section, "Wow").click()
-    shows((section,), "Wow", pressed=True, count="1")
-    answer.release()
+    overtake(page, stack, "w-types", "Like", "Love", "Wow")
     wait_for_server(stack, page_token(page), "w-types", "wow", 1)
     shows((top,), "Love", pressed=False, count="0")
     shows((top,), "Like", pressed=False, count="0")
