@@ -36,8 +36,10 @@ MAX_LIMIT: Final = 100
 REUSE_MINUTES: Final = 24
 # KEYS: the window's buckets, then the scratch key (same hash tag); ARGV[1]: how many.
 # Weights of -1 make the highest net delta the lowest score, so ties come in id order, as
-# the API ranks them; only gains are trending (negated: below 0).
-TOP_SCRIPT: Final = """#!lua
+# the API ranks them; only gains are trending (negated: below 0). allow-oom: the scratch
+# key is gone when the call ends, so a Redis full of counts (noeviction) serves the lists
+# on, as it serves the counts, instead of refusing the call.
+TOP_SCRIPT: Final = """#!lua flags=allow-oom
 local scratch, n = KEYS[#KEYS], #KEYS - 1
 local args = {'ZUNIONSTORE', scratch, n}
 for i = 1, n do args[#args + 1] = KEYS[i] end

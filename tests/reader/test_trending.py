@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
 from deploy.local.redis import RedisServer
 from services.aggregator.scripts import trend_calls, trend_script
@@ -154,3 +155,24 @@ async def test_longer_windows_reuse_their_list_longer(raw_redis: Redis) -> None:
     assert [a for a, _ in await trending.top("all", "24h", 10)] == ["first"]
     now[0] += 60
     assert [a for a, _ in await trending.top("all", "24h", 10)] == ["second", "first"]
+
+
+async def test_a_full_redis_still_serves_trending(http: httpx.AsyncClient, redis: Redis) -> None:
+    """At maxmemory with noeviction Redis refuses writes, and the votes wait in the log; the
+    window's merge writes only a key that it deletes in the same call, so trending is read
+    on, as the counts are."""
+    now = int(time.time()) // 60
+    for key in trend_keys("all", now):
+        await redis.zincrby(key, 3, "story")
+    used = int((await redis.info("memory"))["used_memory"])
+    await redis.config_set("maxmemory", used // 2)
+    try:
+        with pytest.raises(OutOfMemoryError):
+            await redis.set("rx:probe", 1)
+        response = await http.get("/v1/trending", params={"window": "1h"})
+        tally = await http.get("/v1/articles/story/reactions")
+    finally:
+        await redis.config_set("maxmemory", 0)
+    assert response.status_code == 200, response.text
+    assert response.json()["articles"][0]["article_id"] == "story"
+    assert tally.status_code == 200, tally.text
