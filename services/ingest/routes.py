@@ -176,11 +176,12 @@ async def create_reader(request: Request, state: StateDep) -> Response:
         await limits.check_issuance(client)
         reader_id, kind = new_anonymous_id(), "new"
     else:
+        # A renewal keeps its reader: it counts as that reader's write, not as a new one,
+        # and, as for a vote, the network's limit comes before the token's signature check.
+        await limits.check("ip", client)
         reader = authenticate(authorization, state["verifier"])
         if reader.kind != "anonymous":
             raise ApiError(400, "not_renewable", "A site's token is renewed by the site, not here.")
-        # A renewal keeps its reader: it counts as that reader's write, not as a new one.
-        await limits.check("ip", client)
         await limits.check("reader", reader.reader_id)
         reader_id, kind = reader.reader_id, "renewal"
     issued = issuer.issue(reader_id)

@@ -21,6 +21,7 @@ from tests.support import (
     IngestFactory,
     assert_error,
     eventually,
+    metric,
     metric_sum,
     read_topic,
     silent_listener,
@@ -278,3 +279,27 @@ def test_client_ip_resolution(peer: str, forwarded: str | None, expected: str) -
 )
 def test_client_networks(address: str, v4: int, v6: int, network: str) -> None:
     assert client_network(address, v4, v6) == network
+
+
+async def test_forged_tokens_cost_a_signature_check_only_within_the_network_limit(
+    kafka: KafkaBroker, spawn_ingest: IngestFactory, tokens: MintedTokens
+) -> None:
+    """Votes and renewals alike: a script sending well-formed tokens with a wrong signature
+    makes ingest verify only as many as its network may write; then 429, unverified."""
+    service = spawn_ingest(f"abuse-{uuid.uuid4().hex[:8]}", {"REACTIONS_RATE_LIMIT_IP": "4/minute"})
+    head, claims, signature = tokens.token("a.forged").split(".")
+    middle = len(signature) // 2
+    flipped = "A" if signature[middle] != "A" else "B"
+    forged = f"{head}.{claims}.{signature[:middle]}{flipped}{signature[middle + 1 :]}"
+    async with VoteClient(service.url, timeout=30, tokens=tokens) as votes:
+        checked = await metric(service.url, "reactions_token_checks_total")
+        answers = []
+        for _ in range(6):
+            answers.append(await votes.new_reader(forged))
+            answers.append(await votes.vote(forged, "a1", "like"))
+        for answer in answers[:4]:
+            assert_error(answer, 401, "invalid_token")
+        for answer in answers[4:]:
+            _assert_429(answer)
+        assert await metric(service.url, "reactions_token_checks_total") - checked == 4
+    service.stop()
