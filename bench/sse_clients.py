@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 
 from bench.pinning import cpu_seconds
 from bench.sse_harness import ClientFleet, Seen
+from bench.stack import mark_view
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import Service, service_env
@@ -194,6 +195,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sse-bench-") as tmp:
         redis = RedisServer(Path(tmp) / "redis", free_port())
         redis.start()
+        mark_view(redis.url)
         env = service_env(redis_url=redis.url, overrides=UNCAPPED)
 
         def reader() -> Service:

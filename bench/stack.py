@@ -11,12 +11,16 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import redis
+
 from deploy.local.kafka import KafkaBroker
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import free_port
 from deploy.local.redis import RedisServer
 from deploy.local.services import UNLIMITED_RATES, Service, service_env
 from services.ingest.tokens import IssuedToken, write_tokens
+from shared.settings import CommonSettings
+from shared.tallies import epoch_key
 
 # Readers the load generators vote as, each with a token minted with the stack's key (no
 # issuance limit in the way): more than ingest's cache of verified tokens holds, so the
@@ -127,6 +131,16 @@ class BenchStack:
         part.stop()
         with contextlib.suppress(ValueError):
             self._started.remove(part)
+
+
+def mark_view(redis_url: str, topic: str = CommonSettings.model_fields["topic"].default) -> None:
+    """Mark the Redis at `redis_url` as an aggregator marks it when it starts on a topic
+    without records: a reader measured without an aggregator serves its counts then."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.set(epoch_key(topic), "bench", nx=True)
+    finally:
+        client.close()
 
 
 class AppProcess(Service):

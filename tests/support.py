@@ -18,10 +18,13 @@ from typing import Any, TypeVar
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 
 from deploy.local.keys import DevelopmentKeys
 from deploy.local.process import ROOT, free_port
 from deploy.local.services import UNLIMITED_RATES, Service, service_env
+from services.aggregator.scripts import epoch_script
+from shared.tallies import epoch_key, replay_key
 
 T = TypeVar("T")
 
@@ -351,3 +354,9 @@ async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
             sink.write(data)
             await sink.drain()
     sink.close()
+
+
+async def mark_view(redis: Redis, topic: str) -> None:
+    """Mark `redis` as an aggregator starting on it marks it (an epoch marker, no replay
+    targets: a topic without records); readers serve counts only from a marked Redis."""
+    await epoch_script(redis)(keys=[epoch_key(topic), replay_key(topic)], args=["epoch-0"])

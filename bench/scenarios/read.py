@@ -10,6 +10,7 @@ import urllib.request
 import redis
 
 from bench.context import Context
+from bench.stack import mark_view
 from bench.stats import Figure, Row, Target, paired_ratios, unavailable
 from bench.wrk import WrkResult, run_wrk
 from deploy.local.client import ApiRequest, VoteApi
@@ -53,6 +54,7 @@ def run(ctx: Context) -> None:
     """Reader GETs (hot, uniform, bulk) and the bare endpoint, round by round."""
     stack = ctx.stack
     preload(stack.redis_url())
+    mark_view(stack.redis_url(), stack.topic)
     reader = stack.start_service("reader")
     api = VoteApi(reader_url=reader.url)
     _, tally = fetch(api.tally(f"{PREFIX}1"))

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.context import Context
 from bench.sse_clients import UNCAPPED, measure_pair
+from bench.stack import mark_view
 from bench.stats import Figure, Row, Target, paired_ratios
 from deploy.local.services import Service
 
@@ -26,6 +27,7 @@ def run(ctx: Context) -> None:
     metric = f"{clients:,} clients, {RATE:,} changes/s on one article"
 
     def reader() -> Service:
+        mark_view(stack.redis_url(), stack.topic)
         return stack.start_service("reader", **UNCAPPED)
 
     def broadcaster() -> Service:

@@ -18,6 +18,7 @@ import redis
 
 from bench.context import Context
 from bench.scenarios.read import fetch
+from bench.stack import mark_view
 from bench.stats import Figure, Row, paired_ratios
 from deploy.local.client import VoteApi
 from services.aggregator.scripts import trend_calls
@@ -110,6 +111,7 @@ def run(ctx: Context) -> None:
     """Load a day of buckets, then per round: the reader with rollups, and without."""
     url = ctx.stack.redis_url(TRENDING_DB)
     day = load(url)
+    mark_view(url, ctx.stack.topic)
     ctx.say(
         f"trending: a day of buckets, {VOTES_PER_MINUTE:,} votes a minute over {ARTICLES:,} "
         f"articles, {day.entries:,} minute-bucket entries"

@@ -25,7 +25,8 @@ ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     503: {
         "model": ErrorBody,
         "description": "Redis unavailable (redis_unavailable), or the counts being rebuilt "
-        "from the log after Redis lost its data (rebuilding); retry (see Retry-After).",
+        "from the log after Redis lost its data or before the first aggregator started "
+        "(rebuilding); retry (see Retry-After).",
     },
 }
 USER_ID_REFUSED: Final[dict[int | str, dict[str, Any]]] = {
@@ -65,8 +66,8 @@ def redis_unavailable_as_503() -> Iterator[None]:
         raise ApiError(
             503,
             "rebuilding",
-            "Tallies are being rebuilt from the log after Redis lost its data; please retry "
-            "shortly.",
+            "Tallies are being rebuilt from the log (Redis lost its data, or no aggregator has "
+            "started on it yet); please retry shortly.",
             {"Retry-After": "5", "Cache-Control": "no-store"},
         ) from exc
 

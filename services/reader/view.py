@@ -7,9 +7,11 @@ therefore reads two keys in the same round trip as the counts: the epoch marker
 (`rx:epoch:{topic}`) and the replay targets (`rx:replay:{topic}`, which the aggregator that
 finds the data gone creates together with a new marker, and whose entries the positions
 script deletes as the replay passes them). The view is being rebuilt while the targets
-exist, or while the marker is missing after this process has seen one (the moment between
-the loss and an aggregator noticing it). Reads then answer 503 `rebuilding`: the edge
-serves its last good copy meanwhile, and the widget keeps the counts it shows.
+exist, or while the marker is missing: between the loss and an aggregator noticing it, or
+before the first aggregator ever started on this Redis (a reader cannot tell the two apart,
+and a process started after the loss has seen no marker to miss). Reads then answer 503
+`rebuilding`: the edge serves its last good copy meanwhile, and the widget keeps the
+counts it shows.
 
 When a rebuild ends, every live stream gets its articles' tallies anew: the notices of the
 replay were held back while it ran.
@@ -57,7 +59,6 @@ class ViewState:
         self.redis = redis
         self.keys: tuple[str, str] = (epoch_key(topic), replay_key(topic))
         self.rebuilding = False
-        self._seen_epoch = False
         self._on_rebuilt: list[Callable[[], None]] = []
         self._watch: asyncio.Task[None] | None = None
 
@@ -77,8 +78,6 @@ class ViewState:
     def check(self, state: int) -> None:
         """Take the view state a read returned with its counts; raise ViewRebuilding when
         those counts must not be served."""
-        if state & EPOCH:
-            self._seen_epoch = True
         if self._being_rebuilt(state):
             if not self.rebuilding:
                 self.rebuilding = True
@@ -115,8 +114,8 @@ class ViewState:
                 self._rebuilt()
 
     def _being_rebuilt(self, state: int) -> bool:
-        # Replay targets remain, or the marker this process saw is gone.
-        return bool(state & REPLAYING) or (not state & EPOCH and self._seen_epoch)
+        # Replay targets remain, or no aggregator has marked this Redis yet.
+        return bool(state & REPLAYING) or not state & EPOCH
 
     def _rebuilt(self) -> None:
         self.rebuilding = False

@@ -33,11 +33,19 @@ from tests.support import (
     closed_by_peer,
     eventually,
     held_open,
+    mark_view,
     metric,
     requests_awaiting_bodies,
 )
 
 TALLY_ROUTE = {"route": "/v1/articles/{article_id}/reactions", "method": "GET", "status": "200"}
+TOPIC = CommonSettings.model_fields["topic"].default  # the edge's reader's
+
+
+@pytest.fixture(autouse=True)
+async def marked_view(redis: Redis) -> None:
+    """The session's Redis, emptied and marked as the aggregator marks it when it starts."""
+    await mark_view(redis, TOPIC)
 
 
 @pytest.fixture
@@ -179,8 +187,7 @@ async def test_the_edge_serves_its_last_good_counts_while_the_view_is_rebuilt(
     """Redis lost its data: the reader answers 503 rebuilding (no zero for a cache to keep),
     and the edge keeps serving the copy it has; a URL it never cached gets the refusal."""
     nginx, reader = edge
-    topic = CommonSettings.model_fields["topic"].default  # the fixture's reader's
-    await redis.set(epoch_key(topic), "epoch-1")
+    await redis.set(epoch_key(TOPIC), "epoch-1")
     await redis.hset(counts_key("rb-1"), mapping={"love": 3, "@fence": "0:9"})
     tally = "/v1/articles/rb-1/reactions"
     async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:

@@ -6,9 +6,17 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from deploy.local.services import Service
-from tests.support import ServiceFactory
+from tests.support import ServiceFactory, mark_view
+
+
+@pytest.fixture(autouse=True)
+async def marked_view(redis: Redis, topic: str) -> None:
+    """The session's Redis, emptied and marked as the aggregator marks it when it starts:
+    reader tests write the aggregator's part by hand."""
+    await mark_view(redis, topic)
 
 
 @pytest.fixture

@@ -120,11 +120,12 @@ def reader_with_redis(start_service: ServiceFactory, redis: Redis) -> tuple[str,
 
 
 @pytest.fixture
-async def store(redis_server: RedisServer, redis: Redis) -> AsyncIterator[TallyStore]:
+async def store(redis_server: RedisServer, redis: Redis, topic: str) -> AsyncIterator[TallyStore]:
     """A tally store as the reader's (bytes from Redis), with a 50 ms cache."""
     client = connect_redis(redis_server.url, READS)
     reactions = ReactionSet.load(list(DEFAULT_TYPES))
-    yield TallyStore(client, reactions, cache_ttl=0.05, entries=100, view=ViewState(client, "t"))
+    view = ViewState(client, topic)
+    yield TallyStore(client, reactions, cache_ttl=0.05, entries=100, view=view)
     await client.aclose()
 
 

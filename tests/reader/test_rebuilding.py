@@ -15,7 +15,7 @@ from deploy.local.client import MintedTokens, bearer
 from deploy.local.services import Service
 from shared.tallies import CHANGES_CHANNEL, counts_key, epoch_key, replay_key
 from tests.reader.test_live import next_tally, sse_lines
-from tests.support import ServiceFactory, assert_error, eventually, metric
+from tests.support import ServiceFactory, assert_error, eventually, mark_view, metric
 
 ARTICLE = "r1"
 
@@ -66,6 +66,24 @@ async def test_a_lost_view_is_answered_503_until_its_replay_ends(
         await redis.hdel(replay_key(topic), "0")
         one = await http.get(reads["one"])
         assert one.status_code == 200 and one.json()["counts"]["love"] == 5
+        assert await rebuilding(reader) == 0
+
+
+async def test_a_redis_no_aggregator_has_marked_is_not_served_as_counts(
+    start_service: ServiceFactory, redis: Redis, topic: str
+) -> None:
+    """A reader (re)started on a Redis without a marker cannot tell a new deployment from a
+    lost data set that no aggregator has noticed yet: it answers 503 until one has marked
+    it, and serves as soon as one has."""
+    await redis.flushall()
+    await redis.hset(counts_key(ARTICLE), mapping={"love": 2, "@fence": "0:20"})
+    reader = start_service("reader", env={"REACTIONS_READER_CACHE_TTL_MS": "0"})
+    async with httpx.AsyncClient(base_url=reader.url, timeout=10) as http:
+        assert_error(await http.get(f"/v1/articles/{ARTICLE}/reactions"), 503, "rebuilding")
+        assert await rebuilding(reader) == 1
+        await mark_view(redis, topic)
+        one = await http.get(f"/v1/articles/{ARTICLE}/reactions")
+        assert one.status_code == 200 and one.json()["counts"]["love"] == 2
         assert await rebuilding(reader) == 0
 
 

@@ -43,7 +43,8 @@ STREAM_RESPONSES: Final = {
     503: {
         "model": ErrorBody,
         "description": "`redis_unavailable`, `rebuilding` (the counts are rebuilt from the "
-        "log after Redis lost its data), or `too_many_streams`: this process holds "
+        "log after Redis lost its data, or no aggregator has started yet), or "
+        "`too_many_streams`: this process holds "
         "REACTIONS_SSE_MAX_CLIENTS streams; retry (another instance) after Retry-After.",
     },
 }
