@@ -266,21 +266,29 @@ def test_the_page_ttl_is_a_setting_of_the_local_stack(
         LocalSettings(edge_page_ttl="30 seconds")
 
 
-async def test_a_page_of_a_hundred_longest_ids_passes_the_edge(
+async def test_a_page_of_a_hundred_longest_ids_passes_the_edge_and_is_kept(
     edge: tuple[NginxEdge, Service],
 ) -> None:
     """100 ids of 128 characters, the most the contract allows, make a URL of about 13 KB:
-    more than nginx's default 8 KB request line, which would answer 414."""
-    nginx, _ = edge
+    more than nginx's default 8 KB request line, which would answer 414, and a cache key
+    larger than its default 4 KB proxy buffer, which would pass every such read to the
+    reader and log an error line each time."""
+    nginx, reader = edge
     ids = [f"{i:03d}".ljust(128, "x") for i in range(100)]
     query = "ids=" + ",".join(ids)
+    route = {"route": "/v1/reactions", "method": "GET"}
     async with httpx.AsyncClient(base_url=nginx.url, timeout=10) as http:
+        asked = await metric(reader.url, "reactions_http_requests_total", route)
         page = await http.get(f"/v1/reactions?{query}")
         assert page.status_code == 200, page.text[:200]
         assert sorted(page.json()["articles"]) == ids
+        again = await http.get(f"/v1/reactions?{query}")
+        assert again.headers.get("x-cache-status") == "HIT" and again.json() == page.json()
+        assert await metric(reader.url, "reactions_http_requests_total", route) - asked == 1
         async with http.stream("GET", f"/v1/stream?{query}") as stream:
             assert stream.status_code == 200
             assert stream.headers["content-type"].startswith("text/event-stream")
+    assert "not enough for cache key" not in nginx.process.log_path.read_text()
 
 
 async def test_a_reader_s_own_votes_are_limited_per_address_at_the_edge(
