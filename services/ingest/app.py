@@ -24,7 +24,9 @@ from services.ingest.routes import add_write_routes
 from shared.allocator import pin_mmap_threshold
 from shared.http import (
     TOKEN_CHECKS,
+    TOO_MANY_PARAMETERS,
     ContractCors,
+    QueryLimit,
     count_token_rejections_from_zero,
     declare_bearer_scheme,
     install_error_handlers,
@@ -90,9 +92,11 @@ def create_app(settings: IngestSettings, verifier: Verifier | None = None) -> Fa
         redirect_slashes=False,
         # Prometheus covers requests; FastAPI's OpenTelemetry hooks would only cost time.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        responses=TOO_MANY_PARAMETERS,
     )
     install_error_handlers(app)
     declare_bearer_scheme(app)
+    app.add_middleware(QueryLimit)
     app.add_middleware(
         ContractCors,
         allow_origins=settings.origins,

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest.routes import VOTES_PATH, publish_vote, vote_event
-from shared.http import ApiError, CorsHeaders, error_response
+from shared.http import ApiError, CorsHeaders, error_response, too_many_parameters
 from shared.logs import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -41,7 +41,12 @@ class FastVotes:
         self._answered: dict[int, Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == VOTES_PATH:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == VOTES_PATH
+            and not too_many_parameters(scope)  # the app's answer: 400
+        ):
             await self._vote(scope, receive, send)
             return
         await self.app(scope, receive, send)

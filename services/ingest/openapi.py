@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.events import ARTICLE_ID_PATTERN, MAX_CLIENT_TS, USER_ID_PATTERN
-from shared.http import BEARER_SCHEME, UNAUTHORIZED_RESPONSE, ErrorBody
+from shared.http import BEARER_SCHEME, MAX_QUERY_PARAMETERS, UNAUTHORIZED_RESPONSE, ErrorBody
 from shared.reactions import ReactionSet
 
 MAX_BODY_BYTES = 1024
@@ -45,7 +45,11 @@ _RETRY_AFTER = {
     }
 }
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "The body is not valid JSON."},
+    400: {
+        "model": ErrorBody,
+        "description": "The body is not valid JSON, or the URL has more than "
+        f"{MAX_QUERY_PARAMETERS} query parameters (too_many_parameters).",
+    },
     413: {"model": ErrorBody, "description": f"The body is over {MAX_BODY_BYTES} bytes."},
     415: {"model": ErrorBody, "description": "The body is not application/json."},
 }
@@ -112,7 +116,11 @@ def new_reader() -> dict[str, Any]:
         "site's token is renewed by the site: 400 not_renewable).",
         "responses": {
             201: {"model": IssuedReader, "description": "A signed reader token."},
-            400: {"model": ErrorBody, "description": "Not JSON, or a site's token."},
+            400: {
+                "model": ErrorBody,
+                "description": "Not JSON, a site's token, or more than "
+                f"{MAX_QUERY_PARAMETERS} query parameters (too_many_parameters).",
+            },
             401: UNAUTHORIZED_RESPONSE,
             413: _BODY_ERRORS[413],
             415: _BODY_ERRORS[415],

@@ -24,7 +24,9 @@ from services.reader.trending import Trending
 from services.reader.view import ViewState
 from shared.http import (
     TOKEN_CHECKS,
+    TOO_MANY_PARAMETERS,
     ContractCors,
+    QueryLimit,
     count_token_rejections_from_zero,
     declare_bearer_scheme,
     install_error_handlers,
@@ -105,9 +107,11 @@ def create_app(settings: ReaderSettings, stopping: asyncio.Event | None = None) 
         "a reader's own reactions with a reader token.",
         lifespan=lambda _: lifespan(settings, reactions, assets, verifier, stopping),
         default_response_class=ORJSONResponse,
+        responses=TOO_MANY_PARAMETERS,
     )
     install_error_handlers(app)
     declare_bearer_scheme(app)
+    app.add_middleware(QueryLimit)
     app.add_middleware(
         ContractCors,
         allow_origins=settings.origins,

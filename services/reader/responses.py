@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from redis.exceptions import RedisError
 
 from services.reader.view import ViewRebuilding
-from shared.http import ApiError, ErrorBody
+from shared.http import MAX_QUERY_PARAMETERS, ApiError, ErrorBody
 
 # The contract's cache policy: shared caches may keep a public tally one second and serve
 # it stale while revalidating; a reader's own choice is never stored anywhere.
@@ -33,7 +33,8 @@ USER_ID_REFUSED: Final[dict[int | str, dict[str, Any]]] = {
     400: {
         "model": ErrorBody,
         "description": "A user_id parameter: count reads carry no identity "
-        "(user_id_not_supported); a reader's own reactions come from GET /v1/me/reactions.",
+        "(user_id_not_supported); a reader's own reactions come from GET /v1/me/reactions. "
+        f"Or more than {MAX_QUERY_PARAMETERS} query parameters (too_many_parameters).",
     },
 }
 

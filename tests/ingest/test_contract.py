@@ -190,6 +190,17 @@ async def test_invalid_bodies_are_422(http: httpx.AsyncClient, body: Any, code: 
     assert_error(response, 422, code)
 
 
+async def test_thousands_of_query_parameters_are_refused_before_parsing(
+    http: httpx.AsyncClient,
+) -> None:
+    flood = "&".join(["x=1"] * 2600)
+    for path in ("/v1/votes", "/v1/readers"):
+        response = await http.post(f"{path}?{flood}", json=_vote() if path == "/v1/votes" else {})
+        assert_error(response, 400, "too_many_parameters")
+    # Sixteen reach the vote, which takes none and ignores them.
+    assert (await http.post("/v1/votes?" + "&".join(["x=1"] * 16), json=_vote())).status_code == 202
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
 async def test_other_methods_are_405_with_the_error_shape(
     http: httpx.AsyncClient, method: str
