@@ -61,7 +61,8 @@ def _unavailable() -> ApiError:
 
 
 def _unconfirmed() -> ApiError:
-    """The event was handed to the producer but Kafka's ack did not come back in time."""
+    """The event was handed to the producer but Kafka's ack did not come back: in time, or
+    at all (the producer gave up on it)."""
     return ApiError(
         503,
         "publish_timeout",
@@ -155,7 +156,10 @@ class Publisher:
             log.warning("publish_failed", event_id=event.event_id, error=repr(exc))
             if isinstance(exc, FATAL_PRODUCER_ERRORS) or producer_is_broken(producer):
                 self.replace(generation)
-            raise _unavailable() from None
+            # Once handed over, an error is no certain no: the producer retries a batch
+            # whose answer it lost and may then give up on it (a partition without a
+            # leader past the timeout), while the broker wrote an earlier attempt.
+            raise (_unconfirmed() if handed_over else _unavailable()) from None
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
         return int(metadata.offset)
 
