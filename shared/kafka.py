@@ -9,7 +9,12 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
 from shared.logs import get_logger
 from shared.shutdown import close_within
@@ -22,6 +27,8 @@ TOPIC_CONFIG_SOURCE: Final = 1
 DEFAULT_MIN_COMPACTION_LAG_MS: Final = 7 * 24 * 3600 * 1000
 # How soon the topic check asks a broker that is not ready yet again.
 TOPIC_RETRY_S: Final = 0.5
+# How often a service starting before Kafka (or during its restart) tries to reach it again.
+CONNECT_RETRY_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +126,25 @@ class PartitionCountMismatch(TopicMismatch):
         )
 
 
+class KafkaUnreachable(Exception):
+    """No broker answered within the start-up wait (REACTIONS_KAFKA_STARTUP_TIMEOUT_S)."""
+
+    def __init__(self, bootstrap: str, waited_s: float, error: BaseException) -> None:
+        super().__init__(f"Kafka at {bootstrap} did not answer within {waited_s:.0f} s")
+        self.bootstrap = bootstrap
+        self.waited_s = waited_s
+        self.error = error
+
+    def fields(self) -> dict[str, Any]:
+        """The log line's fields."""
+        return {
+            "bootstrap": self.bootstrap,
+            "waited_s": round(self.waited_s, 1),
+            "error": repr(self.error),
+            "hint": "start Kafka, or raise REACTIONS_KAFKA_STARTUP_TIMEOUT_S",
+        }
+
+
 async def ensure_topics(
     bootstrap: str,
     spec: TopicSpec,
@@ -127,11 +153,11 @@ async def ensure_topics(
     timeout_s: float = 30.0,
 ) -> None:
     """Create the compacted topic (and the DLQ) if missing; refuse one set up otherwise.
-    All within `timeout_s`: each step gets what the steps before it left."""
+    All within `timeout_s`, waiting for a broker to answer first (KafkaUnreachable when
+    none does): each step gets what the steps before it left."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await asyncio.wait_for(admin.start(), timeout_s)
+    admin = await _started_admin(bootstrap, deadline)
     try:
         wanted = [
             NewTopic(
@@ -168,6 +194,25 @@ async def ensure_topics(
         raise PartitionCountMismatch(spec.name, differences)
     if differences:
         raise TopicMismatch(spec.name, differences)
+
+
+async def _started_admin(bootstrap: str, deadline: float) -> AIOKafkaAdminClient:
+    """An admin client connected to the cluster; while no broker answers (a service started
+    before Kafka, or during its restart), tried again every second until `deadline`."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        try:
+            await asyncio.wait_for(admin.start(), max(0.0, deadline - loop.time()))
+        except (KafkaConnectionError, TimeoutError) as exc:
+            await close_within("kafka_admin", admin.close())
+            if loop.time() + CONNECT_RETRY_S > deadline:
+                raise KafkaUnreachable(bootstrap, loop.time() - started, exc) from None
+            log.warning("kafka_not_reachable_yet", bootstrap=bootstrap, error=repr(exc))
+            await asyncio.sleep(CONNECT_RETRY_S)
+        else:
+            return admin
 
 
 async def _topic_names(admin: AIOKafkaAdminClient, deadline: float) -> set[str]:

@@ -37,6 +37,13 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap: str = Field(
         "localhost:9092", description="Kafka bootstrap servers, comma-separated host:port."
     )
+    kafka_startup_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How long ingest and the aggregator wait at start for Kafka to answer "
+        "and the topic check to end; then they exit with status 1 (kafka_unreachable).",
+    )
     redis_url: str = Field("redis://localhost:6379/0", description="Redis URL.")
     redis_cluster: bool = Field(
         False, description="Treat REDIS_URL as a seed node of a Redis Cluster."

@@ -83,7 +83,9 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
     history the rebuild has not replayed yet. Afterwards the aggregators resume from the
     positions the rebuild wrote.
     """
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_spec())
+    await ensure_topics(
+        settings.kafka_bootstrap, settings.topic_spec(), timeout_s=settings.kafka_startup_timeout_s
+    )
     members = await _group_members(settings)
     if members and not force:
         raise CommandError(
@@ -157,7 +159,9 @@ async def erase_reader(settings: AggregatorSettings, user_id: str) -> list[str]:
     """
     if not valid_user_id(user_id):
         raise CommandError(f"{user_id!r} is not a user id (1–64 chars of [A-Za-z0-9._~-])")
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_spec())
+    await ensure_topics(
+        settings.kafka_bootstrap, settings.topic_spec(), timeout_s=settings.kafka_startup_timeout_s
+    )
     suffix = (KEY_SEPARATOR + user_id).encode()
     consumer, ends = await _read_to_end(settings)
     articles: set[str] = set()

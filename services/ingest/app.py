@@ -61,7 +61,10 @@ def create_app(settings: IngestSettings, verifier: Verifier | None = None) -> Fa
         # here too because the app may be served without it (uvicorn --factory, tests),
         # and no worker may publish to a topic partitioned otherwise than configured.
         await ensure_topics(
-            settings.kafka_bootstrap, settings.topic_spec(), dlq_topic=settings.dlq_topic
+            settings.kafka_bootstrap,
+            settings.topic_spec(),
+            dlq_topic=settings.dlq_topic,
+            timeout_s=settings.kafka_startup_timeout_s,
         )
         limits = RateLimits(settings)
         publisher = Publisher(settings)
