@@ -44,6 +44,8 @@ log = get_logger(__name__)
 FETCH_CHUNK: Final = 500
 # The longest wait for Kafka to take a batch's commit (a few ms when it is healthy).
 COMMIT_TIMEOUT_S: Final = 10.0
+# How often the lag is read from Kafka's end offsets (two small requests).
+LAG_SAMPLE_S: Final = 5.0
 
 
 class ResumeFromRedis(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -67,6 +69,9 @@ class ResumeFromRedis(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.aggregator.settle_tail(replay=False)
             await recovery.release_marks(self.aggregator, revoked)
             self.aggregator.generation += 1
+            for tp in revoked:  # the next owner reports their lag
+                if self.aggregator.applied.pop(tp, None) is not None:
+                    metrics.CONSUMER_LAG.remove(str(tp.partition))
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -105,6 +110,8 @@ class Aggregator:
         self.tail: asyncio.Task[None] | None = None
         # Who the Redis masters were when the member started (see watch.py).
         self.masters: Identity = frozenset()
+        # Each assigned partition's position in Redis: where its lag counts from.
+        self.applied: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         """Start the producer (dead letters, correctives) and join the consumer group."""
@@ -159,7 +166,9 @@ class Aggregator:
         key = position_key(tp.topic, tp.partition)
         context = BatchContext(tp.topic, (tp.partition,))
         position = await self.retry.run(partial(self.redis.get, key), POSITION, context)
+        self.applied.pop(tp, None)
         if position is not None:
+            self.applied[tp] = int(position)
             self.consumer.seek(tp, int(position))
             return
         committed = await self.consumer.committed(tp)
@@ -188,6 +197,7 @@ class Aggregator:
         check = partial(recovery.check_marks, self)
         marker = epoch_key(self.settings.topic)
         masters = asyncio.create_task(watch_identity(self.redis, marker, self.masters, check))
+        lag = asyncio.create_task(self._sample_lag())
         in_flight: asyncio.Task[bool] | None = None
         try:
             while not stop.is_set():
@@ -208,6 +218,7 @@ class Aggregator:
         finally:
             watch.cancel()
             masters.cancel()
+            lag.cancel()
             async with self.batch_lock:
                 await self.settle_tail(replay=False)
 
@@ -307,10 +318,33 @@ class Aggregator:
     async def _finish_batch(self, report: BatchReport, epoch: bytes | str | None) -> None:
         await self.applier.finish(report, epoch)
         await self._commit(report)
+        self.applied.update(report.positions)
         for tp, position in report.positions.items():
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+
+    async def _sample_lag(self) -> None:
+        """Every few seconds, each assigned partition's records behind its log end, from
+        Kafka's end offsets: a member stalled (Redis full or away, a batch retried) finishes
+        no batch, and its lag must grow all the same. A partition replayed from the start
+        counts from where its log starts."""
+        while True:
+            await asyncio.sleep(LAG_SAMPLE_S)
+            assigned = list(self.consumer.assignment())
+            if not assigned:
+                continue
+            try:
+                async with asyncio.timeout(LAG_SAMPLE_S):
+                    ends = await self.consumer.end_offsets(assigned)
+                    unknown = [tp for tp in assigned if tp not in self.applied]
+                    starts = await self.consumer.beginning_offsets(unknown) if unknown else {}
+            except (KafkaError, TimeoutError):
+                continue  # Kafka's own troubles are reported elsewhere; look again later
+            for tp, end in ends.items():
+                applied = self.applied.get(tp, starts.get(tp))
+                if applied is not None:
+                    metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, end - applied))
 
     async def _commit(self, report: BatchReport) -> None:
         try:

@@ -35,7 +35,8 @@ END_TO_END_SECONDS: Final = Histogram(
 )
 CONSUMER_LAG: Final = Gauge(
     "reactions_aggregator_consumer_lag",
-    "Records behind the partition's high watermark after the last applied batch.",
+    "Records behind the partition's log end: after each applied batch, and every 5 s from "
+    "Kafka's end offsets (so it grows while the member is stalled).",
     ["partition"],
 )
 REPLAYS: Final = Counter(

@@ -49,10 +49,23 @@ async def test_a_redis_outage_retries_the_same_batch(
             what="Redis retries while Redis is down",
         )
         assert await metric(aggregator.url, retries, {"dependency": "kafka"}) == 0
+        # No batch finishes meanwhile; the lag, read from Kafka's end offsets, shows them all.
+        await eventually(
+            lambda: metric(aggregator.url, "reactions_aggregator_consumer_lag"),
+            lambda n: n == 60,
+            timeout=30,
+            what="the lag of the 60 events stalled behind Redis",
+        )
         await asyncio.to_thread(own_redis.start)
         await redis.aclose()
         redis = Redis.from_url(own_redis.url, decode_responses=True)
         await settled(redis, kafka.bootstrap, topic)
         assert await all_counts(redis) == {f"a{i}": {"wow": 10} for i in range(6)}
+        await eventually(
+            lambda: metric(aggregator.url, "reactions_aggregator_consumer_lag"),
+            lambda n: n == 0,
+            timeout=30,
+            what="no lag once caught up",
+        )
     finally:
         await redis.aclose()

@@ -101,7 +101,7 @@ CONTRACT_METRICS: Final[dict[str, ContractMetric]] = {
     "reactions_aggregator_consumer_lag": ContractMetric(
         "gauge",
         "aggregator",
-        "Records not yet consumed (highwater minus position), by partition.",
+        "Records behind the log end (end offset minus position in Redis), by partition.",
         ("partition",),
     ),
     "reactions_aggregator_replays_total": ContractMetric(
