@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     report_p = sub.add_parser("report", help="rewrite the .md and .png of a results .json")
     report_p.add_argument("json", help="e.g. bench/results/latest.json")
     stable_p = sub.add_parser(
-        "stability", help="how far two runs' headline ratios lie apart (±15 % expected)"
+        "stability", help="how far two runs' headline ratios lie apart (±15 %% expected)"
     )
     stable_p.add_argument("first", help="a run's results .json, e.g. a copy of latest.json")
     stable_p.add_argument("second", help="the next run's results .json")

@@ -8,6 +8,8 @@ local reactions = {"like", "dislike", "love", "funny", "angry", "sad", "wow"}
 local tokens = {}
 
 init = function(args)
+  -- Each thread and each run its own sequence: otherwise every run repeats the same votes.
+  math.randomseed(os.time() + (tonumber(tostring({}):sub(8)) or 0))
   local path = args[1] or error("pass the tokens file after --")
   for line in io.lines(path) do
     local token = line:match("^[^\t]+\t(%S+)$")
