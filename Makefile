@@ -9,18 +9,19 @@ SYSTEM_PACKAGES := openjdk-17-jre-headless maven redis-server redis-tools wrk ch
 # Asked for only when npm is missing: a Node.js from elsewhere (NodeSource's) brings its own.
 NODE_PACKAGES := nodejs npm
 BROWSER_TOOLS := tests/e2e/node_modules/.installed
+WIDGET_TOOLS := widget/node_modules/.installed
 
 .PHONY: .system-packages .node help setup widget run up down up-cluster down-cluster status test test-cluster test-faults lint fmt bench profile soak clean
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed deploy/kafka/lib/.copied $(BROWSER_TOOLS) widget ## Install what is missing: system packages, venv, Kafka jars, axe-core, TypeScript
+setup: $(VENV)/.installed deploy/kafka/lib/.copied $(BROWSER_TOOLS) widget ## Install what is missing: system packages, venv, Kafka jars, axe-core, TypeScript, terser
 
 # The one source in widget/src/ makes the ES module and the classic script the reader serves
-# (and the npm package ships); build.py rewrites only what changed, and a test fails when
-# the committed files are stale.
-widget: | $(VENV)/.installed ## Write the widget's ES module and classic script from widget/src/
+# (and the npm package ships), minified by terser; build.py rewrites only what changed, and a
+# test fails when the committed files are stale.
+widget: | $(VENV)/.installed $(WIDGET_TOOLS) ## Write the widget's ES module and classic script from widget/src/
 	@$(PY) widget/build.py
 
 .system-packages:
@@ -42,6 +43,11 @@ widget: | $(VENV)/.installed ## Write the widget's ES module and classic script 
 # widget's declarations, exactly as the lockfile pins them.
 $(BROWSER_TOOLS): tests/e2e/package.json tests/e2e/package-lock.json | .node
 	npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# terser, which minifies the widget, exactly as the lockfile pins it.
+$(WIDGET_TOOLS): widget/package.json widget/package-lock.json | .node
+	npm ci --prefix widget --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(VENV)/.installed: pyproject.toml | .system-packages

@@ -1,8 +1,9 @@
 """Writes the widget's ES module and classic script from its one source, `src/` (run by
 `make widget`; a test fails when the files written here are stale).
 
-Both are the source without its comments and indentation, with `src/bar.css` (the
-stylesheet the reader's server-rendered bar uses too) in place of `BAR_CSS`. The classic
+Both are the source with `src/bar.css` (the stylesheet the reader's server-rendered bar
+uses too) in place of `BAR_CSS`, minified by terser (the version `package-lock.json` pins,
+installed by `make setup`: the same source always makes the same files). The classic
 script is the module's code in a function of its own, without `export`, reading its own URL
 from `document.currentScript` instead of `import.meta.url`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Final
@@ -21,6 +23,7 @@ STYLESHEET: Final = HERE / "src" / "bar.css"
 MODULE: Final = HERE / "reaction-bar.js"
 CLASSIC: Final = HERE / "reaction-bar.classic.js"
 HEADER: Final = "// Reactions widget, {form}: generated from src/reaction-bar.js by build.py.\n"
+TERSER: Final = HERE / "node_modules" / "terser" / "bin" / "terser"
 
 
 def stylesheet() -> str:
@@ -47,9 +50,24 @@ def code(source: str, css: str) -> str:
     return compact.replace("BAR_CSS", json.dumps(css, ensure_ascii=False))
 
 
+def minified(script: str, *, module: bool) -> str:
+    """`script` through terser: compressed, local names mangled, exports kept."""
+    if not TERSER.exists():
+        raise SystemExit(f"{TERSER} is missing: run `make setup` (npm ci --prefix widget)")
+    flags = ["--module"] if module else []
+    result = subprocess.run(
+        ["node", str(TERSER), *flags, "--compress", "--mangle"],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip() + "\n"
+
+
 def module(source: str, css: str) -> str:
-    """The ES module: `export class ReactionBar`, `export const define`."""
-    return HEADER.format(form="ES module") + code(source, css)
+    """The ES module: exports `ReactionBar` and `define`."""
+    return HEADER.format(form="ES module") + minified(code(source, css), module=True)
 
 
 def classic(source: str, css: str) -> str:
@@ -59,7 +77,8 @@ def classic(source: str, css: str) -> str:
         "import.meta.url", "document.currentScript && document.currentScript.src"
     )
     shared = re.sub(r"^export ", "", shared, flags=re.MULTILINE)
-    return HEADER.format(form="classic script") + f'(() => {{\n"use strict";\n{shared}}})();\n'
+    wrapped = f'(() => {{\n"use strict";\n{shared}}})();\n'
+    return HEADER.format(form="classic script") + minified(wrapped, module=False)
 
 
 def generated() -> dict[Path, str]:
