@@ -4,6 +4,8 @@ before a setting existed (or by hand) can be used again.
 Configs (`cleanup.policy`, `min.compaction.lag.ms`, `min.insync.replicas`) are altered in
 place. The partition count and the replication factor are not configs: the command refuses
 to touch them and prints what to do instead (a migration to a new topic; a reassignment).
+While either differs it changes nothing at all: settings that name another topic layout
+(a mistyped environment, say) must not lower a live topic's `min.insync.replicas` first.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ log = get_logger(__name__)
 async def align_topic(settings: AggregatorSettings) -> list[TopicDifference]:
     """Set the topic's configs to the settings; returns what was changed.
 
-    Raises CommandError, after aligning the configs, when the partition count or the
-    replication factor differs: the message says how to change them.
+    Raises CommandError, changing nothing, when the partition count or the replication
+    factor differs: the message says how to change them (then run it again for the
+    configs).
     """
     spec = settings.topic_spec()
     admin = AIOKafkaAdminClient(
@@ -47,6 +50,18 @@ async def align_topic(settings: AggregatorSettings) -> list[TopicDifference]:
                 f"topic {spec.name!r} does not exist; the services create it as configured"
             )
         differences = await topic_differences(admin, spec)
+        structural = [d for d in differences if d.structural]
+        if structural:
+            brokers = sorted(b["node_id"] for b in (await admin.describe_cluster())["brokers"])
+            replicas = await topic_replicas(admin, spec.name)
+            advice = [_advice(d, spec, replicas, brokers, settings) for d in structural]
+            pending = [str(d) for d in differences if not d.structural]
+            if pending:
+                advice.append(
+                    f"{spec.name}: nothing was changed; once the layout matches the settings, "
+                    f"run align-topic again for the configs ({'; '.join(pending)})."
+                )
+            raise CommandError("\n\n".join(advice))
         configs = [d for d in differences if not d.structural]
         if configs:
             await _alter_configs(admin, spec)
@@ -59,13 +74,6 @@ async def align_topic(settings: AggregatorSettings) -> list[TopicDifference]:
                     now=d.configured,
                 )
                 sys.stdout.write(f"{spec.name}: {d.setting} {d.actual} -> {d.configured}\n")
-        structural = [d for d in differences if d.structural]
-        if structural:
-            brokers = sorted(b["node_id"] for b in (await admin.describe_cluster())["brokers"])
-            replicas = await topic_replicas(admin, spec.name)
-            raise CommandError(
-                "\n\n".join(_advice(d, spec, replicas, brokers, settings) for d in structural)
-            )
         if not configs:
             sys.stdout.write(f"{spec.name}: already as configured\n")
         return configs
