@@ -5,6 +5,7 @@ closed to votes and compact. No violation is allowed."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,22 @@ def test_german_right_to_left_closed_and_compact_bars(
         expect(page.locator("#html").get_by_role("button", name="Liebe 42")).to_be_visible()
         bars = {"de": "#de", "rtl": "#rtl", "compact": "#compact", "closed": "#closed"}
         audited(page, "bars", bars)
+
+
+def test_a_light_only_site_keeps_light_bars_for_a_reader_in_dark_mode(
+    browser: Browser, stack: Stack, site: NewsSite
+) -> None:
+    """A site that declares no dark scheme is white for every reader: its bars follow the
+    page's color-scheme, not the reader's system alone, so their texts (the status line
+    drawn on the page's own background) keep their contrast."""
+    body = '<reaction-bar article="a11y-light" readonly></reaction-bar>'
+    with browser.new_context(color_scheme="dark") as context:
+        page = site.open(context, body, widget_script(stack))
+        light_only = ":root { color-scheme: normal; background: #fff; color: #1f2328; }"
+        page.add_style_tag(content=light_only)
+        expect(page.get_by_role("status")).not_to_be_empty()
+        like = page.get_by_role("button", name=re.compile("^Like "))
+        assert like.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(255, 255, 255)"
+        violations = audit(page)
+        page.screenshot(path=str(ARTIFACTS / "a11y-light-site-dark-reader.png"), full_page=True)
+        assert violations == [], described(violations)

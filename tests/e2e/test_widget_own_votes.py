@@ -6,6 +6,7 @@ pressed where the reader looks and counted once."""
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import orjson
@@ -369,3 +370,37 @@ def test_a_newer_vote_of_a_reaction_a_bar_does_not_show_is_taken_quietly(
     shows((top,), "Like", pressed=False, count="0")
     shows((section,), "Wow", pressed=True, count="1")
     assert not errors, errors
+
+
+def test_a_vote_that_never_answers_is_given_up_and_the_page_votes_on(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """The page's first vote reaches no answer (a hung connection): after 10 s the bar gives
+    it up and sends it once more, and the vote another bar cast meanwhile, which waited for
+    that first answer, goes out too."""
+    body = '<reaction-bar article="w-hung-1"></reaction-bar><reaction-bar article="w-hung-2">'
+    page = story_page(context, site, stack, body + "</reaction-bar>")
+    hung: list[Route] = []
+
+    def hang_first(route: Route) -> None:
+        if route.request.method == "POST" and not hung:
+            hung.append(route)  # never answered
+        else:
+            route.continue_()
+
+    page.route("**/v1/votes", hang_first)
+    expect_state(page, "w-hung-2", "Love", pressed=False, count="0")
+    button(page, "w-hung-1", "Like").click()
+    wait_in_page(page, lambda: bool(hung), what="the hung vote")
+    button(page, "w-hung-2", "Love").click()
+    token = page_token(page)
+
+    def applied(article: str, mine: str) -> bool:
+        vote = own_vote(stack, token, article)
+        return bool(vote["mine"] == mine and vote["total"] == 1)
+
+    # Polled through the page: its routes answer the votes after the hung one meanwhile.
+    for article, mine in (("w-hung-1", "like"), ("w-hung-2", "love")):
+        wait_in_page(page, partial(applied, article, mine), timeout=60, what=f"{article} {mine}")
+    expect_state(page, "w-hung-1", "Like", pressed=True, count="1")
+    expect_state(page, "w-hung-2", "Love", pressed=True, count="1")

@@ -123,10 +123,15 @@ const drop = (token) => {
 // Renewed when less than a tenth of its lifetime, at most 30 days, is left.
 const due = (t) => t.expires - Date.now() < Math.min((t.expires - t.issued) / 10, 30 * DAY);
 
+// A write not answered within 10 s is given up as unanswered (a hung connection, a
+// stalled ingest): the bar then says so, and the writes queued behind it go on.
+const timed = (init) => (AbortSignal.timeout ? Object.assign({ signal: AbortSignal.timeout(1e4) }, init) : init);
 // POST /v1/readers. A new reader's request has no body and no header, so it is a simple
 // request (no CORS preflight); a renewal carries the token.
 const post = (ingest, token) =>
-  fetch(ingest + "/v1/readers", { method: "POST", headers: token ? bearer(token) : {} }).catch(() => ({ status: 0 }));
+  fetch(ingest + "/v1/readers", timed({ method: "POST", headers: token ? bearer(token) : {} })).catch(() => ({
+    status: 0,
+  }));
 const issued = async (r) => {
   const body = await r.json();
   let life = 0;
@@ -190,11 +195,14 @@ let provider = null;
 let tokens = Promise.resolve();
 // Whose token a request carries: the site's logged-in reader, else the anonymous reader
 // (minted only with `mint`, at a click); null for a reader who never clicked. Token
-// requests go one at a time, so bars clicked at once share one new reader.
+// requests go one at a time, so bars clicked at once share one new reader; across the
+// site's tabs too where the browser has Web Locks (tabs clicked at once would otherwise
+// make two readers, and count one person twice).
 const credential = async (ingest, mint) => {
   const site = provider && (await provider());
   if (site) return { token: site, site: true };
-  const next = () => obtain(ingest, mint);
+  const locks = navigator.locks;
+  const next = () => (locks ? locks.request(TOKEN_KEY, () => obtain(ingest, mint)) : obtain(ingest, mint));
   const t = await (tokens = tokens.then(next, next));
   return t && { token: t.token, site: false };
 };
@@ -204,8 +212,8 @@ const credential = async (ingest, mint) => {
 const warm = new Map();
 const postVote = (url, init) => {
   const ready = warm.get(url);
-  if (ready === true) return fetch(url, init);
-  const response = (ready || Promise.resolve()).then(() => fetch(url, init));
+  if (ready === true) return fetch(url, timed(init));
+  const response = (ready || Promise.resolve()).then(() => fetch(url, timed(init)));
   warm.set(url, response.then(() => warm.set(url, true), () => {}));
   return response;
 };
@@ -386,7 +394,10 @@ const accepted = (from, vote) => {
   if (tabs && !vote.site) tabs.postMessage(vote);
 };
 // Every bar reads its counts and the reader's votes again, forgetting the old reader's.
+// `readers` counts the changes: a vote answered after one was the old reader's.
+let readers = 0;
 const anew = () =>
+  ++readers &&
   bars.forEach((bar) => {
     if (!bar.inFlight) bar.forget();
     bar.load();
@@ -587,6 +598,8 @@ export class ReactionBar extends Base {
   // The reader changed (a site's login, a token refused and replaced): nothing this bar
   // knew of the reader's votes holds; the own-votes read says anew.
   forget() {
+    // What it said of the reader's votes, too (a closed bar says only that it is closed).
+    if (!this.readonly) this.say("");
     this.votes = [];
     this.last = -1;
     this.later = null;
@@ -675,7 +688,12 @@ export class ReactionBar extends Base {
     }
     if (mine !== undefined && (this.server === tally || !this.votes.length)) {
       this.base = mine;
-      if (!this.votes.length) this.confirmed = this.desired = mine;
+      if (!this.votes.length) {
+        // The read says where the reader's vote stands (a vote said unsaved, whose answer
+        // was lost, may be there): what the bar said of it before no longer holds.
+        if (this.desired !== mine && !this.readonly) this.say("");
+        this.confirmed = this.desired = mine;
+      }
     }
     const counts = this.render();
     if (counts && this.server === tally) {
@@ -720,6 +738,7 @@ export class ReactionBar extends Base {
   async send() {
     if (this.inFlight || this.desired === this.confirmed) return;
     const run = this.run;
+    let who = readers;
     const target = this.desired;
     const [ingest, article] = [this.ingestUrl, this.article];
     this.inFlight = true;
@@ -744,6 +763,7 @@ export class ReactionBar extends Base {
           drop(reader.token);
           retry = false;
           anew();
+          who = readers; // this vote goes on as the new reader's
           continue;
         }
         // No answer (a reset connection, a lost response): ingest may have taken it. Sent
@@ -765,6 +785,17 @@ export class ReactionBar extends Base {
     }
     this.inFlight = false;
     const vote = typeof seq == "number" && { ingest, article, reader: readerId, seq, reaction: target, site };
+    if (who !== readers) {
+      // The reader changed meanwhile (a site's login): the vote stands, the old reader's,
+      // and is not the new one's to show; this bar reads the new reader's votes.
+      if (vote) noteVote(vote);
+      if (run === this.run) {
+        this.held = this.later = null;
+        this.forget();
+        this.load();
+      }
+      return;
+    }
     if (run !== this.run) {
       // The bar started anew meanwhile (an attribute changed): the vote stands all the same.
       if (vote) accepted(null, vote);
@@ -781,7 +812,8 @@ export class ReactionBar extends Base {
       this.votes.sort((a, b) => a[0] - b[0]);
       this.last = Math.max(this.last, seq);
       accepted(this, vote);
-      this.announce(target);
+      // A vote the reader has since changed is not announced: the next one will be.
+      if (this.desired === target) this.announce(target);
     } else {
       this.desired = this.confirmed;
       // Still no answer: ingest may have taken it, so the story's bars read the reader's
