@@ -84,6 +84,7 @@ async def replay_from_start(member: Aggregator, reason: RedisLostData | RedisRol
     member.consumer.pause(*assigned)
     try:
         for tp in assigned:
+            member.applied.pop(tp, None)  # its lag counts from the log's start again
             await member.consumer.seek_to_beginning(tp)
     finally:
         member.generation += 1
