@@ -297,3 +297,26 @@ def test_the_tag_name_is_the_sites_choice_and_a_clash_is_reported(
     wait_in_page(page, lambda: bool(warnings), what="the clash's warning")
     assert "<reaction-bar> is already defined by another script" in warnings[0]
     assert 'data-element="' in warnings[0] and "define(" in warnings[0]
+
+
+def test_a_bar_without_a_valid_article_id_says_why_in_the_console(
+    context: BrowserContext, stack: Stack, site: NewsSite
+) -> None:
+    """It shows nothing; the site's developers are told why."""
+    warnings: list[str] = []
+    context.on(
+        "console",
+        lambda m: warnings.append(m.text) if m.type == "warning" and "Reactions:" in m.text else 0,
+    )
+    page = site.open(
+        context,
+        '<reaction-bar article="bad id"></reaction-bar><reaction-bar></reaction-bar>'
+        '<reaction-bar article="good-1"></reaction-bar>',
+        widget_script(stack),
+    )
+    expect(page.locator('reaction-bar[article="good-1"]').get_by_role("button")).to_have_count(7)
+    wait_in_page(page, lambda: bool(warnings), what="the bad id's warning")
+    # One: a bar with no id yet is left quiet (a framework may set it after inserting it).
+    assert len(warnings) == 1 and 'article="bad id" is not an article id' in warnings[0]
+    bad = page.locator('reaction-bar[article="bad id"]')
+    assert bad.evaluate("b => b.shadowRoot.innerHTML") == ""

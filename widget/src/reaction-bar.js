@@ -511,6 +511,12 @@ export class ReactionBar extends Base {
     this.inFlight = false;
     this.held = null; // a tally that came while a vote was in flight
     if (!ARTICLE.test(article)) {
+      // Nothing to show, and said where the site's developers look (a bar without an id
+      // yet is left quiet: a framework may set it after inserting the element).
+      if (article)
+        console.warn(
+          `Reactions: article="${article.slice(0, 40)}" is not an article id (1 to 128 of A-Z a-z 0-9 . _ : ~ -), so this bar shows nothing.`
+        );
       fill(root);
       return;
     }
