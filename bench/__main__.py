@@ -63,7 +63,12 @@ def run(quick: bool, only: list[str]) -> int:
                 ctx.add(unavailable(name, "scenario failed", "", repr(exc)[:300]))
     finally:
         stack.stop()
-    command = ("BENCH_QUICK=1 " if quick else "") + "make bench"
+    subset = [name for name in only if name in SCENARIOS]
+    command = (
+        (f"BENCH_ONLY={','.join(subset)} " if subset else "")
+        + ("BENCH_QUICK=1 " if quick else "")
+        + "make bench"
+    )
     meta = {
         "mode": "quick" if quick else "full",
         "command": command,
@@ -76,8 +81,9 @@ def run(quick: bool, only: list[str]) -> int:
     out("\n" + report.text_table(ctx.rows) + "\n\n")
     if "e2e_table_last_round" in ctx.facts:
         out("end to end, last round:\n" + ctx.facts["e2e_table_last_round"] + "\n\n")
-    if any(name in SCENARIOS for name in only) or not only:
-        for path in report.write(ctx.rows, meta):
+    if subset or not only:
+        # A subset never replaces the committed results of a whole run.
+        for path in report.write(ctx.rows, meta, name="partial" if subset else "latest"):
             out(f"wrote {path}\n")
     out(f"{meta['mode']} run took {meta['duration_s']:.0f}s on {machine}\n")
     return 0
