@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,6 +18,9 @@ from aiokafka.errors import (
 
 from shared.logs import get_logger
 from shared.shutdown import close_within
+
+if TYPE_CHECKING:
+    from shared.settings import CommonSettings
 
 log = get_logger(__name__)
 
@@ -194,6 +197,17 @@ async def ensure_topics(
         raise PartitionCountMismatch(spec.name, differences)
     if differences:
         raise TopicMismatch(spec.name, differences)
+
+
+async def ensure_configured_topics(settings: CommonSettings, *, with_dlq: bool = True) -> None:
+    """`ensure_topics` as the settings name them: the reactions topic and (with `with_dlq`)
+    its dead-letter topic, within REACTIONS_KAFKA_STARTUP_TIMEOUT_S."""
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        settings.topic_spec(),
+        dlq_topic=settings.dlq_topic if with_dlq else None,
+        timeout_s=settings.kafka_startup_timeout_s,
+    )
 
 
 async def _started_admin(bootstrap: str, deadline: float) -> AIOKafkaAdminClient:

@@ -21,7 +21,7 @@ from services.aggregator.commands import CommandError, erase_reader, rebuild
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.consumer import Aggregator
 from shared.identity import site_reader_id
-from shared.kafka import KafkaUnreachable, TopicMismatch, ensure_topics
+from shared.kafka import KafkaUnreachable, TopicMismatch, ensure_configured_topics
 from shared.logs import configure_logging, get_logger
 from shared.settings import load_settings
 from shared.shutdown import close_within
@@ -45,14 +45,8 @@ async def serve(settings: AggregatorSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    topics = ensure_topics(
-        settings.kafka_bootstrap,
-        settings.topic_spec(),
-        dlq_topic=settings.dlq_topic,
-        timeout_s=settings.kafka_startup_timeout_s,
-    )
     # Waiting for Kafka to answer (it may start after us): a SIGTERM meanwhile ends it.
-    if not await _unless_stopped(topics, stop):
+    if not await _unless_stopped(ensure_configured_topics(settings), stop):
         return
     redis = connect_redis(settings.redis_url, APPLIES, cluster=settings.redis_cluster)
     aggregator = Aggregator(settings, redis)

@@ -17,7 +17,7 @@ from services.aggregator.marks import RedisRolledBack
 from services.aggregator.recovery import replay_targets
 from services.aggregator.retry import RetryPolicy
 from shared.events import KEY_SEPARATOR, ReactionEvent, partition_for, valid_user_id
-from shared.kafka import ensure_topics, new_producer
+from shared.kafka import ensure_configured_topics, new_producer
 from shared.logs import get_logger
 from shared.shutdown import close_within
 from shared.tallies import (
@@ -83,9 +83,7 @@ async def rebuild(settings: AggregatorSettings, *, force: bool = False) -> dict[
     history the rebuild has not replayed yet. Afterwards the aggregators resume from the
     positions the rebuild wrote.
     """
-    await ensure_topics(
-        settings.kafka_bootstrap, settings.topic_spec(), timeout_s=settings.kafka_startup_timeout_s
-    )
+    await ensure_configured_topics(settings, with_dlq=False)
     members = await _group_members(settings)
     if members and not force:
         raise CommandError(
@@ -159,9 +157,7 @@ async def erase_reader(settings: AggregatorSettings, user_id: str) -> list[str]:
     """
     if not valid_user_id(user_id):
         raise CommandError(f"{user_id!r} is not a user id (1–64 chars of [A-Za-z0-9._~-])")
-    await ensure_topics(
-        settings.kafka_bootstrap, settings.topic_spec(), timeout_s=settings.kafka_startup_timeout_s
-    )
+    await ensure_configured_topics(settings, with_dlq=False)
     suffix = (KEY_SEPARATOR + user_id).encode()
     consumer, ends = await _read_to_end(settings)
     articles: set[str] = set()

@@ -17,7 +17,7 @@ from services.ingest.config import IngestSettings
 from services.ingest.tokens import DEFAULT_ALGORITHM, generate_key_files, minted, write_tokens
 from shared.identity import NAMESPACES
 from shared.jwks import EDDSA, ES256
-from shared.kafka import KafkaUnreachable, TopicMismatch, ensure_topics
+from shared.kafka import KafkaUnreachable, TopicMismatch, ensure_configured_topics
 from shared.logs import configure_logging, get_logger
 from shared.settings import load_settings
 
@@ -50,14 +50,7 @@ def serve(settings: IngestSettings, app_factory: str = APP_FACTORY) -> int:
         # Checked here, before any worker starts, so a refusal is logged once and ends
         # the service with status 2; a worker refusing in its lifespan would end uvicorn
         # with uvicorn's own startup-failure status. Each worker checks again (app.py).
-        asyncio.run(
-            ensure_topics(
-                settings.kafka_bootstrap,
-                settings.topic_spec(),
-                dlq_topic=settings.dlq_topic,
-                timeout_s=settings.kafka_startup_timeout_s,
-            )
-        )
+        asyncio.run(ensure_configured_topics(settings))
     except TopicMismatch as exc:
         log.error("refusing_to_start", **exc.fields())
         return 2

@@ -34,7 +34,7 @@ from shared.http import (
     ops_router,
 )
 from shared.identity import Verifier
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_configured_topics
 from shared.logs import configure_logging, get_logger
 from shared.metrics import RequestMetrics
 
@@ -60,12 +60,7 @@ def create_app(settings: IngestSettings, verifier: Verifier | None = None) -> Fa
         # Also checked by `python -m services.ingest` before the workers start; checked
         # here too because the app may be served without it (uvicorn --factory, tests),
         # and no worker may publish to a topic partitioned otherwise than configured.
-        await ensure_topics(
-            settings.kafka_bootstrap,
-            settings.topic_spec(),
-            dlq_topic=settings.dlq_topic,
-            timeout_s=settings.kafka_startup_timeout_s,
-        )
+        await ensure_configured_topics(settings)
         limits = RateLimits(settings)
         publisher = Publisher(settings)
         await publisher.start()

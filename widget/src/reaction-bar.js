@@ -604,8 +604,7 @@ export class ReactionBar extends Base {
   // The reader changed (a site's login, a token refused and replaced): nothing this bar
   // knew of the reader's votes holds; the own-votes read says anew.
   forget() {
-    // What it said of the reader's votes, too (a closed bar says only that it is closed).
-    if (!this.readonly) this.say("");
+    this.unsay();
     this.votes = [];
     this.last = -1;
     this.later = null;
@@ -697,7 +696,7 @@ export class ReactionBar extends Base {
       if (!this.votes.length) {
         // The read says where the reader's vote stands (a vote said unsaved, whose answer
         // was lost, may be there): what the bar said of it before no longer holds.
-        if (this.desired !== mine && !this.readonly) this.say("");
+        if (this.desired !== mine) this.unsay();
         this.confirmed = this.desired = mine;
       }
     }
@@ -844,6 +843,11 @@ export class ReactionBar extends Base {
     const button = this.buttons.get(reaction);
     if (reaction && !button) return;
     this.say(button ? this.texts.set.replace("$", button.querySelector(".l").textContent) : this.texts.cleared);
+  }
+
+  // Clear what the bar said of the reader's votes (a closed bar says only that it is closed).
+  unsay() {
+    if (!this.readonly) this.say("");
   }
 
   say(text) {
