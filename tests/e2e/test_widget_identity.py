@@ -333,40 +333,6 @@ def test_a_stale_cached_tally_never_shows_the_vote_twice_or_loses_it(
     assert shown(page, article, "Love") == ("true", "3")
 
 
-def test_two_tabs_clicking_at_once_become_one_reader(context: BrowserContext, stack: Stack) -> None:
-    """The site's two tabs each get a first click before the first token is issued: the
-    second waits for the first's token (Web Locks), so one person is one reader and each
-    of their votes counts once."""
-    held: list[Route] = []
-
-    def hold_first(route: Route) -> None:
-        if route.request.method == "POST" and not held:
-            held.append(route)  # answered once the other tab has clicked
-        else:
-            route.continue_()
-
-    requests = record(context)
-    context.route("**/v1/readers", hold_first)
-    first, second = bar_page(context, stack, "w-tab-1"), bar_page(context, stack, "w-tab-2")
-    expect_state(second, "w-tab-2", "Wow", pressed=False, count="0")
-    button(first, "w-tab-1", "Sad").click()
-    wait_in_page(first, lambda: bool(held), what="the first tab's token request")
-    button(second, "w-tab-2", "Wow").click()
-    waiting = "navigator.locks.query().then((q) => q.pending.length)"
-    wait_in_page(second, lambda: second.evaluate(waiting) == 1, what="the second tab to wait")
-    held[0].continue_()
-    token = page_token(first)
-    for page, article, mine in ((first, "w-tab-1", "sad"), (second, "w-tab-2", "wow")):
-        wait_in_page(
-            page,
-            lambda a=article, m=mine: own_vote(stack, token, a)["mine"] == m,
-            timeout=60,
-            what=f"{article}: {mine} as one reader",
-        )
-    assert len(calls(requests, "POST", "/v1/readers")) == 1
-    assert stored_token(second) == stored_token(first)
-
-
 def test_a_change_of_the_sites_reader_clears_what_the_bar_said_of_the_last_one(
     context: BrowserContext, stack: Stack
 ) -> None:

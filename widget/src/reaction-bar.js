@@ -195,9 +195,10 @@ let provider = null;
 let tokens = Promise.resolve();
 // Whose token a request carries: the site's logged-in reader, else the anonymous reader
 // (minted only with `mint`, at a click); null for a reader who never clicked. Token
-// requests go one at a time, so bars clicked at once share one new reader; across the
-// site's tabs too where the browser has Web Locks (tabs clicked at once would otherwise
-// make two readers, and count one person twice).
+// requests go one at a time, so bars clicked at once share one new reader; the site's tabs
+// take turns too where the browser has Web Locks, so a tab clicked while another's request
+// is out waits for it (localStorage reaches other tabs a moment later, so a tab granted the
+// lock right after the write can still miss it and make a second reader).
 const credential = async (ingest, mint) => {
   const site = provider && (await provider());
   if (site) return { token: site, site: true };
